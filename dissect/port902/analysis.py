@@ -1,0 +1,148 @@
+"""The analyze pipeline end to end: capture files -> session records -> links.
+
+``analyze(paths)`` is the one entry point the CLI, notebooks and tests share:
+stream each capture through the fast packet filter (``capture``), the connection
+table (``flows``) and the per-connection state machine (``session``), freeze
+finished connections into records (``results``), then link sessions
+(``correlate``).  The returned :class:`Analysis` holds the records and builds the
+DataFrames and the JSON document from them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from . import frames
+from .capture import IPPROTO_TCP, CaptureReader, CaptureStats, Selection
+from .correlate import Handoff, find_handoffs
+from .flows import FlowTable
+from .results import SessionRecord, summarize
+from .session import MAX_RECORDS, Session, Weird
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Analysis:
+    """Everything one run found; DataFrame builders return frames with declared columns."""
+
+    sessions: list[SessionRecord] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    captures: list[CaptureStats] = field(default_factory=list)
+    capture_weird: list[Weird] = field(default_factory=list)
+
+    @property
+    def weird(self) -> list[Weird]:
+        out = list(self.capture_weird)
+        for s in self.sessions:
+            out.extend(s.weird)
+        return out
+
+    def session(self, uid: str) -> SessionRecord:
+        for s in self.sessions:
+            if s.uid == uid:
+                return s
+        raise KeyError(uid)
+
+    # -- DataFrames --------------------------------------------------------------------
+
+    def sessions_frame(self) -> pd.DataFrame:
+        return frames.sessions_frame(self.sessions)
+
+    def tls_records_frame(self) -> pd.DataFrame:
+        return frames.tls_records_frame(self.sessions)
+
+    def handshakes_frame(self) -> pd.DataFrame:
+        return frames.handshakes_frame(self.sessions)
+
+    def dialogue_frame(self) -> pd.DataFrame:
+        return frames.dialogue_frame(self.sessions)
+
+    def weird_frame(self) -> pd.DataFrame:
+        return frames.weird_frame(self.weird)
+
+    def handoffs_frame(self) -> pd.DataFrame:
+        return frames.handoffs_frame(self.handoffs)
+
+    # -- JSON ----------------------------------------------------------------------------
+
+    def to_dict(self, records: bool = False) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "captures": [
+                {
+                    "path": c.path, "format": c.format, "link_types": c.link_types, "size_bytes": c.size_bytes,
+                    "packets": c.packets, "selected_packets": c.selected, "first_ts": c.first_ts, "last_ts": c.last_ts,
+                }
+                for c in self.captures
+            ],
+            "sessions": [s.to_dict(records=records) for s in self.sessions],
+            "handoffs": [h.to_dict() for h in self.handoffs],
+            "weird": [
+                {"uid": w.uid or None, "source": w.source, "ts": w.ts, "frame": w.frame, "offset": w.offset,
+                 "kind": w.kind, "detail": w.detail}
+                for w in self.weird
+            ],
+        }
+
+
+def analyze(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    show_secrets: bool = False,
+    progress: Callable[[int], None] | None = None,
+    selection: Selection | None = None,
+    max_records: int = MAX_RECORDS,
+) -> Analysis:
+    """Analyse one or more captures.
+
+    ``progress`` is called with the cumulative number of capture-file bytes read.
+    Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
+    readable capture; damage inside a capture becomes ``weird`` rows instead.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    result = Analysis()
+    done_before = 0
+    for path in paths:
+        sessions: list[SessionRecord] = []
+
+        def make_session(conn, _secrets=show_secrets):
+            return Session(conn, show_secrets=_secrets, max_records=max_records)
+
+        def finish(conn, _out=sessions):
+            _out.append(summarize(conn))
+            conn.session = None  # drop the parsers; the record holds what is needed
+
+        report = None
+        if progress is not None:
+            base = done_before
+
+            def report(n, _base=base):
+                progress(_base + n)
+
+        sel = selection if selection is not None else Selection()
+        with CaptureReader(path, sel, progress=report) as reader:
+            table = FlowTable(make_session, finish, source=reader.path)
+            add = table.add
+            for pkt in reader:
+                if pkt.proto == IPPROTO_TCP:
+                    add(pkt)
+            table.close()
+            stats = reader.stats
+        done_before += stats.size_bytes
+        result.captures.append(stats)
+        for w in stats.warnings:
+            result.capture_weird.append(Weird(None, w.frame, w.kind, w.detail, "", w.path, w.offset))
+        if table.evicted:
+            result.capture_weird.append(Weird(None, None, "flow_table_overflow",
+                                              f"{table.evicted} connections finished early: more than "
+                                              f"{table.max_live} were open at once", "", reader.path))
+        sessions.sort(key=lambda s: (s.start, s.first_frame))
+        result.sessions.extend(sessions)
+    result.handoffs = find_handoffs(result.sessions)
+    return result

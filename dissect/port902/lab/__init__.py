@@ -1,0 +1,30 @@
+"""Traffic lab: builds labelled port-902 captures from first principles.
+
+Why it exists: no public capture of vmware-authd traffic exists (protocol.md §10), so the
+dissector is tested against traffic this lab synthesises from the documented dialogues. The lab
+must stay independent of the parsers in ``dissect.port902`` (it is their ground truth), so
+nothing here imports from outside ``dissect.port902.lab``.
+
+Layers, bottom up (each module one job):
+
+``links``        link-layer headers for the link types a capture may carry
+``pcapwriter``   pcap / pcapng records (both byte orders, µs / ns, snaplen, gzip)
+``ip``           IPv4 / IPv6 / UDP headers and the Internet checksum
+``tcp``          one TCP connection's packets: handshake, segmentation, ACKs, loss, close
+``certs``        deterministic "VMware ESX Server Default Certificate"-style host certificates
+``tlsbio``       real TLS between two ``ssl.SSLObject``s over memory BIOs, flight by flight
+``pace``         timing model (server processing, client think times)
+``channel``      plays a dialogue onto a TCP connection through plain / TLS #1 / TLS #2
+``authd``        authd banners and control-channel dialogues (bytes each side sends)
+``rfb``          RFB/VNC messages and console activity inside TLS #2 (MKS)
+``nfc``          NFC 264-byte messages, AIO frames and transfer dialogues
+``background``   unrelated traffic: DNS, HTTPS, SSH
+``scenarios``    whole labelled scenarios and the sample captures
+"""
+
+from .pcapwriter import CaptureWriter
+from .tcp import TcpConversation
+from .tlsbio import TlsPair
+from .certs import HostCert, host_cert, thumbprint
+
+__all__ = ["CaptureWriter", "TcpConversation", "TlsPair", "HostCert", "host_cert", "thumbprint"]

@@ -1,0 +1,161 @@
+"""One direction of a TCP connection -> an in-order byte stream (stage 2b).
+
+Segments arrive retransmitted, out of order, overlapping, or cut short by the
+snapshot length.  The parsers downstream want bytes in order, so this module
+delivers exactly that to a *sink* (``data(bytes, ts, frame)`` and
+``gap(nbytes, ts, frame)``) and counts every irregularity instead of hiding it:
+a hole is delivered as an explicit gap, never glued over.
+
+Memory is bounded: out-of-order data waiting for a hole to fill is capped
+(``max_pending``); past the cap the hole is declared a gap and delivery goes on.
+Sequence numbers are unwrapped to 64-bit stream offsets, so a multi-GB transfer
+that wraps the 32-bit space keeps its place.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+MAX_PENDING_BYTES = 4 << 20
+_HALF = 1 << 31
+_MOD = 1 << 32
+
+
+class StreamSink(Protocol):
+    def data(self, data: bytes, ts: float, frame: int) -> None: ...
+
+    def gap(self, nbytes: int, ts: float, frame: int) -> None: ...
+
+
+class Reassembler:
+    """Per-direction reassembly with counters for Zeek-style history and weird reports."""
+
+    __slots__ = (
+        "sink", "max_pending", "base", "next_off", "pending", "pending_bytes",
+        "delivered", "wire_bytes", "retransmissions", "out_of_order", "overlaps",
+        "gaps", "gap_bytes", "truncated_bytes", "started",
+    )
+
+    def __init__(self, sink: StreamSink, max_pending: int = MAX_PENDING_BYTES) -> None:
+        self.sink = sink
+        self.max_pending = max_pending
+        self.base: int | None = None  # sequence number of stream offset 0
+        self.next_off = 0  # next stream offset we expect to deliver
+        self.pending: dict[int, tuple[bytes, int, float, int]] = {}  # off -> (data, declared_len, ts, frame)
+        self.pending_bytes = 0
+        self.delivered = 0
+        self.wire_bytes = 0  # every payload byte seen on the wire, retransmissions included
+        self.retransmissions = 0
+        self.out_of_order = 0
+        self.overlaps = 0
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.truncated_bytes = 0
+        self.started = False
+
+    def syn(self, seq: int) -> None:
+        """The SYN fixes offset 0 at seq + 1 (the SYN itself takes one sequence number)."""
+        if not self.started:
+            self.base = (seq + 1) % _MOD
+
+    def _offset(self, seq: int) -> int:
+        """Unwrap a 32-bit sequence number to the stream offset nearest the delivery point."""
+        rel = (seq - self.base) % _MOD
+        cur = self.next_off % _MOD
+        delta = (rel - cur + _HALF) % _MOD - _HALF
+        return self.next_off + delta
+
+    def segment(self, seq: int, payload: bytes, declared: int, ts: float, frame: int) -> str:
+        """Take one segment; returns '' or a history hint: 'T' retransmission, 'O' out of order."""
+        if declared <= 0:
+            return ""
+        self.wire_bytes += declared
+        if self.base is None:
+            self.base = seq  # capture started mid-connection: this segment is offset 0
+        self.started = True
+        off = self._offset(seq)
+        end = off + declared
+        if end <= self.next_off:
+            self.retransmissions += 1
+            return "T"
+        hint = ""
+        if off < self.next_off:  # partial overlap with what was already delivered
+            self.overlaps += 1
+            cut = self.next_off - off
+            payload, declared, off = payload[cut:], declared - cut, self.next_off
+            hint = "T"
+        if off > self.next_off:
+            self.out_of_order += 1
+            old = self.pending.get(off)
+            if old is None or old[1] < declared:
+                if old is not None:
+                    self.pending_bytes -= old[1]
+                self.pending[off] = (payload, declared, ts, frame)
+                self.pending_bytes += declared
+            else:
+                self.retransmissions += 1
+                hint = "T"
+            if self.pending_bytes > self.max_pending:
+                self._skip_to_pending(ts, frame)
+            return hint or "O"
+        self._deliver(payload, declared, ts, frame)
+        self._drain()
+        return hint
+
+    def _deliver(self, payload: bytes, declared: int, ts: float, frame: int) -> None:
+        if payload:
+            self.sink.data(payload, ts, frame)
+        missing = declared - len(payload)
+        if missing > 0:  # snapshot length cut this segment short
+            self.truncated_bytes += missing
+            self._gap(missing, ts, frame)
+        self.next_off += declared
+        self.delivered += len(payload)
+
+    def _gap(self, nbytes: int, ts: float, frame: int) -> None:
+        self.gaps += 1
+        self.gap_bytes += nbytes
+        self.sink.gap(nbytes, ts, frame)
+
+    def _drain(self) -> None:
+        pending = self.pending
+        while pending:
+            if self.next_off in pending:
+                payload, declared, ts, frame = pending.pop(self.next_off)
+                self.pending_bytes -= declared
+                self._deliver(payload, declared, ts, frame)
+                continue
+            # a pending segment may start before next_off (overlap) and still add bytes
+            progressed = False
+            for off in sorted(pending):
+                if off >= self.next_off:
+                    break
+                payload, declared, ts, frame = pending.pop(off)
+                self.pending_bytes -= declared
+                end = off + declared
+                if end > self.next_off:
+                    self.overlaps += 1
+                    cut = self.next_off - off
+                    self._deliver(payload[cut:], declared - cut, ts, frame)
+                    progressed = True
+                    break
+            if not progressed:
+                return
+
+    def _skip_to_pending(self, ts: float, frame: int) -> None:
+        """The hole is not going to fill: declare it lost and continue at the first pending byte."""
+        if not self.pending:
+            return
+        first = min(self.pending)
+        if first > self.next_off:
+            _, _, pts, pframe = self.pending[first]
+            self._gap(first - self.next_off, pts, pframe)
+            self.next_off = first
+        self._drain()
+
+    def flush(self) -> None:
+        """End of connection or capture: deliver whatever is pending, declaring the holes."""
+        while self.pending:
+            self._skip_to_pending(0.0, 0)
+            if self.pending and min(self.pending) <= self.next_off:
+                self._drain()

@@ -1,0 +1,151 @@
+"""Renderers (stage 7): table, JSON, JSON lines, CSV and Parquet.
+
+Everything that reaches a terminal goes through :func:`safe`: a capture is
+attacker-controlled input, and a hostile banner must not move the cursor, change
+colours or rewrite the screen.  C0/C1 control characters, DEL and Unicode
+bidirectional overrides are shown escaped (``\\x1b``).  JSON is written with
+``ensure_ascii`` so it is safe by construction; CSV cells are escaped the same way
+as the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime, timezone
+from typing import TextIO
+
+import pandas as pd
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\n\t]")
+
+
+def safe(value: object) -> str:
+    """Text with every control character escaped, fit for a terminal."""
+    text = "" if value is None else str(value)
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _utc(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return str(n)
+
+
+def _tls_cell(s) -> str:
+    if not s.handshakes:
+        return "-"
+    v = (s.tls_version or "?").replace("TLS ", "")
+    extra = {"tls+tls2": " +2nd", "tls+clear": " +clear"}.get(s.transport, "")
+    return f"{v} x{len(s.handshakes)}{extra}"
+
+
+def _auth_cell(s) -> str:
+    if s.login_outcome == "none" and not s.connect_kind:
+        return "-"
+    parts = []
+    if s.login_outcome != "none":
+        parts.append(f"{s.login_outcome}" + (f" ({s.logins_failed} failed)" if s.logins_failed else ""))
+    if s.connect_kind:
+        parts.append(s.connect_kind)
+    return ", ".join(parts)
+
+
+def _feature_cell(s) -> str:
+    if s.confidence is None:
+        return s.feature
+    return f"{s.feature} {s.confidence:.2f}"
+
+
+def render_table(analysis, out: TextIO, width: int = 200) -> None:
+    """A readable summary: one line per session, then hand-offs and findings."""
+    caps = analysis.captures
+    for c in caps:
+        out.write(safe(f"{c.path}: {c.format}, {', '.join(c.link_types) or '?'}, {c.packets} packets, "
+                       f"{c.selected} on port 902/903/912 or authd") + "\n")
+    sessions = analysis.sessions
+    out.write(f"\n{len(sessions)} session(s)\n")
+    headers = ["#", "uid", "start (UTC)", "client", "server", "state", "dur s", "banner", "tls", "auth",
+               "c->s", "s->c", "feature"]
+    rows = []
+    for i, s in enumerate(sessions, 1):
+        banner = f"{s.banner.version} {s.product}" if s.banner else "-"
+        rows.append([
+            str(i), s.uid[:10], _utc(s.start), s.client, s.server, s.state, f"{s.duration_s:.1f}",
+            banner, _tls_cell(s), _auth_cell(s), _size(s.bytes[0]), _size(s.bytes[1]), _feature_cell(s),
+        ])
+    _write_grid(out, headers, rows)
+    reasons = [(i, s) for i, s in enumerate(sessions, 1) if s.reasons]
+    if reasons:
+        out.write("\nwhy (top reason per session)\n")
+        for i, s in reasons:
+            out.write(safe(f"  #{i} {s.feature}: {s.reasons[0]}") + "\n")
+    if analysis.handoffs:
+        out.write("\n903 -> 902 hand-offs\n")
+        for h in analysis.handoffs:
+            out.write(safe(f"  {h.client}: {h.from_server} (frame {h.from_frame}) -> {h.to_server} "
+                           f"(frame {h.to_frame}), gap {h.gap_s:.3f} s"
+                           + ("" if h.same_server else ", vmkernel on another address")) + "\n")
+    weird = analysis.weird
+    if weird:
+        out.write(f"\n{len(weird)} weird finding(s)\n")
+        for w in weird[:20]:
+            where = f"frame {w.frame}" if w.frame else (f"offset {w.offset}" if w.offset is not None else "")
+            out.write(safe(f"  {w.kind} {where} {w.uid[:10]}: {w.detail}") + "\n")
+        if len(weird) > 20:
+            out.write(f"  ... {len(weird) - 20} more (use --format json)\n")
+
+
+def _write_grid(out: TextIO, headers: list[str], rows: list[list[str]]) -> None:
+    rows = [[safe(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out.write(line.rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+
+def render_json(analysis, out: TextIO, records: bool = False) -> None:
+    json.dump(analysis.to_dict(records=records), out, ensure_ascii=True, indent=2, default=str)
+    out.write("\n")
+
+
+def render_jsonl(analysis, out: TextIO, records: bool = False) -> None:
+    """One JSON object per line: sessions, then hand-offs, then weird findings (``record_type`` says which)."""
+    doc = analysis.to_dict(records=records)
+    for kind, key in (("session", "sessions"), ("handoff", "handoffs"), ("weird", "weird")):
+        for item in doc[key]:
+            out.write(json.dumps({"record_type": kind, **item}, ensure_ascii=True, default=str) + "\n")
+
+
+def frame_for(analysis, table: str):
+    return getattr(analysis, f"{table}_frame")()
+
+
+def render_csv(analysis, out: TextIO, table: str = "sessions") -> None:
+    df = frame_for(analysis, table)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(df.columns)
+    for row in df.itertuples(index=False):
+        writer.writerow(["" if _isna(v) else safe(v) for v in row])
+    out.write(buf.getvalue())
+
+
+def _isna(v: object) -> bool:
+    return v is None or (pd.api.types.is_scalar(v) and bool(pd.isna(v)))
+
+
+def write_parquet(analysis, path: str, table: str = "sessions") -> None:
+    frame_for(analysis, table).to_parquet(path, index=False)

@@ -1,0 +1,397 @@
+"""Per-connection application state machine (stage 3): what the bytes of one
+authd connection say, phase by phase.
+
+A port-902 connection is a chain of layers on one TCP stream (design.md §1)::
+
+    banner (clear) -> TLS #1 (authd lines inside) -> after "200 Connect":
+        TLS #2 on the raw stream (MKS, NFC nbdssl)  |  cleartext NFC (nbd)
+
+Each direction runs its own *mode* (``sniff``, ``lines``, ``tls``, ``nfc``,
+``opaque``) and hands the rest of its bytes to the next mode when the current one
+says the layer ended, the way Zeek's IMAP analyzer hands a StartTLS stream to its
+TLS child.  A later inner parser (decrypted TLS, RFB, full NFC) plugs in as one
+more mode without touching the others.  The mode chooses by content, not by
+port, so TLS on an unusual port or a capture that starts mid-stream still parses.
+
+Memory per session is bounded: TLS record metadata is kept in compact arrays up
+to ``max_records`` (counters continue past it), record bodies are never buffered.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import nfc as nfcmod
+from . import tls as tlsmod
+from .authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
+
+MAX_RECORDS = 50_000
+MAX_NFC_EVENTS = 200
+MAX_WEIRD_PER_SESSION = 100
+RFB_PREFIX = b"RFB 0"
+
+# direction codes used in compact arrays and frames
+C2S, S2C = 0, 1
+DIRECTIONS = {C2S: "client_to_server", S2C: "server_to_client"}
+
+
+@dataclass
+class Weird:
+    """Something malformed or unexpected, Zeek-style: a row, never a traceback."""
+
+    ts: float | None
+    frame: int | None
+    kind: str
+    detail: str
+    uid: str = ""
+    source: str = ""
+    offset: int | None = None  # byte offset in the capture, for damage found while reading it
+
+
+@dataclass
+class Handshake:
+    """One TLS handshake on the stream (index 1 = TLS #1 after the banner)."""
+
+    index: int
+    ts: float
+    frame: int
+    client_hello: object | None = None  # tls.ClientHello
+    server_hello: object | None = None  # tls.ServerHello
+    server_hello_frame: int | None = None
+    certificates: list = field(default_factory=list)  # tls.CertificateInfo
+    certificate_frame: int | None = None
+    alerts: list[tuple[float, int, str, str | None, str | None, bool]] = field(default_factory=list)
+    client_app_records: int = 0
+    server_app_records: int = 0
+
+    @property
+    def version(self) -> str | None:
+        if self.server_hello is not None:
+            return tlsmod.version_name(self.server_hello.selected_version)
+        return None
+
+    @property
+    def cipher(self) -> str | None:
+        if self.server_hello is not None:
+            return tlsmod.cipher_name(self.server_hello.cipher_suite)
+        return None
+
+
+class _Sink:
+    """Adapter the reassembler writes into; one per direction."""
+
+    __slots__ = ("session", "from_client")
+
+    def __init__(self, session: "Session", from_client: bool) -> None:
+        self.session = session
+        self.from_client = from_client
+
+    def data(self, data: bytes, ts: float, frame: int) -> None:
+        self.session._data(self.from_client, data, ts, frame)
+
+    def gap(self, nbytes: int, ts: float, frame: int) -> None:
+        self.session._gap(self.from_client, nbytes, ts, frame)
+
+
+class _Side:
+    """Parser state of one direction."""
+
+    __slots__ = ("mode", "lines", "tls", "nfc", "opaque_bytes", "hs", "inner", "clear_bytes", "sniff_buf")
+
+    def __init__(self) -> None:
+        self.mode = "sniff"
+        self.lines = LineBuffer()
+        self.tls: tlsmod.TlsDirection | None = None
+        self.nfc: nfcmod.NfcDirection | None = None
+        self.opaque_bytes = 0
+        self.hs = 0  # handshake index this direction is in
+        self.inner: str | None = None
+        self.clear_bytes = 0
+        self.sniff_buf = b""
+
+
+class Session:
+    """Application-level analysis of one TCP connection."""
+
+    def __init__(self, conn, show_secrets: bool = False, max_records: int = MAX_RECORDS) -> None:
+        self.conn = conn
+        self.client_sink = _Sink(self, True)
+        self.server_sink = _Sink(self, False)
+        self.banner: Banner | None = None
+        self.banner_ts: float | None = None
+        self.banner_frame: int | None = None
+        self.dialogue = Dialogue(show_secrets=show_secrets)
+        self.sides = {True: _Side(), False: _Side()}
+        self.handshakes: list[Handshake] = []
+        self.max_records = max_records
+        # TLS record metadata, struct-of-arrays: time, frame, direction, content type, length, handshake
+        self.rec_ts = array("d")
+        self.rec_frame = array("q")
+        self.rec_dir = array("b")
+        self.rec_type = array("B")
+        self.rec_len = array("l")
+        self.rec_hs = array("b")
+        self.records_total = 0
+        self.records_dropped = 0
+        self.app_records = [0, 0]
+        self.app_bytes = [0, 0]
+        self.tls_ended_in_clear = False  # a direction continued without TLS after a handshake
+        self.clear_after_tls_ts: float | None = None
+        self.clear_after_tls_frame: int | None = None
+        self.nfc_message_types: Counter = Counter()
+        self.nfc_aio_types: Counter = Counter()
+        self.nfc_events: list = []
+        self.nfc_paths: list[str] = []
+        self.nfc_data_bytes = 0
+        self.weird: list[Weird] = []
+        self.weird_total = 0
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def weird_event(self, ts: float, frame: int, kind: str, detail: str) -> None:
+        self.weird_total += 1
+        if len(self.weird) < MAX_WEIRD_PER_SESSION:
+            self.weird.append(Weird(ts, frame, kind, detail, self.conn.uid, self.conn.source))
+
+    def _data(self, from_client: bool, data: bytes, ts: float, frame: int) -> None:
+        side = self.sides[from_client]
+        while data:
+            mode = side.mode
+            if mode == "sniff":
+                data = self._sniff(side, from_client, data, ts, frame)
+            elif mode == "lines":
+                data = self._lines(side, from_client, data, ts, frame)
+            elif mode == "tls":
+                data = self._tls(side, from_client, data, ts, frame)
+            elif mode == "nfc":
+                self._nfc(side, from_client, data, ts, frame)
+                data = b""
+            else:
+                side.opaque_bytes += len(data)
+                if side.tls is None or side.inner is not None:
+                    side.clear_bytes += len(data)
+                data = b""
+
+    def _gap(self, from_client: bool, nbytes: int, ts: float, frame: int) -> None:
+        side = self.sides[from_client]
+        who = "client" if from_client else "server"
+        if side.mode == "tls" and side.tls is not None:
+            self._tls_events(side, from_client, side.tls.gap(nbytes, ts, frame))
+            return
+        if side.mode == "nfc" and side.nfc is not None:
+            self._nfc_events(side.nfc.gap(nbytes, ts, frame))
+            return
+        self.weird_event(ts, frame, "content_gap", f"{nbytes} {who} bytes missing from the capture in {side.mode} mode")
+        if side.mode == "lines":
+            side.lines = LineBuffer()
+        elif side.mode == "sniff":
+            side.sniff_buf = b""
+
+    # -- mode: sniff (decide what the next bytes are) --------------------------------------
+
+    def _sniff(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
+        data = side.sniff_buf + data
+        side.sniff_buf = b""
+        if len(data) < 5 and not data.startswith(b"2") and not data[:1].isalpha():
+            side.sniff_buf = data
+            return b""
+        if tlsmod.plausible_record_header(data):
+            self._enter_tls(side, from_client)
+        elif side.tls is not None and nfcmod.looks_like_nfc(data):
+            side.mode = "nfc"
+            side.inner = "NFC"
+            side.nfc = nfcmod.NfcDirection()
+        elif data.startswith(RFB_PREFIX):
+            side.mode = "opaque"
+            side.inner = "RFB"
+        elif looks_like_line(data) or data.startswith(GREETING_PREFIX[:4]):
+            side.mode = "lines"
+        elif nfcmod.looks_like_nfc(data):
+            side.mode = "nfc"
+            side.inner = "NFC"
+            side.nfc = nfcmod.NfcDirection()
+        else:
+            side.mode = "opaque"
+            if side.tls is None:
+                who = "client" if from_client else "server"
+                self.weird_event(ts, frame, "unrecognised_stream",
+                                 f"{who} bytes are neither authd lines, TLS nor NFC (starts {data[:8].hex()})")
+        if side.tls is not None and side.mode != "tls" and not self.tls_ended_in_clear:
+            self.tls_ended_in_clear = True
+            self.clear_after_tls_ts, self.clear_after_tls_frame = ts, frame
+        return data
+
+    def _enter_tls(self, side: _Side, from_client: bool) -> None:
+        side.mode = "tls"
+        if side.tls is None:
+            side.tls = tlsmod.TlsDirection()
+
+    # -- mode: authd lines -------------------------------------------------------------------
+
+    def _lines(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
+        # an SSL daemon's stream turns into TLS at a line boundary
+        if not side.lines.pending and tlsmod.plausible_record_header(data):
+            side.mode = "sniff"
+            return data
+        consumed = 0
+        lb = side.lines
+        while consumed < len(data):
+            nl = data.find(b"\n", consumed)
+            piece = data[consumed:] if nl < 0 else data[consumed:nl + 1]
+            consumed += len(piece)
+            for raw, lts, lframe, truncated in lb.feed(piece, ts, frame):
+                self._line(from_client, raw, lts, lframe, truncated)
+            if nl >= 0 and consumed < len(data):
+                rest = data[consumed:]
+                if tlsmod.plausible_record_header(rest) or side.mode != "lines":
+                    if side.mode == "lines":
+                        side.mode = "sniff"
+                    return rest
+        return b""
+
+    def _line(self, from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool) -> None:
+        if truncated:
+            self.weird_event(ts, frame, "overlong_line", f"authd line longer than {len(raw)} bytes, cut")
+        if from_client:
+            self.dialogue.client_line(raw, ts, frame, truncated)
+            return
+        if self.banner is None and raw.startswith(GREETING_PREFIX[:4]):
+            text = raw.decode("latin-1")
+            banner = parse_banner(text)
+            if banner is not None:
+                self.banner, self.banner_ts, self.banner_frame = banner, ts, frame
+                self.dialogue.server_line(raw, ts, frame, truncated)
+                return
+        before = self.dialogue.connect_ok
+        self.dialogue.server_line(raw, ts, frame, truncated)
+        if before is None and self.dialogue.connect_ok:
+            # plaintext hand-off: whatever follows on both sides is the inner protocol
+            for side in self.sides.values():
+                if side.mode == "lines" and not side.lines.pending:
+                    side.mode = "sniff"
+                    side.inner = "after_connect"
+
+    # -- mode: TLS -----------------------------------------------------------------------------
+
+    def _tls(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
+        events = side.tls.feed(data, ts, frame)
+        return self._tls_events(side, from_client, events)
+
+    def _handshake(self, index: int, ts: float, frame: int) -> Handshake:
+        while len(self.handshakes) < index:
+            self.handshakes.append(Handshake(len(self.handshakes) + 1, ts, frame))
+        return self.handshakes[index - 1]
+
+    def _tls_events(self, side: _Side, from_client: bool, events: list) -> bytes:
+        rest = b""
+        d = C2S if from_client else S2C
+        for ev in events:
+            kind = type(ev)
+            if kind is tlsmod.TlsRecord:
+                self.records_total += 1
+                if ev.content_type == 23:
+                    self.app_records[d] += 1
+                    self.app_bytes[d] += ev.length
+                    if side.hs:
+                        hs = self._handshake(side.hs, ev.ts, ev.frame)
+                        if from_client:
+                            hs.client_app_records += 1
+                        else:
+                            hs.server_app_records += 1
+                if len(self.rec_ts) < self.max_records:
+                    self.rec_ts.append(ev.ts)
+                    self.rec_frame.append(ev.frame)
+                    self.rec_dir.append(d)
+                    self.rec_type.append(ev.content_type)
+                    self.rec_len.append(ev.length)
+                    self.rec_hs.append(min(side.hs, 127))
+                else:
+                    self.records_dropped += 1
+            elif kind is tlsmod.TlsHandshakeMessage:
+                parsed = ev.parsed
+                if isinstance(parsed, tlsmod.ClientHello) and from_client:
+                    side.hs += 1
+                    hs = self._handshake(side.hs, ev.ts, ev.frame)
+                    hs.client_hello = parsed
+                    if hs.index > 1 or hs.ts > ev.ts:
+                        hs.ts, hs.frame = ev.ts, ev.frame
+                    self._fix_last_record_hs(side.hs)
+                elif isinstance(parsed, tlsmod.ServerHello) and not from_client:
+                    side.hs += 1
+                    hs = self._handshake(side.hs, ev.ts, ev.frame)
+                    hs.server_hello = parsed
+                    hs.server_hello_frame = ev.frame
+                    self._fix_last_record_hs(side.hs)
+                    if parsed.selected_version == 0x0304:
+                        side.tls.mark_encrypted()
+                elif isinstance(parsed, list) and not from_client:
+                    hs = self._handshake(max(side.hs, 1), ev.ts, ev.frame)
+                    hs.certificates = parsed
+                    hs.certificate_frame = ev.frame
+            elif kind is tlsmod.TlsAlert:
+                hs = self._handshake(max(side.hs, 1), ev.ts, ev.frame)
+                who = "client" if from_client else "server"
+                hs.alerts.append((ev.ts, ev.frame, who, ev.level, ev.description, ev.encrypted))
+            elif kind is tlsmod.TlsEnd:
+                side.mode = "sniff"
+                rest = ev.remainder
+            elif kind is tlsmod.TlsWeird:
+                self.weird_event(ev.ts, ev.frame, f"tls_{ev.kind}", ev.detail)
+        return rest
+
+    def _fix_last_record_hs(self, hs: int) -> None:
+        """The hello's own record was filed before the hello was parsed: file it under its handshake."""
+        if self.rec_hs:
+            self.rec_hs[-1] = min(hs, 127)
+
+    # -- mode: cleartext NFC -------------------------------------------------------------------
+
+    def _nfc(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> None:
+        side.clear_bytes += len(data)
+        self._nfc_events(side.nfc.feed(data, ts, frame), from_client)
+
+    def _nfc_events(self, events: list, from_client: bool | None = None) -> None:
+        for ev in events:
+            kind = type(ev)
+            if kind is nfcmod.NfcMessage:
+                self.nfc_message_types[ev.name] += 1
+                path = ev.fields.get("path") if ev.fields else None
+                if path and len(self.nfc_paths) < 50:
+                    self.nfc_paths.append(path)
+            elif kind is nfcmod.NfcAio:
+                self.nfc_aio_types[ev.name] += 1
+                path = ev.fields.get("path") if ev.fields else None
+                if path and len(self.nfc_paths) < 50:
+                    self.nfc_paths.append(path)
+            elif kind is nfcmod.NfcWeird:
+                self.weird_event(ev.ts, ev.frame, f"nfc_{ev.kind}", ev.detail)
+                continue
+            if len(self.nfc_events) < MAX_NFC_EVENTS:
+                self.nfc_events.append((from_client, ev))
+
+    # -- summaries -----------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> str:
+        """plain | tls | tls+tls2 | tls+clear | none: how the stream was carried."""
+        n = len(self.handshakes)
+        if n == 0:
+            if self.dialogue.lines or any(s.opaque_bytes or s.clear_bytes for s in self.sides.values()):
+                return "plain"
+            return "none"
+        if self.tls_ended_in_clear:
+            return "tls+clear"
+        return "tls+tls2" if n >= 2 else "tls"
+
+    @property
+    def inner_protocol(self) -> str | None:
+        for s in self.sides.values():
+            if s.inner in ("NFC", "RFB"):
+                return s.inner
+        return None
+
+    @property
+    def nfc_data(self) -> int:
+        return sum(s.nfc.data_bytes for s in self.sides.values() if s.nfc is not None)
