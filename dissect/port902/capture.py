@@ -143,18 +143,18 @@ class CaptureStats:
     warnings: list[CaptureWarning] = field(default_factory=list)
 
 
-def _open(path: str | os.PathLike) -> tuple[BinaryIO, Callable[[], int], int]:
-    """Open a capture, transparently un-gzipping; returns (stream, raw position fn, size)."""
+def _open(path: str | os.PathLike) -> tuple[BinaryIO, BinaryIO, int]:
+    """Open a capture, transparently un-gzipping; returns (stream, raw file, size)."""
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the stream
+        raw = open(path, "rb")  # noqa: SIM115 - closed by CaptureReader.close
     except OSError as exc:
         raise CaptureError(f"cannot open {os.fspath(path)}: {exc.strerror or exc}") from exc
     size = os.fstat(raw.fileno()).st_size
     head = raw.read(2)
     raw.seek(0)
     if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw.tell, size
-    return raw, raw.tell, size
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, size
+    return raw, raw, size
 
 
 class CaptureReader:
@@ -176,11 +176,11 @@ class CaptureReader:
         self.progress = progress
         self.chunk_size = chunk_size
         self.stats = CaptureStats(path=self.path)
-        self._stream, self._raw_pos, self.stats.size_bytes = _open(path)
+        self._stream, self._raw, self.stats.size_bytes = _open(path)
         try:
-            head = self._read_exact_head()
+            head = self._stream.read(24)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            self._stream.close()
+            self.close()
             raise CaptureError(f"{self.path}: unreadable ({exc})") from exc
         self._head = head
         magic_le = struct.unpack_from("<I", head)[0] if len(head) >= 4 else None
@@ -189,15 +189,13 @@ class CaptureReader:
         elif magic_le == PCAPNG_SHB:
             self.stats.format = "pcapng"
         else:
-            self._stream.close()
+            self.close()
             shown = head[:4].hex() or "empty file"
             raise CaptureError(f"{self.path}: not a pcap or pcapng capture (starts with {shown})")
 
-    def _read_exact_head(self) -> bytes:
-        return self._stream.read(24)
-
     def close(self) -> None:
         self._stream.close()
+        self._raw.close()
 
     def __enter__(self) -> "CaptureReader":
         return self
@@ -212,21 +210,35 @@ class CaptureReader:
 
     # -- chunked reading ----------------------------------------------------------------
 
+    def _read_chunk(self) -> bytes:
+        """Read up to chunk_size bytes.  From gzip, read in small steps so that a stream that
+        ends early loses nothing that was decompressed before the damage."""
+        if self._stream is self._raw:
+            return self._raw.read(self.chunk_size)
+        parts, got = [], 0
+        while got < self.chunk_size and self._damage is None:
+            try:
+                part = self._stream.read1(self.chunk_size - got)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                self._damage = str(exc)
+                break
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
+
     def _chunks(self, initial: bytes) -> Iterator[bytes]:
         """Yield raw chunks; the first one starts with the bytes already read."""
-        first = initial + self._stream.read(self.chunk_size)
-        yield first
-        while True:
-            try:
-                chunk = self._stream.read(self.chunk_size)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                self._warn(-1, None, "truncated_file", f"compressed stream ended early: {exc}")
-                return
-            if not chunk:
-                return
-            if self.progress is not None:
-                self.progress(self._raw_pos())
+        self._damage: str | None = None
+        chunk = initial + self._read_chunk()
+        while chunk:
             yield chunk
+            if self.progress is not None:
+                self.progress(self._raw.tell())
+            chunk = self._read_chunk()
+        if self._damage is not None:
+            self._warn(-1, None, "truncated_file", f"compressed stream is damaged or cut short: {self._damage}")
 
     def __iter__(self) -> Iterator[Packet]:
         try:

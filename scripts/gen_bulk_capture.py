@@ -1,0 +1,716 @@
+#!/usr/bin/env python3
+"""Write a large, realistic-looking pcap for the dissect902 throughput benchmark.
+
+    gen_bulk_capture.py OUT.pcap --packets N [--authd-share 0.03] [--seed S]
+                        [--pps 5000] [--conn-every 2000] [--long-sessions 4] [--manifest M.json]
+
+What is in the file (classic pcap, Ethernet, microsecond timestamps, checksums zero):
+
+* background (about 97 %): a few hundred concurrent TCP flows on 443 (TLS-record-shaped
+  segments), 445 (NBSS + SMB2 READ-shaped segments), 22 (opaque) and 80 (HTTP text), each
+  with handshake, consistent seq/ack, pure ACKs and FIN (or RST) close, replaced by new
+  flows as they end; plus DNS query/response pairs on UDP 53.  Mostly IPv4; about 8 % of
+  flows are IPv6 and about 10 % carry an 802.1Q tag.
+* port 902 (``--authd-share``, default 3 %): vmware-authd connections as an ESXi host
+  serves them: SYN / SYN-ACK / ACK, the plaintext ``220 VMware Authentication Daemon``
+  banner, a real TLS handshake (TLS 1.2 or 1.3, captured once per host at start-up from
+  Python's ``ssl`` over memory BIOs with a self-signed per-host certificate, then
+  replayed), application-data records in both directions segmented at MSS 1448 with
+  correct seq/ack, and FIN close.  A few long console-like sessions run through the whole
+  capture; one new short connection starts every ``--conn-every`` packets (so the number
+  of distinct 902 connections grows with the capture); about 10 % of the new connections
+  are unanswered SYNs (with two retransmissions), 3 % are refused (RST) and 5 % of the
+  established ones end with a client RST instead of FIN.
+
+The ground truth (sessions per state, banners, TLS versions, packet counts, number of TCP
+conversations) is printed as JSON on stdout and written to ``--manifest`` when given.
+Everything is derived from ``--seed`` except the TLS handshake bytes and certificates,
+which are fresh on every run (the counts do not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import ipaddress
+import json
+import os
+import random
+import ssl
+import struct
+import sys
+import tempfile
+import time
+
+BANNER = (
+    b"220 VMware Authentication Daemon Version 1.10: SSL Required, ServerDaemonProtocol:SOAP, "
+    b"MKSDisplayProtocol:VNC , VMXARGS supported, NFCSSL supported/t, SHA256 supported\r\n"
+)
+MSS = 1448
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+M32 = 0xFFFFFFFF
+# MSS 1460, NOP + window scale 7, NOP NOP + SACK permitted: 12 bytes -> TCP header of 32 bytes
+SYN_OPTS = bytes.fromhex("020405b4" "01030307" "01010402")
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+REC = struct.Struct("<IIII")
+P4 = struct.Struct("!H20sIIH")  # IPv4 total length | id..dst + ports | seq ack | data offset + flags
+P6 = struct.Struct("!H38sIIH")  # IPv6 payload length | next header..dst + ports | seq ack | off+flags
+C2S, S2C = 0, 1
+EPHEMERAL_LO, EPHEMERAL_HI = 32768, 60999
+ROUTER_MAC = bytes.fromhex("00005e000101")
+ESXI_MAC = bytes.fromhex("005056000000")  # VMware OUI
+
+
+# --------------------------------------------------------------------------- framing
+
+def make_path(cip: bytes, sip: bytes, cport: int, sport: int, cmac: bytes, smac: bytes, vlan: int = 0,
+              cwin: int = 502, swin: int = 509) -> tuple:
+    """Precomputed header pieces of one TCP connection: (length base, client side, server side)."""
+    v6 = len(cip) == 16
+    sides = []
+    for src, dst, sp, dp, smac_, dmac_, win in ((cip, sip, cport, sport, cmac, smac, cwin),
+                                                 (sip, cip, sport, cport, smac, cmac, swin)):
+        eth = dmac_ + smac_ + (struct.pack("!HH", 0x8100, vlan) if vlan else b"")
+        if v6:
+            pre = eth + b"\x86\xdd\x60\x00\x00\x00"
+            mid = b"\x06\x40" + src + dst + struct.pack("!HH", sp, dp)
+            pack = P6.pack
+        else:
+            pre = eth + b"\x08\x00\x45\x00"
+            mid = struct.pack("!HHBBH", 0, 0x4000, 64, 6, 0) + src + dst + struct.pack("!HH", sp, dp)
+            pack = P4.pack
+        sides.append((pre, pack, mid, struct.pack("!HHH", win, 0, 0)))
+    return (20 if v6 else 40, sides[0], sides[1])
+
+
+def tcp_frame(path: tuple, d: int, seq: int, ack: int, offflags: int, payload: bytes) -> bytes:
+    pre, pack, mid, tail = path[1 + d]
+    return pre + pack(path[0] + len(payload), mid, seq & M32, ack & M32, offflags) + tail + payload
+
+
+def udp_frame(src: bytes, dst: bytes, sport: int, dport: int, smac: bytes, dmac: bytes, payload: bytes,
+              vlan: int = 0) -> bytes:
+    eth = dmac + smac + (struct.pack("!HH", 0x8100, vlan) if vlan else b"")
+    ulen = 8 + len(payload)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0)
+    if len(src) == 16:
+        ip = struct.pack("!IHBB", 0x60000000, ulen, 17, 64) + src + dst
+        return eth + b"\x86\xdd" + ip + udp + payload
+    ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + ulen, 0, 0x4000, 64, 17, 0) + src + dst
+    return eth + b"\x08\x00" + ip + udp + payload
+
+
+# --------------------------------------------------------------------------- TLS, captured once
+
+def _self_signed(host: str, tmp: str) -> tuple[str, str]:
+    """An ESXi-default-style self-signed RSA certificate for ``host`` (files in ``tmp``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "California"),
+        x509.NameAttribute(NameOID.LOCALITY_NAME, "Palo Alto"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "VMware, Inc"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "VMware ESX Server Default Certificate"),
+        x509.NameAttribute(NameOID.COMMON_NAME, host),
+    ])
+    now = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + _dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    certfile = os.path.join(tmp, f"{host}.crt")
+    keyfile = os.path.join(tmp, f"{host}.key")
+    with open(certfile, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(keyfile, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    return certfile, keyfile
+
+
+def capture_handshake(certfile: str, keyfile: str, tls13: bool) -> list[tuple[int, bytes]]:
+    """Run a real TLS handshake between two SSLObjects over memory BIOs; return its flights
+    as (direction, bytes), plus one real application-data exchange (an authd USER line and
+    the 331 reply), exactly as the bytes would appear on the wire."""
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(certfile, keyfile)
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.check_hostname = False
+    cctx.verify_mode = ssl.CERT_NONE
+    if tls13:
+        for ctx in (sctx, cctx):
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        for ctx in (sctx, cctx):
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256")
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    cli = cctx.wrap_bio(c_in, c_out, server_side=False)
+    srv = sctx.wrap_bio(s_in, s_out, server_side=True)
+    flights: list[tuple[int, bytes]] = []
+
+    def move(d: int) -> None:
+        src, dst = (c_out, s_in) if d == C2S else (s_out, c_in)
+        data = src.read()
+        if data:
+            dst.write(data)
+            if flights and flights[-1][0] == d:
+                flights[-1] = (d, flights[-1][1] + data)
+            else:
+                flights.append((d, data))
+
+    cdone = sdone = False
+    for _ in range(20):
+        if not cdone:
+            try:
+                cli.do_handshake()
+                cdone = True
+            except ssl.SSLWantReadError:
+                pass
+        move(C2S)
+        if not sdone:
+            try:
+                srv.do_handshake()
+                sdone = True
+            except ssl.SSLWantReadError:
+                pass
+        move(S2C)
+        if cdone and sdone:
+            break
+    if not (cdone and sdone):
+        raise RuntimeError("TLS handshake over memory BIOs did not complete")
+    cli.write(b"USER root\r\n")
+    move(C2S)
+    srv.read(4096)
+    srv.write(b"331 Password required for root.\r\n")
+    move(S2C)
+    try:
+        cli.read(4096)  # consumes TLS 1.3 session tickets too
+    except ssl.SSLWantReadError:
+        pass
+    return flights
+
+
+# --------------------------------------------------------------------------- port-902 connections
+
+class Conn:
+    """One port-902 TCP connection; ``gen`` yields frames (bytes) or sleeps (int, µs)."""
+
+    __slots__ = ("path", "seq", "gen", "ready", "stop", "kind")
+
+    def __init__(self, path: tuple, cisn: int, sisn: int, kind: str) -> None:
+        self.path = path
+        self.seq = [cisn, sisn]
+        self.gen = None
+        self.ready = 0
+        self.stop = False
+        self.kind = kind
+
+    def pkt(self, d: int, flags: int, payload: bytes = b"", opts: bytes = b"") -> bytes:
+        s = self.seq
+        seq = s[d]
+        ack = s[1 - d] if flags & ACK else 0
+        fr = tcp_frame(self.path, d, seq, ack, ((5 + len(opts) // 4) << 12) | flags, opts + payload)
+        s[d] = seq + len(payload) + (1 if flags & (SYN | FIN) else 0)
+        return fr
+
+    def send(self, d: int, data: bytes):
+        """Segment ``data`` at the MSS; the receiver ACKs every second segment and the last."""
+        n = len(data)
+        off = 0
+        k = 0
+        while off < n:
+            chunk = data[off:off + MSS]
+            off += len(chunk)
+            last = off >= n
+            yield self.pkt(d, ACK | PSH if last else ACK, chunk)
+            k += 1
+            if last or not k & 1:
+                yield 150
+                yield self.pkt(1 - d, ACK)
+
+
+class Authd:
+    """Everything needed to script port-902 connections."""
+
+    def __init__(self, rng: random.Random, noise: bytes, flights: dict) -> None:
+        self.rng = rng
+        self.noise = noise
+        self.flights = flights  # host index -> {"1.2": [...], "1.3": [...]}
+
+    def records(self, sizes) -> bytes:
+        """TLS application-data records (opaque bodies) of the given ciphertext sizes."""
+        noise, rnd = self.noise, self.rng.random
+        span = len(noise) - 16500
+        out = []
+        for n in sizes:
+            o = int(rnd() * span)
+            out.append(b"\x17\x03\x03" + n.to_bytes(2, "big") + noise[o:o + n])
+        return b"".join(out)
+
+    def prelude(self, c: Conn, flights: list):
+        r = self.rng
+        yield c.pkt(C2S, SYN, opts=SYN_OPTS)
+        yield 200 + int(r.random() * 800)
+        yield c.pkt(S2C, SYN | ACK, opts=SYN_OPTS)
+        yield 200 + int(r.random() * 800)
+        yield c.pkt(C2S, ACK)
+        yield 1000 + int(r.random() * 3000)
+        yield from c.send(S2C, BANNER)
+        yield 500 + int(r.random() * 2000)
+        for d, data in flights:
+            yield from c.send(d, data)
+            yield 500 + int(r.random() * 3000)
+
+    def close(self, c: Conn, rst: bool = False):
+        if rst:
+            yield c.pkt(C2S, RST | ACK)
+            return
+        yield c.pkt(C2S, FIN | ACK)
+        yield 300
+        yield c.pkt(S2C, FIN | ACK)
+        yield 300
+        yield c.pkt(C2S, ACK)
+
+    def short(self, c: Conn, flights: list, rst: bool, bulk: bool):
+        """A control / NFC-like connection: handshake, a few exchanges, maybe a bulk transfer."""
+        r = self.rng
+        yield from self.prelude(c, flights)
+        for _ in range(1 + int(r.random() * 4)):
+            yield from c.send(C2S, self.records([29 + int(r.random() * 120)]))
+            yield 2000 + int(r.random() * 20000)
+            yield from c.send(S2C, self.records([29 + int(r.random() * 300)]))
+            yield 20000 + int(r.random() * 300000)
+        if bulk:  # an NFC-over-TLS-like transfer, server to client
+            for _ in range(2 + int(r.random() * 10)):
+                yield from c.send(S2C, self.records([16408] * (1 + int(r.random() * 3))))
+                yield 2000
+        yield from self.close(c, rst)
+
+    def console(self, c: Conn, flights: list):
+        """A long MKS-console-like session: input events up, screen updates down, until stopped."""
+        r = self.rng
+        yield from self.prelude(c, flights)
+        while not c.stop:
+            yield from c.send(C2S, self.records([29 + int(r.random() * 80) for _ in range(1 + int(r.random() * 3))]))
+            yield 5000 + int(r.random() * 50000)
+            x = r.random()
+            if x < 0.6:
+                sizes = [40 + int(r.random() * 400)]
+            elif x < 0.9:
+                sizes = [400 + int(r.random() * 4000) for _ in range(1 + int(r.random() * 3))]
+            else:
+                sizes = [16408] * (1 + int(r.random() * 4))
+            yield from c.send(S2C, self.records(sizes))
+            yield 10000 + int(r.random() * 300000)
+        yield from self.close(c)
+
+    def unanswered(self, c: Conn):
+        syn = c.pkt(C2S, SYN, opts=SYN_OPTS)
+        yield syn
+        yield 1_000_000
+        yield syn  # retransmission: same sequence number
+        yield 2_000_000
+        yield syn
+
+    def refused(self, c: Conn):
+        c.seq[S2C] = 0
+        yield c.pkt(C2S, SYN, opts=SYN_OPTS)
+        yield 300
+        yield c.pkt(S2C, RST | ACK)
+
+
+# --------------------------------------------------------------------------- background
+
+SERVICES = (  # port, share of flows, P(data packet is server->client), P(client data)
+    (443, 0.55, 0.62, 0.12),
+    (445, 0.13, 0.55, 0.15),
+    (22, 0.12, 0.45, 0.35),
+    (80, 0.20, 0.60, 0.08),
+)
+
+
+def _v4(s: str) -> bytes:
+    return ipaddress.IPv4Address(s).packed
+
+
+def _v6(s: str) -> bytes:
+    return ipaddress.IPv6Address(s).packed
+
+
+def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: float = 5000.0,
+             conn_every: int = 2000, long_sessions: int = 4, quiet: bool = False) -> dict:
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    rand = rng.random
+    noise = rng.randbytes(1 << 17)
+    text = (b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+            b"incididunt ut labore et dolore magna aliqua. ") * 1100
+    span = len(noise) - 2000
+
+    # -- hosts and TLS ------------------------------------------------------------------
+    esxi_v4 = [_v4(f"10.10.0.{11 + k}") for k in range(4)]
+    esxi_v6 = [_v6(f"2001:db8:a::{11 + k}") for k in range(4)]
+    esxi_vlan = [0, 0, 100, 100]
+    flights: dict[int, dict[str, list]] = {}
+    with tempfile.TemporaryDirectory(prefix="gen902-") as tmp:
+        for k in range(4):
+            certfile, keyfile = _self_signed(f"esxi-{k + 1:02d}.lab.local", tmp)
+            flights[k] = {"TLS 1.2": capture_handshake(certfile, keyfile, False),
+                          "TLS 1.3": capture_handshake(certfile, keyfile, True)}
+    authd = Authd(rng, noise, flights)
+
+    # -- address pools --------------------------------------------------------------------
+    clients_v4 = [_v4(f"10.0.{k >> 8}.{(k & 255) or 254}") for k in range(1, 3001)]
+    clients_v6 = [_v6(f"2001:db8:1::{k:x}") for k in range(1, 301)]
+    client_macs = [bytes.fromhex(f"02aa00{k:06x}") for k in range(256)]
+    ext_v4 = [_v4(f"198.51.100.{k}") for k in range(1, 200)] + [_v4(f"203.0.113.{k}") for k in range(1, 200)]
+    int_v4 = [_v4(f"10.1.{k >> 8}.{k & 255 or 1}") for k in range(10, 60)]
+    srv_v6 = [_v6(f"2001:db8:ff::{k:x}") for k in range(1, 100)]
+    dns_v4, dns_v6 = _v4("10.0.0.53"), _v6("2001:db8:1::53")
+    dns_names = [b"".join(bytes([len(p)]) + p for p in n.split(b".")) + b"\0" for n in (
+        b"www.example.com", b"vcenter.lab.local", b"esxi-01.lab.local", b"updates.example.net",
+        b"time.example.org", b"login.example.com", b"cdn.example.net", b"fileserver.lab.local",
+        b"mail.example.com", b"api.example.org", b"ntp.lab.local", b"backup.lab.local")]
+    vc_v4 = _v4("10.10.0.5")
+    admins_v4 = [_v4(f"10.20.0.{k}") for k in range(10, 40)]
+    admins_v6 = [_v6(f"2001:db8:902::{k:x}") for k in range(10, 20)]
+    next_port: dict[bytes, int] = {}
+
+    def eport(ip: bytes) -> int:
+        p = next_port.get(ip)
+        if p is None:
+            p = EPHEMERAL_LO + int(rand() * 20000)
+        p = p + 1 if p < EPHEMERAL_HI else EPHEMERAL_LO
+        next_port[ip] = p
+        return p
+
+    # -- background TCP flows: [path, cseq, sseq, step, remaining, svc, ...] --------------
+    svc_cum = []
+    acc = 0.0
+    for port, frac, ps, pc in SERVICES:
+        acc += frac
+        svc_cum.append((acc, port, ps, ps + pc))
+    tls_hdr = [b"\x17\x03\x03" + max(0, n - 5).to_bytes(2, "big") for n in range(MSS + 1)]
+    smb_tmpl = b"\xfeSMB" + struct.pack("<HHIHHIIQIIQ16s", 64, 1, 0, 8, 1, 1, 0, 0, 0, 1, 0x1000000042, b"")
+    http_cache: dict[int, bytes] = {}
+    http_req = (b"GET /static/app.js HTTP/1.1\r\nHost: cdn.example.net\r\nUser-Agent: curl/8.4\r\n"
+                b"Accept: */*\r\n\r\n")
+    stats = {"tcp_flows": 0, "dns_queries": 0, "dns_responses": 0, "ipv6_flows": 0, "vlan_flows": 0}
+
+    def new_flow() -> list:
+        x = rand()
+        for cum, port, ps, pcd in svc_cum:
+            if x < cum:
+                break
+        v6 = rand() < 0.08
+        vlan = (10, 20, 30)[int(rand() * 3)] if rand() < 0.10 else 0
+        if v6:
+            cip = clients_v6[int(rand() * len(clients_v6))]
+            sip = srv_v6[int(rand() * len(srv_v6))]
+        else:
+            cip = clients_v4[int(rand() * len(clients_v4))]
+            sip = (int_v4 if port in (445, 22) else ext_v4)[int(rand() * (50 if port in (445, 22) else 398))]
+        cmac = client_macs[cip[-1]]
+        path = make_path(cip, sip, eport(cip), port, cmac, ROUTER_MAC, vlan)
+        y = rand()
+        if y < 0.6:
+            remaining = 4 + int(rand() * 26)
+        elif y < 0.92:
+            remaining = 30 + int(rand() * 270)
+        else:
+            remaining = 300 + int(rand() * 2700)
+        return [path, rng.getrandbits(32), rng.getrandbits(32), 0, remaining, port, ps, pcd, v6, vlan]
+
+    def bg_tcp(f: list) -> bytes:
+        path, cseq, sseq, step = f[0], f[1], f[2], f[3]
+        if step == 3:
+            rem = f[4]
+            if rem > 0:
+                f[4] = rem - 1
+                x = rand()
+                port = f[5]
+                if x < f[6]:  # server -> client data
+                    n = MSS if rand() < 0.7 else 60 + int(rand() * (MSS - 60))
+                    if port == 443:
+                        o = int(rand() * span)
+                        pl = tls_hdr[n] + noise[o:o + n - 5]
+                    elif port == 445:
+                        o = int(rand() * span)
+                        pl = (b"\x00" + (n - 4).to_bytes(3, "big") + smb_tmpl
+                              + struct.pack("<HBBIII", 17, 0x50, 0, max(0, n - 84), 0, 0) + noise[o:o + n - 84]) \
+                            if n >= 84 else noise[o:o + n]
+                    elif port == 80:
+                        hdr = http_cache.get(n)
+                        if hdr is None:
+                            body = n - 60
+                            hdr = http_cache[n] = b"HTTP/1.1 200 OK\r\nContent-Length: %6d\r\nServer: x\r\n\r\n" % body
+                        o = int(rand() * 100000)
+                        pl = hdr + text[o:o + n - len(hdr)]
+                    else:
+                        o = int(rand() * span)
+                        pl = noise[o:o + n]
+                    f[2] = sseq + len(pl)
+                    return tcp_frame(path, 1, sseq, cseq, 0x5018, pl)
+                if x < f[7]:  # client -> server data
+                    if port == 80:
+                        pl = http_req
+                    else:
+                        n = 36 + int(rand() * 500)
+                        o = int(rand() * span)
+                        pl = tls_hdr[n] + noise[o:o + n - 5] if port == 443 else noise[o:o + n]
+                    f[1] = cseq + len(pl)
+                    return tcp_frame(path, 0, cseq, sseq, 0x5018, pl)
+                return tcp_frame(path, 0, cseq, sseq, 0x5010, b"")  # pure ACK
+            if rand() < 0.03:  # server aborts
+                f[3] = 6
+                return tcp_frame(path, 1, sseq, cseq, 0x5014, b"")
+            f[1] = cseq + 1
+            f[3] = 4
+            return tcp_frame(path, 0, cseq, sseq, 0x5011, b"")
+        if step == 0:
+            stats["tcp_flows"] += 1
+            stats["ipv6_flows"] += f[8]
+            stats["vlan_flows"] += bool(f[9])
+            f[1] = cseq + 1
+            f[3] = 1
+            return tcp_frame(path, 0, cseq, 0, 0x8002, SYN_OPTS)
+        if step == 1:
+            f[2] = sseq + 1
+            f[3] = 2
+            return tcp_frame(path, 1, sseq, cseq, 0x8012, SYN_OPTS)
+        if step == 2:
+            f[3] = 3
+            return tcp_frame(path, 0, cseq, sseq, 0x5010, b"")
+        if step == 4:
+            f[2] = sseq + 1
+            f[3] = 5
+            return tcp_frame(path, 1, sseq, cseq, 0x5011, b"")
+        f[3] = 6  # step 5: last ACK; the flow is then replaced
+        return tcp_frame(path, 0, cseq, sseq, 0x5010, b"")
+
+    dns_pending: list[bytes] = []
+
+    def bg_dns() -> bytes:
+        if dns_pending and rand() < 0.5:
+            stats["dns_responses"] += 1
+            return dns_pending.pop(0)
+        stats["dns_queries"] += 1
+        v6 = rand() < 0.1
+        cip = (clients_v6 if v6 else clients_v4)[int(rand() * (300 if v6 else 3000))]
+        sip = dns_v6 if v6 else dns_v4
+        cmac = client_macs[cip[-1]]
+        sport = eport(cip)
+        txid = int(rand() * 65536)
+        qname = dns_names[int(rand() * len(dns_names))]
+        qtype = 28 if rand() < 0.3 else 1
+        q = struct.pack("!HHHHHH", txid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
+        nans = 1 + int(rand() * 3)
+        rdata = noise[:16] if qtype == 28 else bytes([93, 184, 216, 34])
+        ans = struct.pack("!HHHHHH", txid, 0x8180, 1, nans, 0, 0) + qname + struct.pack("!HH", qtype, 1)
+        ans += (b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 300, len(rdata)) + rdata) * nans
+        dns_pending.append(udp_frame(sip, cip, 53, sport, ROUTER_MAC, cmac, ans))
+        return udp_frame(cip, sip, sport, 53, cmac, ROUTER_MAC, q)
+
+    pool_size = 400
+    pool = [new_flow() for _ in range(pool_size)]
+
+    # -- port-902 bookkeeping ---------------------------------------------------------------
+    expected = {"long": 0, "short": 0, "short_rst": 0, "unanswered": 0, "refused": 0,
+                "tls": {"TLS 1.2": 0, "TLS 1.3": 0}, "ipv6": 0, "vlan": 0}
+    active: list[Conn] = []
+
+    def start_conn(kind: str) -> None:
+        host = int(rand() * 4)
+        v6 = kind != "long" and rand() < 0.08 or kind == "long" and expected["long"] == 1
+        if v6:
+            cip = admins_v6[int(rand() * len(admins_v6))]
+            sip = esxi_v6[host]
+        else:
+            cip = vc_v4 if rand() < 0.5 else admins_v4[int(rand() * len(admins_v4))]
+            sip = esxi_v4[host]
+        vlan = esxi_vlan[host]
+        path = make_path(cip, sip, eport(cip), 902, client_macs[cip[-1]], ESXI_MAC[:5] + bytes([host + 1]), vlan,
+                         cwin=502, swin=1026)
+        c = Conn(path, rng.getrandbits(32), rng.getrandbits(32), kind)
+        expected["ipv6"] += v6
+        expected["vlan"] += bool(vlan)
+        version = "TLS 1.3" if rand() < 0.3 else "TLS 1.2"
+        if kind == "long":
+            expected["long"] += 1
+            expected["tls"][version] += 1
+            c.gen = authd.console(c, flights[host][version])
+        elif kind == "unanswered":
+            expected["unanswered"] += 1
+            c.gen = authd.unanswered(c)
+        elif kind == "refused":
+            expected["refused"] += 1
+            c.gen = authd.refused(c)
+        else:
+            rst = rand() < 0.05
+            expected["short_rst" if rst else "short"] += 1
+            expected["tls"][version] += 1
+            c.gen = authd.short(c, flights[host][version], rst, bulk=rand() < 0.15)
+        c.ready = t
+        active.append(c)
+
+    # -- main loop ----------------------------------------------------------------------------
+    mean_gap = 1e6 / pps
+    gaps = [max(1, int(rng.expovariate(1.0) * mean_gap)) for _ in range(8192)]
+    t = 1_700_000_000 * 1_000_000 + int(rand() * 1e9)
+    t0 = t
+    reserve = min(packets // 10, 20000)
+    main_end = packets - reserve
+    long_at = sorted({max(1, int(packets * f)) for f in (0.0005, 0.004, 0.15, 0.45, 0.65, 0.8)[:long_sessions]})
+    for extra in range(len(long_at), long_sessions):
+        long_at.append(max(1, int(packets * rng.uniform(0.01, 0.5))))
+    long_at.sort()
+    next_conn = conn_every // 2
+    deficit = 0.0
+    n902 = 0
+    written = 0
+    buf: list[bytes] = []
+    pack_rec = REC.pack
+    draining = False
+    progress_every = max(1, packets // 10)
+
+    with open(out, "wb") as fh:
+        fh.write(PCAP_HEADER)
+        i = 0
+        while True:
+            if not draining:
+                if i >= main_end:
+                    draining = True
+                    for c in active:
+                        c.stop = True
+                else:
+                    if i >= next_conn:
+                        x = rand()
+                        start_conn("unanswered" if x < 0.10 else "refused" if x < 0.13 else "short")
+                        next_conn += int(conn_every * (0.5 + rand()))
+                    while long_at and i >= long_at[0]:
+                        long_at.pop(0)
+                        start_conn("long")
+            elif not active and i >= packets:
+                break
+            fr = None
+            deficit += share
+            if draining:
+                deficit = 1.0 if rand() < 0.5 else 0.0
+            elif deficit > 20.0:
+                deficit = 20.0
+            if deficit >= 1.0 and active:
+                k = len(active)
+                j0 = int(rand() * k)
+                for j in range(k):
+                    c = active[(j0 + j) % k]
+                    if c.ready <= t or draining:
+                        item = next(c.gen, None)
+                        while type(item) is int:
+                            c.ready = t + item
+                            item = None if not draining else next(c.gen, None)
+                            if item is None and draining:
+                                break
+                        if item is None:
+                            if c.ready <= t or draining:
+                                pass
+                        if isinstance(item, bytes):
+                            fr = item
+                            deficit -= 1.0
+                            n902 += 1
+                            break
+                        if item is None and (draining or c.ready <= t):
+                            active.remove(c)  # generator exhausted
+                            break
+                        break
+            if fr is None:
+                if draining and i >= packets and active:
+                    continue  # finish the open 902 connections before stopping
+                if rand() < 0.06:
+                    fr = bg_dns()
+                else:
+                    slot = int(rand() * pool_size)
+                    f = pool[slot]
+                    fr = bg_tcp(f)
+                    if f[3] == 6:
+                        pool[slot] = new_flow()
+            n = len(fr)
+            sec, usec = divmod(t, 1_000_000)
+            buf.append(pack_rec(sec, usec, n, n))
+            buf.append(fr)
+            written += 1
+            i += 1
+            t += gaps[i & 8191]
+            if len(buf) >= 131072:
+                fh.write(b"".join(buf))
+                buf.clear()
+                if not quiet and written // progress_every != (written - 65536) // progress_every:
+                    print(f"  {written:,} packets...", file=sys.stderr, flush=True)
+        fh.write(b"".join(buf))
+        size = fh.tell()
+
+    e = expected
+    established = e["long"] + e["short"] + e["short_rst"]
+    manifest = {
+        "path": os.path.abspath(out),
+        "seed": seed,
+        "packets": written,
+        "file_size": size,
+        "duration_s": round((t - t0) / 1e6, 3),
+        "authd_packets": n902,
+        "authd_share": round(n902 / written, 4) if written else 0.0,
+        "sessions_expected": established + e["unanswered"] + e["refused"],
+        "states_expected": {"closed": e["long"] + e["short"], "reset": e["short_rst"],
+                            "no_answer": e["unanswered"], "refused": e["refused"]},
+        "long_sessions": e["long"],
+        "banners_expected": established,
+        "tls_expected": e["tls"],
+        "authd_ipv6_sessions": e["ipv6"],
+        "authd_vlan_sessions": e["vlan"],
+        "background": dict(stats),
+        "tcp_conversations_expected": stats["tcp_flows"] + established + e["unanswered"] + e["refused"],
+        "generator_seconds": round(time.perf_counter() - started, 2),
+    }
+    return manifest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", metavar="OUT.pcap")
+    ap.add_argument("--packets", type=int, required=True, help="number of packets to write (at least 1000)")
+    ap.add_argument("--authd-share", type=float, default=0.03, help="fraction of packets on port 902 (default 0.03)")
+    ap.add_argument("--seed", type=int, default=902)
+    ap.add_argument("--pps", type=float, default=5000.0, help="mean packet rate for timestamps (default 5000)")
+    ap.add_argument("--conn-every", type=int, default=2000,
+                    help="start a new short 902 connection about every N packets (default 2000)")
+    ap.add_argument("--long-sessions", type=int, default=4, help="long console-like 902 sessions (default 4)")
+    ap.add_argument("--manifest", metavar="JSON", help="also write the ground truth to this file")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    if args.packets < 1000:
+        ap.error("--packets must be at least 1000")
+    if not 0.0 < args.authd_share < 0.5:
+        ap.error("--authd-share must be between 0 and 0.5")
+    m = generate(args.out, args.packets, args.authd_share, args.seed, args.pps, args.conn_every,
+                 args.long_sessions, args.quiet)
+    text = json.dumps(m, indent=2)
+    if args.manifest:
+        with open(args.manifest, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
