@@ -93,7 +93,12 @@ def udp_frame(src: bytes, dst: bytes, sport: int, dport: int, smac: bytes, dmac:
     eth = dmac + smac + (struct.pack("!HH", 0x8100, vlan) if vlan else b"")
     ulen = 8 + len(payload)
     udp = struct.pack("!HHHH", sport, dport, ulen, 0)
-    if len(src) == 16:
+    if len(src) == 16:  # a zero UDP checksum is illegal over IPv6: compute it
+        pseudo = src + dst + struct.pack("!IxxxB", ulen, 17) + udp + payload + b"\0" * (len(payload) & 1)
+        total = sum(struct.unpack("!%dH" % (len(pseudo) // 2), pseudo))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        udp = struct.pack("!HHHH", sport, dport, ulen, (~total & 0xFFFF) or 0xFFFF)
         ip = struct.pack("!IHBB", 0x60000000, ulen, 17, 64) + src + dst
         return eth + b"\x86\xdd" + ip + udp + payload
     ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + ulen, 0, 0x4000, 64, 17, 0) + src + dst
@@ -243,10 +248,9 @@ class Conn:
 class Authd:
     """Everything needed to script port-902 connections."""
 
-    def __init__(self, rng: random.Random, noise: bytes, flights: dict) -> None:
+    def __init__(self, rng: random.Random, noise: bytes) -> None:
         self.rng = rng
         self.noise = noise
-        self.flights = flights  # host index -> {"1.2": [...], "1.3": [...]}
 
     def records(self, sizes) -> bytes:
         """TLS application-data records (opaque bodies) of the given ciphertext sizes."""
@@ -368,7 +372,7 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
             certfile, keyfile = _self_signed(f"esxi-{k + 1:02d}.lab.local", tmp)
             flights[k] = {"TLS 1.2": capture_handshake(certfile, keyfile, False),
                           "TLS 1.3": capture_handshake(certfile, keyfile, True)}
-    authd = Authd(rng, noise, flights)
+    authd = Authd(rng, noise)
 
     # -- address pools --------------------------------------------------------------------
     clients_v4 = [_v4(f"10.0.{k >> 8}.{(k & 255) or 254}") for k in range(1, 3001)]
@@ -430,7 +434,7 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
             remaining = 30 + int(rand() * 270)
         else:
             remaining = 300 + int(rand() * 2700)
-        return [path, rng.getrandbits(32), rng.getrandbits(32), 0, remaining, port, ps, pcd, v6, vlan]
+        return [path, rng.getrandbits(32), rng.getrandbits(32), 0, remaining, port, ps, pcd, v6, vlan, -1]
 
     def bg_tcp(f: list) -> bytes:
         path, cseq, sseq, step = f[0], f[1], f[2], f[3]
@@ -453,8 +457,7 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
                     elif port == 80:
                         hdr = http_cache.get(n)
                         if hdr is None:
-                            body = n - 60
-                            hdr = http_cache[n] = b"HTTP/1.1 200 OK\r\nContent-Length: %6d\r\nServer: x\r\n\r\n" % body
+                            hdr = http_cache[n] = b"HTTP/1.1 200 OK\r\nContent-Length: %6d\r\nServer: x\r\n\r\n" % (n - 54)
                         o = int(rand() * 100000)
                         pl = hdr + text[o:o + n - len(hdr)]
                     else:
@@ -470,8 +473,13 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
                         o = int(rand() * span)
                         pl = tls_hdr[n] + noise[o:o + n - 5] if port == 443 else noise[o:o + n]
                     f[1] = cseq + len(pl)
+                    f[10] = sseq
                     return tcp_frame(path, 0, cseq, sseq, 0x5018, pl)
-                return tcp_frame(path, 0, cseq, sseq, 0x5010, b"")  # pure ACK
+                if sseq != f[10]:  # ACK what the server sent since the last ACK
+                    f[10] = sseq
+                    return tcp_frame(path, 0, cseq, sseq, 0x5010, b"")
+                f[4] = rem  # nothing to acknowledge: try again
+                return bg_tcp(f)
             if rand() < 0.03:  # server aborts
                 f[3] = 6
                 return tcp_frame(path, 1, sseq, cseq, 0x5014, b"")
@@ -491,6 +499,7 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
             return tcp_frame(path, 1, sseq, cseq, 0x8012, SYN_OPTS)
         if step == 2:
             f[3] = 3
+            f[10] = sseq
             return tcp_frame(path, 0, cseq, sseq, 0x5010, b"")
         if step == 4:
             f[2] = sseq + 1
@@ -530,9 +539,10 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
                 "tls": {"TLS 1.2": 0, "TLS 1.3": 0}, "ipv6": 0, "vlan": 0}
     active: list[Conn] = []
 
-    def start_conn(kind: str) -> None:
+    def start_conn(kind: str, now: int) -> None:
         host = int(rand() * 4)
-        v6 = kind != "long" and rand() < 0.08 or kind == "long" and expected["long"] == 1
+        # about 8 % of the short connections and the second long session run over IPv6
+        v6 = (expected["long"] == 1) if kind == "long" else (rand() < 0.08)
         if v6:
             cip = admins_v6[int(rand() * len(admins_v6))]
             sip = esxi_v6[host]
@@ -561,7 +571,7 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
             expected["short_rst" if rst else "short"] += 1
             expected["tls"][version] += 1
             c.gen = authd.short(c, flights[host][version], rst, bulk=rand() < 0.15)
-        c.ready = t
+        c.ready = now
         active.append(c)
 
     # -- main loop ----------------------------------------------------------------------------
@@ -572,7 +582,7 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
     reserve = min(packets // 10, 20000)
     main_end = packets - reserve
     long_at = sorted({max(1, int(packets * f)) for f in (0.0005, 0.004, 0.15, 0.45, 0.65, 0.8)[:long_sessions]})
-    for extra in range(len(long_at), long_sessions):
+    for _ in range(len(long_at), long_sessions):
         long_at.append(max(1, int(packets * rng.uniform(0.01, 0.5))))
     long_at.sort()
     next_conn = conn_every // 2
@@ -596,11 +606,11 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
                 else:
                     if i >= next_conn:
                         x = rand()
-                        start_conn("unanswered" if x < 0.10 else "refused" if x < 0.13 else "short")
+                        start_conn("unanswered" if x < 0.10 else "refused" if x < 0.13 else "short", t)
                         next_conn += int(conn_every * (0.5 + rand()))
                     while long_at and i >= long_at[0]:
                         long_at.pop(0)
-                        start_conn("long")
+                        start_conn("long", t)
             elif not active and i >= packets:
                 break
             fr = None
@@ -614,25 +624,22 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
                 j0 = int(rand() * k)
                 for j in range(k):
                     c = active[(j0 + j) % k]
-                    if c.ready <= t or draining:
-                        item = next(c.gen, None)
+                    if c.ready > t and not draining:
+                        continue
+                    item = next(c.gen, None)
+                    if draining:  # compress think times: close everything quickly
                         while type(item) is int:
-                            c.ready = t + item
-                            item = None if not draining else next(c.gen, None)
-                            if item is None and draining:
-                                break
-                        if item is None:
-                            if c.ready <= t or draining:
-                                pass
-                        if isinstance(item, bytes):
-                            fr = item
-                            deficit -= 1.0
-                            n902 += 1
-                            break
-                        if item is None and (draining or c.ready <= t):
-                            active.remove(c)  # generator exhausted
-                            break
+                            item = next(c.gen, None)
+                    if item is None:  # generator exhausted: the connection is done
+                        active.remove(c)
                         break
+                    if type(item) is int:
+                        c.ready = t + item
+                        continue
+                    fr = item
+                    deficit -= 1.0
+                    n902 += 1
+                    break
             if fr is None:
                 if draining and i >= packets and active:
                     continue  # finish the open 902 connections before stopping

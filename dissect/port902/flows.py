@@ -211,6 +211,7 @@ class Connection:
     def flush(self) -> None:
         self.orig.reasm.flush()
         self.resp.reasm.flush()
+        self.session.finish()
 
 
 class FlowTable:

@@ -44,7 +44,7 @@ def _size(n: int) -> str:
 
 def _tls_cell(s) -> str:
     if not s.handshakes:
-        return "-"
+        return "mid-stream" if s.transport.startswith("tls") else "-"
     v = (s.tls_version or "?").replace("TLS ", "")
     extra = {"tls+tls2": " +2nd", "tls+clear": " +clear"}.get(s.transport, "")
     return f"{v} x{len(s.handshakes)}{extra}"

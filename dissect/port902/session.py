@@ -28,6 +28,7 @@ from . import tls as tlsmod
 from .authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
 
 MAX_RECORDS = 50_000
+MIDSTREAM_SYNC_WINDOW = 64 * 1024  # how far into a mid-stream capture we look for record boundaries
 MAX_NFC_EVENTS = 200
 MAX_WEIRD_PER_SESSION = 100
 RFB_PREFIX = b"RFB 0"
@@ -79,6 +80,26 @@ class Handshake:
         return None
 
 
+def side_untouched(side: "_Side") -> bool:
+    return side.tls is None and side.nfc is None and side.mode == "sniff"
+
+
+def find_record_chain(data: bytes, links: int = 3) -> int | None:
+    """Offset of the first position where ``links`` TLS record headers follow each other:
+    where the record boundaries are in a stream picked up mid-way.  Three chained headers
+    by chance in encrypted bytes are about as likely as 1 in 10**14.  None if not found yet."""
+    n = len(data)
+    plausible = tlsmod.plausible_record_header
+    for start in range(min(n, MIDSTREAM_SYNC_WINDOW)):
+        pos, seen = start, 0
+        while pos + 5 <= n and plausible(data, pos):
+            pos += 5 + ((data[pos + 3] << 8) | data[pos + 4])
+            seen += 1
+            if seen >= links:
+                return start
+    return None
+
+
 class _Sink:
     """Adapter the reassembler writes into; one per direction."""
 
@@ -98,7 +119,8 @@ class _Sink:
 class _Side:
     """Parser state of one direction."""
 
-    __slots__ = ("mode", "lines", "tls", "nfc", "opaque_bytes", "hs", "inner", "clear_bytes", "sniff_buf")
+    __slots__ = ("mode", "lines", "tls", "nfc", "opaque_bytes", "hs", "inner", "clear_bytes", "sniff_buf",
+                 "midstream_skipped")
 
     def __init__(self) -> None:
         self.mode = "sniff"
@@ -110,6 +132,7 @@ class _Side:
         self.inner: str | None = None
         self.clear_bytes = 0
         self.sniff_buf = b""
+        self.midstream_skipped: int | None = None  # bytes before the first record boundary found
 
 
 class Session:
@@ -147,6 +170,7 @@ class Session:
         self.nfc_data_bytes = 0
         self.weird: list[Weird] = []
         self.weird_total = 0
+        self.midstream_alerts: list[tuple] = []
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -191,12 +215,34 @@ class Session:
 
     # -- mode: sniff (decide what the next bytes are) --------------------------------------
 
+    def _midstream(self, from_client: bool) -> bool:
+        """No SYN (client) / SYN-ACK (server) seen: the capture began inside this stream."""
+        d = self.conn.orig if from_client else self.conn.resp
+        return d.isn is None and side_untouched(self.sides[from_client])
+
     def _sniff(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
         data = side.sniff_buf + data
         side.sniff_buf = b""
         if len(data) < 5 and not data.startswith(b"2") and not data[:1].isalpha():
             side.sniff_buf = data
             return b""
+        if self._midstream(from_client) and not looks_like_line(data) and not nfcmod.looks_like_nfc(data):
+            # the capture began inside a TLS stream: find where records start, treat them as encrypted
+            at = find_record_chain(data)
+            if at is None:
+                if len(data) < MIDSTREAM_SYNC_WINDOW:
+                    side.sniff_buf = data
+                    return b""
+                side.mode = "opaque"
+                self.weird_event(ts, frame, "midstream_no_sync",
+                                 f"no TLS record boundary in the first {len(data)} bytes of a stream seen mid-way")
+                return data
+            else:
+                side.sniff_buf = b""
+                self._enter_tls(side, from_client)
+                side.tls.mark_encrypted()
+                side.midstream_skipped = at
+                return data[at:]
         if tlsmod.plausible_record_header(data):
             self._enter_tls(side, from_client)
         elif side.tls is not None and nfcmod.looks_like_nfc(data):
@@ -331,9 +377,12 @@ class Session:
                     hs.certificates = parsed
                     hs.certificate_frame = ev.frame
             elif kind is tlsmod.TlsAlert:
-                hs = self._handshake(max(side.hs, 1), ev.ts, ev.frame)
                 who = "client" if from_client else "server"
-                hs.alerts.append((ev.ts, ev.frame, who, ev.level, ev.description, ev.encrypted))
+                alert = (ev.ts, ev.frame, who, ev.level, ev.description, ev.encrypted)
+                if side.hs:
+                    self._handshake(side.hs, ev.ts, ev.frame).alerts.append(alert)
+                else:  # a stream picked up mid-way: no handshake to file it under
+                    self.midstream_alerts.append(alert)
             elif kind is tlsmod.TlsEnd:
                 side.mode = "sniff"
                 rest = ev.remainder
@@ -371,14 +420,36 @@ class Session:
             if len(self.nfc_events) < MAX_NFC_EVENTS:
                 self.nfc_events.append((from_client, ev))
 
+    def finish(self) -> None:
+        """The connection ended: parse what was held back and report what was cut short."""
+        ts, frame = self.conn.end, self.conn.last_frame
+        for from_client, side in self.sides.items():
+            if side.sniff_buf:
+                held, side.sniff_buf = side.sniff_buf, b""
+                if self._midstream(from_client) and find_record_chain(held, links=1) is not None:
+                    at = find_record_chain(held, links=1)
+                    self._enter_tls(side, from_client)
+                    side.tls.mark_encrypted()
+                    side.midstream_skipped = at
+                    held = held[at:]
+                else:
+                    side.mode = "lines" if looks_like_line(held) else "opaque"
+                self._data(from_client, held, ts, frame)
+            if side.mode == "tls" and side.tls is not None and not side.tls.ended:
+                self._tls_events(side, from_client, side.tls.finish(ts, frame))
+            if side.mode == "lines" and side.lines.pending:
+                raw = side.lines.pending
+                side.lines = LineBuffer()
+                self._line(from_client, raw.rstrip(b"\r"), ts, frame, False)
+
     # -- summaries -----------------------------------------------------------------------------
 
     @property
     def transport(self) -> str:
         """plain | tls | tls+tls2 | tls+clear | none: how the stream was carried."""
         n = len(self.handshakes)
-        if n == 0:
-            if self.dialogue.lines or any(s.opaque_bytes or s.clear_bytes for s in self.sides.values()):
+        if n == 0 and all(s.tls is None for s in self.sides.values()):
+            if self.dialogue.lines or any(s.opaque_bytes or s.clear_bytes or s.nfc for s in self.sides.values()):
                 return "plain"
             return "none"
         if self.tls_ended_in_clear:

@@ -762,22 +762,23 @@ _SIGNATURE_ALGORITHMS = {
 }
 
 
+_KEY_TYPES = ((rsa.RSAPublicKey, "RSA"), (ec.EllipticCurvePublicKey, "EC"),
+              (dsa.DSAPublicKey, "DSA"), (ed25519.Ed25519PublicKey, "Ed25519"),
+              (ed448.Ed448PublicKey, "Ed448"), (x25519.X25519PublicKey, "X25519"),
+              (x448.X448PublicKey, "X448"))
+_FIXED_KEY_BITS = {"Ed25519": 256, "Ed448": 456, "X25519": 256, "X448": 448}
+
+
 def _describe_key(key) -> tuple[str, int | None, str | None]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size, None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.curve.key_size, key.curve.name
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size, None
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256, None
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456, None
-    if isinstance(key, x25519.X25519PublicKey):
-        return "X25519", 256, None
-    if isinstance(key, x448.X448PublicKey):
-        return "X448", 448, None
-    return type(key).__name__, None, None
+    """(key type, size in bits, curve name) of a public key object."""
+    for cls, name in _KEY_TYPES:
+        if isinstance(key, cls):
+            break
+    else:
+        return type(key).__name__, None, None
+    if name == "EC":
+        return name, key.curve.key_size, key.curve.name
+    return name, getattr(key, "key_size", _FIXED_KEY_BITS.get(name)), None
 
 
 def certificate_summary(der: bytes) -> CertificateInfo:
@@ -849,9 +850,9 @@ def certificate_summary(der: bytes) -> CertificateInfo:
 class HandshakeTooLarge(Malformed):
     """A handshake header announced more than the cap; carries what completed before it."""
 
-    def __init__(self, msg_type: int, length: int, completed: list[tuple[int, bytes]]) -> None:
-        super().__init__(f"handshake message type {msg_type} of {length} bytes exceeds "
-                         f"{MAX_HANDSHAKE_MESSAGE}")
+    def __init__(self, msg_type: int, length: int, completed: list[tuple[int, bytes]],
+                 limit: int = MAX_HANDSHAKE_MESSAGE) -> None:
+        super().__init__(f"handshake message type {msg_type} of {length} bytes exceeds {limit}")
         self.msg_type = msg_type
         self.length = length
         self.completed = completed
@@ -921,7 +922,7 @@ class HandshakeReassembler:
                 else:
                     self._discard = length - available
                     buf.clear()
-                raise HandshakeTooLarge(msg_type, length, out)
+                raise HandshakeTooLarge(msg_type, length, out, self.max_message)
             end = pos + HANDSHAKE_HEADER.size + length
             if end > len(buf):
                 break
@@ -1030,6 +1031,12 @@ class TlsDirection:
     skipped by count; only clear handshake, alert and CCS bodies are looked at.  *role*
     (``"client"`` or ``"server"``) says which hello starts a handshake here; if None it is
     learnt from the first hello.
+
+    Counters: ``records``, ``bytes`` (header + body bytes seen), ``app_data_records``,
+    ``app_data_bytes`` (body bytes seen), ``bytes_lost`` (reported by gap()),
+    ``handshake_count`` (1 after the first hello, +1 per TlsNewHandshake).
+    A second hello counts as a new handshake only after this direction sent protected
+    records since its last hello, so a HelloRetryRequest's second ClientHello does not.
     """
 
     def __init__(self, role: str | None = None) -> None:
@@ -1059,7 +1066,7 @@ class TlsDirection:
         self._hs_origin = (0.0, 0)
         self._sync = bytearray()
         self._skipped = 0
-        self._tentative = False  # just resynchronised: one bad header sends us back, not to TlsEnd
+        self._unconfirmed = 0  # headers still to see after a resync before a bad one means TlsEnd
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -1086,19 +1093,19 @@ class TlsDirection:
             elif mode == _RESYNC:
                 data, pos = self._resync(data, pos, ts, frame, events)
             else:
+                # record body: skipped by count unless it is clear and worth reading
                 take = min(self._left, len(data) - pos)
-                piece = data[pos:pos + take]
+                if mode == _HANDSHAKE:
+                    self._handshake_bytes(data[pos:pos + take], events)
+                elif mode in (_COLLECT, _PROBE):
+                    self._body += memoryview(data)[pos:pos + take]
                 pos += take
                 self._left -= take
                 self.bytes += take
                 if self._type == 23:
                     self.app_data_bytes += take
-                if mode == _HANDSHAKE:
-                    self._handshake_bytes(piece, events)
-                elif mode in (_COLLECT, _PROBE):
-                    self._body += piece
-                    if mode == _PROBE and len(self._body) >= 6 and self._left:
-                        self._probe_prefix(events)
+                if mode == _PROBE and len(self._body) >= 6 and self._left:
+                    self._probe_prefix(events)
                 if self._left == 0:
                     self._record_done(events)
         return events
@@ -1179,9 +1186,9 @@ class TlsDirection:
         if not plausible_record_header(self._hdr, partial=True):
             rest = bytes(self._hdr) + data[pos:]
             self._hdr.clear()
-            if self._tentative:
+            if self._unconfirmed:
                 # the resync candidate was a false one: keep looking instead of giving up on TLS
-                self._tentative = False
+                self._unconfirmed = 0
                 events.append(TlsWeird(ts, frame, "resync_failed",
                                        "record after a resync point is not TLS; resynchronising"))
                 self._mode = _RESYNC
@@ -1195,7 +1202,8 @@ class TlsDirection:
         if len(self._hdr) == RECORD_HEADER.size:
             content_type, version, length = RECORD_HEADER.unpack(self._hdr)
             self._hdr.clear()
-            self._tentative = False
+            if self._unconfirmed:
+                self._unconfirmed -= 1
             self._start_record(content_type, version, length, events)
         return data, pos
 
@@ -1400,6 +1408,6 @@ class TlsDirection:
                                                     f"plausible record header"))
         self._sync.clear()
         self._skipped = 0
-        self._tentative = True
+        self._unconfirmed = 2  # the candidate and the header after it
         self._mode = _HEADER
         return buf[at:], 0

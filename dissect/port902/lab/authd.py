@@ -102,20 +102,23 @@ def mks_control(pace: Pace, ticket_id: str, token: str, sha1: str, vmx: str) -> 
     ]
 
 
-def nfc_vddk_control(pace: Pace, session_id: str, banner_id: str, sha256: str, ssl: bool,
+def nfc_vddk_control(pace: Pace, session_id: str, banner_id: str, thumb: str, ssl: bool,
                      service: str | None = None) -> list[Step]:
-    """VDDK 8 NFC set-up inside TLS #1 (§5.3 a): SESSION+BANNER in one flight, … ``200 Connect``.
+    """VDDK NFC set-up inside TLS #1 (§5.3 a): SESSION+BANNER in one flight, … ``200 Connect``.
 
-    ``service`` defaults to ``vpxa-nfc`` / ``vpxa-nfcssl`` (vCenter ticket); ``nfc`` is the
-    direct-ESXi form. The reply names ``ha-nfc`` / ``ha-nfcssl``.
+    ``thumb`` is the host's SHA-256 thumbprint (``THUMBPRINT_SHA2``, servers with ``SHA256
+    supported``) or its SHA-1 thumbprint (``THUMBPRINT``, older servers). ``service`` defaults
+    to ``vpxa-nfc`` / ``vpxa-nfcssl`` (vCenter ticket); ``nfc`` is the direct-ESXi form. The
+    reply names ``ha-nfc`` / ``ha-nfcssl``.
     """
     service = service or ("vpxa-nfcssl" if ssl else "vpxa-nfc")
     target = "ha-nfcssl" if ssl else "ha-nfc"
+    command = "THUMBPRINT_SHA2" if len(thumb) > 59 else "THUMBPRINT"
     return [
         Step(CLIENT, (line(f"SESSION {session_id}"), line("BANNER ")), pace("program"), "session"),
         Step(SERVER, banner(banner_id), pace("reply")),
-        Step(CLIENT, line("THUMBPRINT_SHA2 PlainText"), pace("program"), "thumbprint"),
-        Step(SERVER, line(f"200 {sha256}"), pace("reply")),
+        Step(CLIENT, line(f"{command} PlainText"), pace("program"), "thumbprint"),
+        Step(SERVER, line(f"200 {thumb}"), pace("reply")),
         Step(CLIENT, line(f"PROXY {service}"), pace("program"), "proxy"),
         Step(SERVER, line(f"200 Connect {target}"), pace("proxy"), "handoff"),
     ]

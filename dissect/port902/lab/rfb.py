@@ -12,6 +12,7 @@ bursts, mouse moves with clicks, window redraws and idle stretches.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 import zlib
@@ -69,7 +70,7 @@ class Screen:
     def __init__(self, rng: random.Random, width: int = 1024, height: int = 768, name: str = "vm"):
         self.rng, self.width, self.height, self.name = rng, width, height, name
         self._zlib = zlib.compressobj(6)
-        palette = [rng.getrandbits(24).to_bytes(3, "little") for _ in range(6)]
+        palette = [rng.getrandbits(24).to_bytes(3, "little") for _ in range(17)]
         self._background, self._palette = palette[0], palette[1:]
 
     def server_init(self) -> bytes:
@@ -84,8 +85,8 @@ class Screen:
         left = w * h
         rng = self.rng
         while left:
-            run = min(left, rng.choice((1, 2, 3, 5, 8, 13, 30, 60)))
-            out += self._palette[rng.randrange(len(self._palette))] if rng.random() < 0.45 else self._background
+            run = min(left, rng.choice((1, 1, 1, 2, 2, 3, 4, 6, 10, 24)))
+            out += self._palette[rng.randrange(len(self._palette))] if rng.random() < 0.65 else self._background
             rest = run - 1
             out += b"\xff" * (rest // 255) + bytes([rest % 255])
             left -= run
@@ -133,9 +134,9 @@ def mks_opening(screen: Screen, pace: Pace, token: str) -> list[Step]:
     ]
 
 
-def _answer(screen: Screen, pace: Pace, rects) -> list[Step]:
+def _answer(screen: Screen, pace: Pace, rects, mark: str | None = None) -> list[Step]:
     """A server update followed by the client's next incremental request."""
-    return [Step(SERVER, screen.update(rects), pace("render")),
+    return [Step(SERVER, screen.update(rects), pace("render"), mark),
             Step(CLIENT, update_request(True, 0, 0, screen.width, screen.height), pace("program"))]
 
 
@@ -170,7 +171,7 @@ def mouse(screen: Screen, pace: Pace, rng: random.Random, moves: int, click: boo
         steps += [Step(CLIENT, pointer_event(1, tx, ty), pace("pointer")), Step(CLIENT, pointer_event(0, tx, ty), hold)]
         w, h = rng.choice(((640, 480), (480, 360), (800, 600)))
         wx, wy = screen.random_rect(w, h)
-        steps += _answer(screen, pace, [(wx, wy, w, h, 0.35)])
+        steps += _answer(screen, pace, [(wx, wy, w, h, 0.35)], "window_redraw")
         spent += hold
     return steps, spent
 
@@ -190,17 +191,23 @@ def idle(screen: Screen, pace: Pace, rng: random.Random, seconds: float, blink: 
 
 
 def console_use(screen: Screen, pace: Pace, rng: random.Random, seconds: float) -> list[Step]:
-    """About ``seconds`` of console use: typing, mouse, redraws, idle, in a seeded order."""
+    """About ``seconds`` of console use: typing, mouse, redraws, idle, in a seeded order.
+
+    The first step of each activity carries its mark (``typing``, ``mouse``, ``idle_blink``;
+    a silent idle stretch has no packet until it ends: ``idle_quiet_end``); a click's redraw is
+    marked ``window_redraw``.
+    """
     steps: list[Step] = []
     spent = 0.0
     while spent < seconds:
-        kind = rng.choices(("typing", "mouse", "idle", "quiet"), weights=(4, 3, 2, 1))[0]
+        kind = rng.choices(("typing", "mouse", "idle_blink", "idle_quiet"), weights=(4, 3, 2, 1))[0]
         if kind == "typing":
             more, took = typing(screen, pace, rng, rng.randint(4, 18))
         elif kind == "mouse":
             more, took = mouse(screen, pace, rng, rng.randint(10, 45), click=rng.random() < 0.6)
         else:
-            more, took = idle(screen, pace, rng, rng.uniform(1.5, 5.0), blink=kind == "idle")
+            more, took = idle(screen, pace, rng, rng.uniform(1.5, 5.0), blink=kind == "idle_blink")
+        more[0] = dataclasses.replace(more[0], mark="idle_quiet_end" if kind == "idle_quiet" else kind)
         steps += more
         spent += took
     return steps

@@ -61,8 +61,8 @@ def _pin(ctx: ssl.SSLContext, version: str, ciphers: str | None) -> None:
 
 def _context(side: str, version: str, ciphers: str | None, cert: HostCert | None, tickets: bool,
              alpn: tuple[str, ...], keylog: str | None) -> ssl.SSLContext:
-    key = (side, version, ciphers, cert.der if cert else None, tickets, alpn, keylog)
-    ctx = _CONTEXTS.get(key)
+    key = (side, version, ciphers, cert.der if cert else None, tickets, alpn)
+    ctx = None if keylog else _CONTEXTS.get(key)      # a key log binds a context to one open file
     if ctx is None:
         if side == "server":
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -79,7 +79,8 @@ def _context(side: str, version: str, ciphers: str | None, cert: HostCert | None
         _pin(ctx, version, ciphers)
         if alpn:
             ctx.set_alpn_protocols(list(alpn))
-        _CONTEXTS[key] = ctx
+        if not keylog:
+            _CONTEXTS[key] = ctx
     return ctx
 
 

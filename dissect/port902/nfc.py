@@ -1,0 +1,758 @@
+"""Cleartext NFC (Network File Copy): classic 264-byte messages and VDDK "AIO" frames.
+
+Protocol: VMware NFC as spoken after authd's ``200 Connect ha-nfc`` when no second
+TLS wraps it (VDDK transport "nbd", nfclib / photon-controller file copies).
+Spec: protocol.md §5.4 (classic messages: a fixed 264-byte block, u32 LE type at
+offset 0, type-specific fields, then variable extras *not* counted in the 264) and
+§5.5 (after the type-52 exchange: 16-byte AIO header {magic 0xA100DA7A, type, size,
+opId}, ``size`` payload bytes, then extras not counted in ``size``); protocol.md
+§11.4-11.6 for the sequences.
+
+Pipeline stage: one direction's reassembled TCP bytes (after TLS #1 ended, see
+``tls.TlsEnd``) -> NFC events for the session state machine.  File data is counted
+and skipped, never buffered, so a multi-GB disk copy costs O(1) memory.
+
+Which side carries data (the rule the parser applies; role = "client"/"server"):
+
+* classic NFC_FILE_DATA (7): always ``8 + dataLength`` extra bytes, either side.
+* classic NFC_FSSRVR_IO (23): the client's write (direction 1) carries ``length`` bytes;
+  a server reply with direction 0 (a read) carries them back (inference from the
+  request layout; photon only shows writes).
+* AIO IO (7): the 44-byte payload describes one fragment.  Data follows on *writes
+  from the client* and on *read replies from the server*; a read request and a write
+  ack carry none although their length fields are set.  The data size is the u32 at
+  payload offset 36 ("extra size": the fragment length at offset 32 when uncompressed,
+  the packed size when the opcode's high half names a compression).  Without a role,
+  a non-zero handle at offset 0 marks a client request (replies zero it).
+* AIO OPEN_FILE (4): the client's request is followed by ``pathLen`` (u32 @0) path
+  bytes; the 60-byte reply has none.  AIO ERROR (1): text of the length at payload @12.
+* AIO DDB_GET (11) / GET_FILE_INFO (10): no public length field for the key/value
+  extra; it is delimited by the next AIO magic.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+__all__ = [
+    "MESSAGE_TYPES", "AIO_TYPES", "FILE_TYPES", "CONVERSION_FLAGS", "AIO_IO_OPS", "COMPRESSION",
+    "MESSAGE_SIZE", "AIO_MAGIC", "AIO_MAGIC_BYTES", "FILE_DATA_MAGIC",
+    "MESSAGE_TYPE", "FILE_PUT", "FILE_GET", "FILE_DATA_HEADER", "ERROR", "FSSRVR_OPEN",
+    "FSSRVR_IO", "NAME_LIST", "CREATEDIR", "FILEOP_STATUS", "VERSION", "CONNECTION_DATA",
+    "FEATURES", "AIO_HEADER", "AIO_ERROR", "AIO_OPEN_FILE", "AIO_OPEN_FILE_REPLY", "AIO_IO",
+    "AIO_CLOSE_FILE",
+    "looks_like_nfc", "NfcMessage", "NfcAio", "NfcWeird", "NfcDirection",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Wire structures, little-endian, in wire order; offsets are relative to the 264-byte block
+# ---------------------------------------------------------------------------------------------
+
+MESSAGE_SIZE = 264
+AIO_MAGIC = 0xA100DA7A
+AIO_MAGIC_BYTES = struct.pack("<I", AIO_MAGIC)  # 7a da 00 a1
+FILE_DATA_MAGIC = 0xABCDEFAB
+_FILE_DATA_MAGIC_BYTES = struct.pack("<I", FILE_DATA_MAGIC)
+
+#: u32 type, the first field of every classic message.
+MESSAGE_TYPE = struct.Struct("<I")
+#: NFC_FILE_PUT: type, fileType, conversionFlags, pathLen, fileSize, spaceRequired, then (server
+#: replies to GET) parentPathLen, rdmDevicePathLen, isPassthrough, storagePolicyLen — packed.
+FILE_PUT = struct.Struct("<IIIIQQIIBI")
+#: NFC_FILE_GET: type, fileType, pathLen, conversionFlags.
+FILE_GET = struct.Struct("<IIII")
+#: After the NFC_FILE_DATA block: magic 0xABCDEFAB, dataLength.
+FILE_DATA_HEADER = struct.Struct("<II")
+#: NFC_ERROR: type, errorType, errorCode, msgLen.
+ERROR = struct.Struct("<IIII")
+#: NFC_FSSRVR_OPEN: type, pathLen, openFlags, rawFile.
+FSSRVR_OPEN = struct.Struct("<IIIB")
+#: NFC_FSSRVR_IO: type, direction (1 = write), byte offset ("lba"), length.
+FSSRVR_IO = struct.Struct("<IIQI")
+#: NFC_FILE_DELETE / RENAME / COPY: type, size (of the NUL-separated names), flags, count.
+NAME_LIST = struct.Struct("<IIIH")
+#: NFC_FILE_CREATEDIR: type, pathLen, flags, count.
+CREATEDIR = struct.Struct("<IIIH")
+#: NFC_FILEOP_STATUS: type, errorSize, dataSize, failed, succeeded.
+FILEOP_STATUS = struct.Struct("<IIIHH")
+#: Type 51 (version): type, version.
+VERSION = struct.Struct("<II")
+#: Type 54 (connection data): type, nameLen, opIdLen; the two raw strings follow.
+CONNECTION_DATA = struct.Struct("<III")
+#: Type 55 (session features): type, features.
+FEATURES = struct.Struct("<II")
+
+#: AIO frame header: magic, type, size (payload bytes after the header), opId.
+AIO_HEADER = struct.Struct("<IIII")
+#: AIO ERROR payload: code, reserved, textLength (text follows).
+AIO_ERROR = struct.Struct("<QII")
+#: AIO OPEN_FILE request (first 24 of 60 bytes): pathLen, 3 reserved, fileType, flags.
+AIO_OPEN_FILE = struct.Struct("<IIIIII")
+#: AIO OPEN_FILE reply (first 40 of 60 bytes): status, handle, fileType, flags, sectorSize @36.
+AIO_OPEN_FILE_REPLY = struct.Struct("<QQII12xI")
+#: AIO IO: handle, opcode (low half 0 write / 1 read, high half compression), byte offset,
+#: total length, fragment offset, fragment length, extra (wire) size, reserved.
+AIO_IO = struct.Struct("<QQQIIIII")
+#: AIO CLOSE_FILE: handle.
+AIO_CLOSE_FILE = struct.Struct("<Q")
+_U64 = struct.Struct("<Q")
+
+# ---------------------------------------------------------------------------------------------
+# Value names
+# ---------------------------------------------------------------------------------------------
+
+#: Classic message types (VMware nfclib constants; 51-55 named after the VDDK write-up).
+MESSAGE_TYPES = {
+    0: "NFC_HANDSHAKE", 1: "NFC_FILE_PUT", 2: "NFC_FILE_GET", 3: "NFC_FILE_COMPLETE",
+    4: "NFC_SESSION_COMPLETE", 6: "NFC_RATE_CONTROL", 7: "NFC_FILE_DATA", 8: "NFC_PING",
+    20: "NFC_ERROR", 21: "NFC_FSSRVR_OPEN", 22: "NFC_FSSRVR_DISKGEO", 23: "NFC_FSSRVR_IO",
+    24: "NFC_FSSRVR_CLOSE", 25: "NFC_PUTFILESINFO", 26: "NFC_GETFILESINFO",
+    27: "NFC_PUTFILE_DONE", 28: "NFC_FSSRVR_DDBENUM", 29: "NFC_FSSRVR_DDBGET",
+    30: "NFC_FSSRVR_DDBSET", 31: "NFC_FILE_DELETE", 32: "NFC_FILE_RENAME", 33: "NFC_FILE_COPY",
+    34: "NFC_FILE_CREATEDIR", 36: "NFC_FILEOP_STATUS", 37: "NFC_ENUM_DISKEXTS",
+    38: "NFC_FILENAME_LIST", 39: "NFC_FSSRVR_MULTIIO", 40: "NFC_FSSRVR_ASM_MAP",
+    41: "NFC_FSSRVR_CHM_MAP", 42: "NFC_FSSRVR_DDBREMOVE", 43: "NFC_CLIENTRANDOM",
+    44: "NFC_FSSRVR_UNMAP", 45: "NFC_FSSRVR_CKSM_XTNT", 46: "NFC_FSSRVR_IO_EX",
+    47: "NFC_FSSRVR_MULTIIO_EX", 48: "NFC_FSSRVR_SYNC", 49: "NFC_FSSRVR_ASMR_MAP",
+    50: "NFC_FSSSRVR_UNMAP_INF", 51: "NFC_VERSION", 52: "NFC_AIO_SESSION_OPEN",
+    54: "NFC_CONNECTION_DATA", 55: "NFC_SESSION_FEATURES",
+}
+
+#: AIO frame types (VDDK 8 capture, protocol.md §5.5).
+AIO_TYPES = {1: "ERROR", 2: "OPEN_SESSION", 3: "CLOSE_SESSION", 4: "OPEN_FILE", 5: "CLOSE_FILE",
+             7: "IO", 9: "SET_SOCK_OPTS", 10: "GET_FILE_INFO", 11: "DDB_GET", 22: "SET_RES_POOL"}
+
+FILE_TYPES = {0: "NFC_RAW", 1: "NFC_TEXT", 2: "NFC_DISK", 3: "NFC_DELTA_DISK", 4: "NFC_DIGEST",
+              5: "NFC_DELTA_DIGEST", 6: "NFC_RDM_DISK", 7: "NFC_OBJECT"}
+
+CONVERSION_FLAGS = {
+    1 << 0: "TEXT_UNIX", 1 << 1: "TEXT_WIN", 1 << 2: "DSK_VMDK", 1 << 3: "DSK_VMFS",
+    1 << 4: "CREATE_OVERWRITE", 1 << 5: "CREATE_ALTERNATE", 1 << 6: "DSK_FLATTEN",
+    1 << 7: "DSK_THINPROV", 1 << 8: "DSK_FORCELSILOGIC", 1 << 9: "DSK_USETARGETVHW",
+    1 << 13: "DSK_IDE", 1 << 14: "DSK_SESPARSE",
+}
+_SESPARSE = 1 << 14
+_GRAIN_SIZE_BLOB = 32  # nfclib's NFC_GENERIC_SMALL_DATA_LEN, sent after a SESPARSE FILE_PUT
+
+#: Low half of the AIO IO opcode.
+AIO_IO_OPS = {0: "write", 1: "read"}
+#: High half of the AIO IO opcode (2 per the VDDK write-up; 1 and 3 per a third-party mock).
+COMPRESSION = {0: "none", 1: "zlib", 2: "fastlz", 3: "skipz"}
+
+# Plausibility limits: lengths beyond them mean we are not looking at NFC (or lost step).
+MAX_TEXT_LENGTH = 64 * 1024  # paths, names, error texts, key names
+MAX_DATA_LENGTH = 16 * 1024 * 1024  # one FILE_DATA / IO fragment (real ones are <= 256 KiB)
+MAX_AIO_PAYLOAD = 4096  # known payloads are <= 60 bytes
+MAX_CAPTURE = 4096  # bytes of a text extra kept for the event; the rest is skipped
+MAX_ERROR_TEXT = 256  # characters of an error text put into the event
+
+_CLIENT_TYPES = {2, 21, 31, 32, 33, 34, 43, 54, 55}  # classic types only a client sends
+_SERVER_TYPES = {22, 27, 36}  # classic types only a server sends
+_ZERO_BODY_TYPES = {4, 7, 8, 27, 33, 52}  # type-only messages: bytes 4.. are zero
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+# ---------------------------------------------------------------------------------------------
+
+def _word(block: bytes, offset: int) -> int | None:
+    if len(block) < offset + 4:
+        return None
+    return int.from_bytes(block[offset:offset + 4], "little")
+
+
+def _length_ok(value: int | None, limit: int = MAX_TEXT_LENGTH, allow_zero: bool = False) -> bool:
+    return value is None or (0 if allow_zero else 1) <= value <= limit
+
+
+def _classic_consistent(msg_type: int, block: bytes) -> bool:
+    """Do the bytes after the type fit that type (as far as *block* reaches)?"""
+    w4, w8, w12 = _word(block, 4), _word(block, 8), _word(block, 12)
+    if msg_type in _ZERO_BODY_TYPES:
+        return not any(block[4:16])
+    if msg_type == 0:
+        return any(block[4:MESSAGE_SIZE])
+    if msg_type == 1:
+        return w4 in FILE_TYPES and _length_ok(w12)
+    if msg_type == 2:
+        return w4 in FILE_TYPES and _length_ok(w8)
+    if msg_type == 20:
+        return _length_ok(w12, allow_zero=True)
+    if msg_type in (21, 34):
+        return _length_ok(w4)
+    if msg_type == 23:
+        return w4 in (0, 1)
+    if msg_type in (31, 32):
+        return _length_ok(w4)
+    if msg_type == 36:
+        return _length_ok(w4, allow_zero=True) and _length_ok(w8, allow_zero=True)
+    if msg_type == 43:
+        token = block[4:36].split(b"\0", 1)[0]
+        return bool(token) and all(0x20 <= b < 0x7F for b in token)
+    if msg_type == 51:
+        return w4 is None or 0 < w4 < 256
+    if msg_type == 54:
+        return _length_ok(w4, 4096, True) and _length_ok(w8, 4096, True)
+    if msg_type == 55:
+        return w4 is None or w4 < 1 << 16
+    return True
+
+
+def looks_like_nfc(data: bytes) -> bool:
+    """Are these the first bytes of an NFC stream (classic message or AIO frame)?
+
+    A classic message needs at least 8 bytes: a known type and a plausible first field.
+    An AIO frame is recognised by its magic (and a known type once 8 bytes are there).
+    """
+    data = bytes(data[:MESSAGE_SIZE])
+    if data[:4] == AIO_MAGIC_BYTES:
+        return len(data) < 8 or _word(data, 4) in AIO_TYPES
+    if len(data) < 8:
+        return False
+    msg_type = _word(data, 0)
+    return msg_type in MESSAGE_TYPES and _classic_consistent(msg_type, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NfcMessage:
+    """A classic message; ts/frame of its first byte; extra_len = bytes after the 264."""
+
+    ts: float
+    frame: int
+    msg_type: int
+    name: str
+    fields: dict
+    extra_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class NfcAio:
+    """An AIO frame; size = payload bytes, extra_len = bytes after the payload."""
+
+    ts: float
+    frame: int
+    aio_type: int
+    name: str
+    size: int
+    op_id: int
+    extra_len: int
+    fields: dict
+
+
+@dataclass(frozen=True, slots=True)
+class NfcWeird:
+    """Something malformed or unexpected, reported instead of raised."""
+
+    ts: float
+    frame: int
+    kind: str
+    detail: str
+
+
+class _Bad(Exception):
+    """A message whose fields cannot be right: report it and resynchronise."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental parser
+# ---------------------------------------------------------------------------------------------
+
+_FIXED, _SEGMENT, _SCAN, _RESYNC = range(4)
+# what a fixed-size piece being collected is
+_HEAD, _BLOCK, _AIO_HEADER, _AIO_PAYLOAD = range(4)
+_SYNC_WINDOW = MESSAGE_SIZE + 4  # a FILE_DATA block plus its file-header magic
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
+def _flag_names(flags: int) -> list[str]:
+    return [name for bit, name in CONVERSION_FLAGS.items() if flags & bit]
+
+
+class NfcDirection:
+    """NFC parser for one direction of one TCP stream.
+
+    ``feed()`` takes chunks split anywhere and returns events.  *role* (``"client"`` or
+    ``"server"``) decides which side's IO frames carry data; if None it is learnt from
+    messages only one side sends, and guessed per frame until then.
+
+    Counters: ``messages`` (classic), ``aio_frames``, ``data_bytes`` (file data seen, not
+    stored), ``bytes_lost`` (reported by gap()), ``message_types`` (Counter by name).
+    """
+
+    def __init__(self, role: str | None = None) -> None:
+        if role not in (None, "client", "server"):
+            raise ValueError(f"role must be 'client', 'server' or None, not {role!r}")
+        self.role = role
+        self.messages = 0
+        self.aio_frames = 0
+        self.data_bytes = 0
+        self.bytes_lost = 0
+        self.message_types: Counter = Counter()
+        self.aio = False  # an AIO frame has been seen
+        self._mode = _FIXED
+        self._piece = _HEAD
+        self._need = 4
+        self._buf = bytearray()
+        self._origin = (0.0, 0)
+        self._event: dict | None = None  # the message being built
+        self._segments: list[list] = []  # [name, bytes left, kind]
+        self._capture = bytearray()
+        self._extra = 0
+        self._emitted = True
+        self._tail = b""  # scan / resync carry-over
+        self._scanned = 0
+        self._skipped = 0
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def feed(self, data: bytes, ts: float, frame: int) -> list:
+        """Parse the next chunk of this direction's bytes; return the events it completed."""
+        events: list = []
+        data = bytes(data)
+        pos = 0
+        while pos < len(data):
+            mode = self._mode
+            if mode == _FIXED:
+                data, pos = self._fixed(data, pos, ts, frame, events)
+            elif mode == _SEGMENT:
+                pos = self._segment(data, pos, events)
+            elif mode == _SCAN:
+                data, pos = self._scan(data, pos, ts, frame, events)
+            else:
+                data, pos = self._resync(data, pos, ts, frame, events)
+        return events
+
+    def gap(self, nbytes: int, ts: float, frame: int) -> list:
+        """The capture lost *nbytes*; inside file data that is just counted, else resync."""
+        if nbytes < 0:
+            raise ValueError("gap size must not be negative")
+        events: list = []
+        if nbytes == 0:
+            return events
+        self.bytes_lost += nbytes
+        if self._mode == _RESYNC:
+            self._tail = b""
+            return events
+        if self._mode == _SEGMENT and self._segments[0][2] == "data" and nbytes <= self._segments[0][1]:
+            self._segments[0][1] -= nbytes
+            self._advance(events)
+            return events
+        what = self._event["name"] if self._event else "message header"
+        if self._mode == _SCAN:
+            self._finish_scan(events)
+        elif self._mode == _SEGMENT and not self._emitted:
+            self._partial_fields()
+            self._emit(events)
+        events.append(NfcWeird(ts, frame, "gap_desync",
+                               f"{nbytes} bytes lost in {what}; resynchronising"))
+        self._enter_resync(b"")
+        return events
+
+    def finish(self, ts: float, frame: int) -> list:
+        """The stream ended: flush a frame whose extra runs to the end, report a cut message."""
+        events: list = []
+        if self._mode == _SCAN:
+            self._capture_scan(self._tail)
+            self._tail = b""
+            self._finish_scan(events)
+            self._reset_fixed()
+        elif self._mode == _SEGMENT:
+            name = self._event["name"]
+            if not self._emitted:
+                self._partial_fields()
+                self._emit(events)
+            events.append(NfcWeird(ts, frame, "truncated", f"stream ended inside the extras of {name}"))
+        elif self._mode == _FIXED and self._buf:
+            events.append(NfcWeird(ts, frame, "truncated",
+                                   f"stream ended {len(self._buf)} bytes into a message"))
+        elif self._mode == _RESYNC:
+            events.append(NfcWeird(ts, frame, "truncated", "stream ended while resynchronising"))
+        return events
+
+    # -- fixed-size parts: type word, 264-byte block, AIO header, AIO payload ------------------
+
+    def _reset_fixed(self) -> None:
+        self._mode, self._piece, self._need = _FIXED, _HEAD, 4
+        self._buf.clear()
+        self._event = None
+
+    def _fixed(self, data: bytes, pos: int, ts: float, frame: int, events: list):
+        if self._piece == _HEAD and not self._buf:
+            self._origin = (ts, frame)
+        piece = data[pos:pos + self._need - len(self._buf)]
+        self._buf += piece
+        pos += len(piece)
+        if len(self._buf) < self._need:
+            return data, pos
+        block = bytes(self._buf)
+        self._buf.clear()
+        try:
+            if self._piece == _HEAD:
+                self._head(block)
+            elif self._piece == _BLOCK:
+                self._classic(block, events)
+            elif self._piece == _AIO_HEADER:
+                self._aio_header(block, events)
+            else:
+                self._aio_payload(block, events)
+        except _Bad as exc:
+            kind, detail = exc.args
+            if self._event is not None and self._piece == _AIO_PAYLOAD:
+                # the frame itself is intact, only its extra is unknowable: resync after it
+                self._extra = 0
+                self._emit(events)
+                events.append(NfcWeird(*self._origin, kind, detail))
+                self._enter_resync(b"")
+                return data, pos
+            events.append(NfcWeird(*self._origin, kind, detail))
+            self._enter_resync(b"")
+            return block[1:] + data[pos:], 0
+        return data, pos
+
+    def _head(self, word: bytes) -> None:
+        if word == AIO_MAGIC_BYTES:
+            self._piece, self._need = _AIO_HEADER, AIO_HEADER.size
+            self._buf += word
+            return
+        (msg_type,) = MESSAGE_TYPE.unpack(word)
+        if msg_type not in MESSAGE_TYPES:
+            raise _Bad("unknown_message_type", f"u32 {msg_type:#x} is no NFC message type or AIO magic")
+        self._piece, self._need = _BLOCK, MESSAGE_SIZE
+        self._buf += word
+
+    def _start(self, kind: str, number: int, name: str, fields: dict, segments: list, **extra) -> None:
+        self._event = {"kind": kind, "type": number, "name": name, "fields": fields, **extra}
+        self._segments = [[n, length, k] for n, length, k in segments]
+        self._extra = sum(length for _, length, k in segments if k != "scan")
+        self._emitted = False
+        self._capture.clear()
+
+    def _classic(self, block: bytes, events: list) -> None:
+        (msg_type,) = MESSAGE_TYPE.unpack_from(block)
+        name = MESSAGE_TYPES[msg_type]
+        fields, segments = self._classic_layout(msg_type, block)
+        self._learn_role(msg_type)
+        self._start("msg", msg_type, name, fields, segments)
+        self._mode = _SEGMENT
+        self._advance(events)
+
+    def _learn_role(self, msg_type: int) -> None:
+        if self.role is None:
+            if msg_type in _CLIENT_TYPES:
+                self.role = "client"
+            elif msg_type in _SERVER_TYPES:
+                self.role = "server"
+
+    def _classic_layout(self, msg_type: int, block: bytes) -> tuple[dict, list]:
+        """Decoded fields and the extras that follow the block: [(name, length, kind)]."""
+        def text_length(name: str, value: int) -> int:
+            if value > MAX_TEXT_LENGTH:
+                raise _Bad("implausible_length",
+                           f"{MESSAGE_TYPES[msg_type]} {name} of {value} bytes")
+            return value
+
+        if msg_type == 1:
+            (_, file_type, conv, path_len, file_size, space, parent_len, device_len,
+             passthrough, policy_len) = FILE_PUT.unpack_from(block)
+            fields = {"file_type": FILE_TYPES.get(file_type, file_type), "conversion_flags": conv,
+                      "conversion": _flag_names(conv), "path_len": path_len,
+                      "file_size": file_size, "space_required": space}
+            segments = [("path", text_length("pathLen", path_len), "text"),
+                        ("parent_path", text_length("parentPathLen", parent_len), "text"),
+                        ("device_path", text_length("rdmDevicePathLen", device_len), "text"),
+                        ("storage_policy", text_length("storagePolicyLen", policy_len), "text")]
+            if passthrough:
+                fields["is_passthrough"] = passthrough
+            if conv & _SESPARSE:
+                segments.append(("grain_size", _GRAIN_SIZE_BLOB, "blob"))
+            return fields, [s for s in segments if s[1]]
+        if msg_type == 2:
+            _, file_type, path_len, conv = FILE_GET.unpack_from(block)
+            fields = {"file_type": FILE_TYPES.get(file_type, file_type), "path_len": path_len,
+                      "conversion_flags": conv, "conversion": _flag_names(conv)}
+            return fields, [("path", text_length("pathLen", path_len), "text")]
+        if msg_type == 7:
+            return {}, [("file_header", FILE_DATA_HEADER.size, "file_header")]
+        if msg_type == 20:
+            _, error_type, error_code, msg_len = ERROR.unpack_from(block)
+            fields = {"error_type": error_type, "error_code": error_code, "msg_len": msg_len}
+            return fields, [("text", text_length("msgLen", msg_len), "text")]
+        if msg_type == 21:
+            _, path_len, open_flags, raw_file = FSSRVR_OPEN.unpack_from(block)
+            fields = {"path_len": path_len, "open_flags": open_flags, "raw_file": raw_file}
+            return fields, [("path", text_length("pathLen", path_len), "text")]
+        if msg_type == 23:
+            _, direction, offset, length = FSSRVR_IO.unpack_from(block)
+            fields = {"direction": "write" if direction == 1 else "read", "offset": offset,
+                      "length": length}
+            role = self.role or "client"
+            carries = (role == "client") == (direction == 1)
+            if carries and length > MAX_DATA_LENGTH:
+                raise _Bad("implausible_length", f"NFC_FSSRVR_IO length {length}")
+            return fields, [("data", length, "data")] if carries else []
+        if msg_type in (31, 32, 33):
+            _, size, flags, count = NAME_LIST.unpack_from(block)
+            fields = {"size": size, "flags": flags, "count": count}
+            return fields, [("names", text_length("size", size), "names")]
+        if msg_type == 34:
+            _, path_len, flags, _count = CREATEDIR.unpack_from(block)
+            fields = {"path_len": path_len, "flags": flags}
+            return fields, [("path", text_length("pathLen", path_len), "text")]
+        if msg_type == 36:
+            _, error_size, data_size, failed, succeeded = FILEOP_STATUS.unpack_from(block)
+            fields = {"error_size": error_size, "data_size": data_size, "failed": failed,
+                      "succeeded": succeeded}
+            return fields, [("errors", text_length("errorSize", error_size), "blob"),
+                            ("data", text_length("dataSize", data_size), "blob")]
+        if msg_type == 43:
+            token = block[4:MESSAGE_SIZE].split(b"\0", 1)[0]
+            return {"token": token.decode("latin-1")}, []
+        if msg_type == 51:
+            return {"version": VERSION.unpack_from(block)[1]}, []
+        if msg_type == 54:
+            _, name_len, op_len = CONNECTION_DATA.unpack_from(block)
+            fields = {"name_len": name_len, "op_id_len": op_len}
+            return fields, [("client_name", text_length("nameLen", name_len), "text"),
+                            ("op_id", text_length("opIdLen", op_len), "text")]
+        if msg_type == 55:
+            return {"features": FEATURES.unpack_from(block)[1]}, []
+        return {}, []
+
+    def _aio_header(self, header: bytes, events: list) -> None:
+        _, aio_type, size, op_id = AIO_HEADER.unpack(header)
+        if aio_type not in AIO_TYPES:
+            raise _Bad("unknown_aio_type", f"AIO type {aio_type} (size {size}, opId {op_id})")
+        if size > MAX_AIO_PAYLOAD:
+            raise _Bad("implausible_length", f"AIO {AIO_TYPES[aio_type]} payload of {size} bytes")
+        self._event = {"kind": "aio", "type": aio_type, "name": AIO_TYPES[aio_type],
+                       "fields": {}, "size": size, "op_id": op_id}
+        self._piece, self._need = _AIO_PAYLOAD, size
+        if not size:
+            self._aio_payload(b"", events)
+
+    def _aio_payload(self, payload: bytes, events: list) -> None:
+        event = self._event
+        aio_type = event["type"]
+        fields, segments = self._aio_layout(aio_type, payload)
+        self._start("aio", aio_type, event["name"], fields, segments,
+                    size=event["size"], op_id=event["op_id"])
+        self.aio = True
+        self._mode = _SEGMENT
+        self._advance(events)
+
+    def _aio_layout(self, aio_type: int, payload: bytes) -> tuple[dict, list]:
+        size = len(payload)
+        if aio_type == 7:
+            if size < AIO_IO.size:
+                raise _Bad("short_aio_io", f"AIO IO payload of {size} bytes (want 44)")
+            (handle, opcode, offset, total, frag_offset, frag_len, wire_len,
+             _) = AIO_IO.unpack_from(payload)
+            op, compression = opcode & 0xFFFFFFFF, opcode >> 32
+            fields = {"handle": handle, "op": AIO_IO_OPS.get(op, op),
+                      "compression": COMPRESSION.get(compression, compression),
+                      "offset": offset, "total_length": total, "fragment_offset": frag_offset,
+                      "fragment_length": frag_len, "wire_length": wire_len}
+            role = self.role
+            if role is None:
+                role = "client" if handle else "server"
+                if handle:
+                    self.role = "client"
+            carries = (role == "client" and op == 0) or (role == "server" and op == 1)
+            if not carries:
+                return fields, []
+            extra = wire_len if (wire_len or compression) else frag_len
+            if extra > MAX_DATA_LENGTH:
+                raise _Bad("implausible_length", f"AIO IO fragment of {extra} bytes")
+            return fields, [("data", extra, "data")]
+        if aio_type == 4:
+            if size < AIO_OPEN_FILE.size:
+                return {}, []
+            path_len, _, _, _, file_type, flags = AIO_OPEN_FILE.unpack_from(payload)
+            fields = {"file_type": FILE_TYPES.get(file_type, file_type), "flags": flags}
+            (handle,) = _U64.unpack_from(payload, 8)
+            request = self.role == "client" or (self.role is None and handle == 0)
+            if request:
+                if self.role is None and path_len:
+                    self.role = "client"
+                if path_len > MAX_TEXT_LENGTH:
+                    raise _Bad("implausible_length", f"AIO OPEN_FILE pathLen {path_len}")
+                fields["path_len"] = path_len
+                return fields, [("path", path_len, "text")] if path_len else []
+            if size >= AIO_OPEN_FILE_REPLY.size:
+                status, handle, _, _, sector = AIO_OPEN_FILE_REPLY.unpack_from(payload)
+                fields.update(status=status, handle=handle, sector_size=sector)
+            return fields, []
+        if aio_type == 1:
+            if size < AIO_ERROR.size:
+                return {}, []
+            code, _, text_len = AIO_ERROR.unpack_from(payload)
+            if text_len > MAX_TEXT_LENGTH:
+                raise _Bad("implausible_length", f"AIO ERROR text of {text_len} bytes")
+            return {"code": code}, [("text", text_len, "text")] if text_len else []
+        if aio_type == 5 and size >= AIO_CLOSE_FILE.size:
+            return {"handle": AIO_CLOSE_FILE.unpack_from(payload)[0]}, []
+        if aio_type in (10, 11):
+            return {}, [("extra", 0, "scan")]
+        words = [int.from_bytes(payload[i:i + 4], "little") for i in range(0, size - size % 4, 4)]
+        return ({"words": words} if words else {}), []
+
+    # -- extras after the fixed part -----------------------------------------------------------
+
+    def _emit(self, events: list) -> None:
+        event = self._event
+        self._emitted = True
+        ts, frame = self._origin
+        self.message_types[event["name"]] += 1
+        if event["kind"] == "msg":
+            self.messages += 1
+            events.append(NfcMessage(ts, frame, event["type"], event["name"], event["fields"],
+                                     self._extra))
+        else:
+            self.aio_frames += 1
+            events.append(NfcAio(ts, frame, event["type"], event["name"], event["size"],
+                                 event["op_id"], self._extra, event["fields"]))
+
+    def _segment(self, data: bytes, pos: int, events: list) -> int:
+        segment = self._segments[0]
+        take = min(segment[1], len(data) - pos)
+        if segment[2] == "data":
+            self.data_bytes += take  # counted, never copied
+        elif len(self._capture) < MAX_CAPTURE:
+            self._capture += memoryview(data)[pos:pos + min(take, MAX_CAPTURE - len(self._capture))]
+        segment[1] -= take
+        pos += take
+        self._advance(events)
+        return pos
+
+    def _advance(self, events: list) -> None:
+        """Finish completed segments; emit before data starts; back to headers when done."""
+        while self._segments:
+            name, left, kind = self._segments[0]
+            if kind == "scan":
+                self._mode = _SCAN
+                self._tail = b""
+                self._scanned = 0
+                return
+            if kind == "data" and not self._emitted:
+                self._emit(events)
+            if left:
+                return
+            self._segments.pop(0)
+            captured = bytes(self._capture)
+            self._capture.clear()
+            fields = self._event["fields"]
+            if kind == "text":
+                text = _text(captured)
+                fields[name] = text[:MAX_ERROR_TEXT] if name == "text" else text
+            elif kind == "names":
+                fields[name] = [_text(n) for n in captured.split(b"\0") if n][:32]
+            elif kind == "file_header":
+                magic, length = FILE_DATA_HEADER.unpack(captured)
+                if magic != FILE_DATA_MAGIC or length > MAX_DATA_LENGTH:
+                    self._emit(events)
+                    events.append(NfcWeird(*self._origin, "bad_file_data",
+                                           f"file header magic {magic:#x}, length {length}"))
+                    self._enter_resync(b"")
+                    return
+                fields["data_length"] = length
+                self._extra += length
+                self._segments.insert(0, ["data", length, "data"])
+        if not self._emitted:
+            self._emit(events)
+        self._reset_fixed()
+
+    def _partial_fields(self) -> None:
+        """The message is cut short: keep what its current text extra has so far."""
+        name, _, kind = self._segments[0]
+        if kind == "text":
+            self._event["fields"][name] = _text(bytes(self._capture))
+
+    def _capture_scan(self, chunk: bytes) -> None:
+        self._scanned += len(chunk)
+        self._extra = self._scanned
+        if len(self._capture) < MAX_CAPTURE:
+            self._capture += chunk[:MAX_CAPTURE - len(self._capture)]
+
+    def _scan(self, data: bytes, pos: int, ts: float, frame: int, events: list):
+        """An extra without a length field: it runs up to the next AIO magic."""
+        buf = self._tail + data[pos:]
+        at = buf.find(AIO_MAGIC_BYTES)
+        if at < 0:
+            keep = buf[-(len(AIO_MAGIC_BYTES) - 1):]
+            self._capture_scan(buf[:len(buf) - len(keep)])
+            self._tail = keep
+            if self._scanned > MAX_TEXT_LENGTH:
+                self._finish_scan(events)
+                events.append(NfcWeird(ts, frame, "unterminated_extra",
+                                       f"no AIO header within {self._scanned} bytes after "
+                                       f"{self._event['name']}; resynchronising"))
+                self._enter_resync(b"")
+            return data, len(data)
+        self._capture_scan(buf[:at])
+        self._tail = b""
+        self._finish_scan(events)
+        self._reset_fixed()
+        return buf[at:], 0
+
+    def _finish_scan(self, events: list) -> None:
+        if self._capture:
+            self._event["fields"]["extra"] = _text(bytes(self._capture))
+        self._capture.clear()
+        self._segments.clear()
+        self._emit(events)
+
+    # -- resynchronisation ---------------------------------------------------------------------
+
+    def _enter_resync(self, pending: bytes) -> None:
+        self._mode = _RESYNC
+        self._buf.clear()
+        self._segments = []
+        self._event = None
+        self._tail = pending
+        self._skipped = 0
+
+    @staticmethod
+    def _sync_point(buf: bytes) -> int:
+        """First offset of a plausible AIO header or FILE_DATA block in *buf*, or -1."""
+        best = -1
+        at = buf.find(AIO_MAGIC_BYTES)
+        while at != -1 and at + AIO_HEADER.size <= len(buf):
+            _, aio_type, size, _ = AIO_HEADER.unpack_from(buf, at)
+            if aio_type in AIO_TYPES and size <= MAX_AIO_PAYLOAD:
+                best = at
+                break
+            at = buf.find(AIO_MAGIC_BYTES, at + 1)
+        at = buf.find(_FILE_DATA_MAGIC_BYTES, MESSAGE_SIZE)
+        while at != -1:
+            start = at - MESSAGE_SIZE
+            if best != -1 and start >= best:
+                break
+            if buf[start:start + 4] == b"\x07\0\0\0" and not any(buf[start + 4:start + 16]):
+                best = start
+                break
+            at = buf.find(_FILE_DATA_MAGIC_BYTES, at + 1)
+        return best
+
+    def _resync(self, data: bytes, pos: int, ts: float, frame: int, events: list):
+        buf = self._tail + data[pos:]
+        at = self._sync_point(buf)
+        if at < 0:
+            keep = buf[-(_SYNC_WINDOW - 1):]
+            self._skipped += len(buf) - len(keep)
+            self._tail = keep
+            return data, len(data)
+        self._skipped += at
+        events.append(NfcWeird(ts, frame, "resync",
+                               f"skipped {self._skipped} bytes to the next NFC header"))
+        self._tail = b""
+        self._reset_fixed()
+        return buf[at:], 0
