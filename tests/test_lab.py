@@ -429,7 +429,8 @@ def test_tshark_decodes_both_handshakes_and_the_certificate(tmp_path):
     der = bytes.fromhex(certs[0].split(",")[0].replace(":", ""))
     assert thumbprint(der) == host.cert.sha1 == flow.label["expected"]["cert_sha1"]
     # TLS #2 starts on the raw stream: a handshake record carrying a ClientHello
-    payload = tshark_fields(tmp_path / "tls.pcap", ["tcp.payload"], "-Y", f"frame.number=={events['tls2_client_hello']}")
+    second = events["tls2_client_hello"]
+    payload = tshark_fields(tmp_path / "tls.pcap", ["tcp.payload"], "-Y", f"frame.number=={second}")
     hello = bytes.fromhex(payload[0][0].replace(":", ""))
     assert hello[:2] == b"\x16\x03" and hello[5] == 1
     # the key log lets tshark decrypt TLS #1: the authd lines are inside

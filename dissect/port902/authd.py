@@ -315,11 +315,18 @@ class Dialogue:
         return "none"
 
 
+_LINE_START = re.compile(rb"^(?:\d{3}[ -]|[A-Z][A-Z_]{2,15}(?: |\r?\n|$))")
+
+
 def looks_like_line(data: bytes) -> bool:
-    """Printable ASCII up to a CRLF: an authd command or reply rather than binary."""
+    """An authd command (``VERB ...``) or reply (``NNN ...``), or printable ASCII up to a
+    newline, rather than binary.  A verb or code at the start is enough: a hostile line
+    full of escape sequences is still a line to report (escaped), not binary."""
     head = data[:64]
     if not head:
         return False
+    if _LINE_START.match(head):
+        return True
     end = head.find(b"\n")
     body = head if end < 0 else head[:end]
     return all(32 <= c < 127 or c in (9, 13) for c in body)

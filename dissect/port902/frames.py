@@ -157,7 +157,7 @@ def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> pd.DataFram
     df = pd.DataFrame(list(rows), columns=cols)
     for col, (dtype, _doc) in schema.items():
         if dtype.startswith("datetime64"):
-            df[col] = pd.to_datetime(pd.to_numeric(df[col], errors="coerce"), unit="s", utc=True)
+            df[col] = pd.to_datetime(pd.to_numeric(df[col], errors="coerce"), unit="s", utc=True).astype(dtype)
         else:
             df[col] = df[col].astype(dtype)
     return df

@@ -248,7 +248,7 @@ class Session:
         elif side.tls is not None and nfcmod.looks_like_nfc(data):
             side.mode = "nfc"
             side.inner = "NFC"
-            side.nfc = nfcmod.NfcDirection()
+            side.nfc = nfcmod.NfcDirection("client" if from_client else "server")
         elif data.startswith(RFB_PREFIX):
             side.mode = "opaque"
             side.inner = "RFB"
@@ -257,7 +257,7 @@ class Session:
         elif nfcmod.looks_like_nfc(data):
             side.mode = "nfc"
             side.inner = "NFC"
-            side.nfc = nfcmod.NfcDirection()
+            side.nfc = nfcmod.NfcDirection("client" if from_client else "server")
         else:
             side.mode = "opaque"
             if side.tls is None:
@@ -271,8 +271,8 @@ class Session:
 
     def _enter_tls(self, side: _Side, from_client: bool) -> None:
         side.mode = "tls"
-        if side.tls is None:
-            side.tls = tlsmod.TlsDirection()
+        if side.tls is None or side.tls.ended:
+            side.tls = tlsmod.TlsDirection("client" if from_client else "server")
 
     # -- mode: authd lines -------------------------------------------------------------------
 

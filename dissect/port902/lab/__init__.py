@@ -11,15 +11,19 @@ Layers, bottom up (each module one job):
 ``pcapwriter``   pcap / pcapng records (both byte orders, µs / ns, snaplen, gzip)
 ``ip``           IPv4 / IPv6 / UDP headers and the Internet checksum
 ``tcp``          one TCP connection's packets: handshake, segmentation, ACKs, loss, close
+``udp``          one UDP flow's datagrams
 ``certs``        deterministic "VMware ESX Server Default Certificate"-style host certificates
 ``tlsbio``       real TLS between two ``ssl.SSLObject``s over memory BIOs, flight by flight
 ``pace``         timing model (server processing, client think times)
 ``channel``      plays a dialogue onto a TCP connection through plain / TLS #1 / TLS #2
 ``authd``        authd banners and control-channel dialogues (bytes each side sends)
+``personas``     server products: port, banner, TLS versions, TTL
 ``rfb``          RFB/VNC messages and console activity inside TLS #2 (MKS)
 ``nfc``          NFC 264-byte messages, AIO frames and transfer dialogues
-``background``   unrelated traffic: DNS, HTTPS, SSH
-``scenarios``    whole labelled scenarios and the sample captures
+``soap``         vim25 SOAP over HTTP/1.1 (SOAP-over-902 model, 443 background)
+``background``   unrelated traffic: DNS, HTTPS, SSH, UDP 902 heartbeats
+``scenarios``    labelled scenarios: connection builders and the labels document
+``samples``      the bundled sample captures and their README
 """
 
 from .pcapwriter import CaptureWriter

@@ -69,7 +69,8 @@ def _namelist(*names: str) -> bytes:
 
 def _kexinit(rng: random.Random) -> bytes:
     lists = [
-        _namelist("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "diffie-hellman-group16-sha512"),
+        _namelist("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
+                  "diffie-hellman-group16-sha512"),
         _namelist("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"),
         *[_namelist("chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr", "aes128-gcm@openssh.com")] * 2,
         *[_namelist("umac-64-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-256")] * 2,

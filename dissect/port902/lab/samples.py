@@ -10,6 +10,7 @@ the captures.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -227,7 +228,7 @@ def _finding(conn: dict) -> str:
         tls = f"TLS #1 {e['tls_version']}"
         if e["tls2_version"]:
             second = next((ev["frame"] for ev in conn["events"] if ev["what"] == "tls2_client_hello"), None)
-            tls += f", TLS #2 {e['tls2_version']} (ClientHello frame {second})"
+            tls += f", TLS #2 {e['tls2_version']} (ClientHello " + (f"frame {second})" if second else "not captured)")
         parts.append(tls)
     if e["login"]:
         parts.append(f"login {e['login']} ({e['login_kind']}, {e['login_attempts']} attempt(s), "
@@ -248,8 +249,9 @@ def _finding(conn: dict) -> str:
     if conn["conditions"] and conn["conditions"]["injected"]:
         kinds = sorted({i["kind"] for i in conn["conditions"]["injected"]})
         parts.append("injected: " + ", ".join(kinds))
-    if conn["conditions"] and conn["conditions"]["capture_from"]:
-        parts.append("capture starts mid-connection")
+    if not conn["captured_from_start"]:
+        parts.append("**capture starts mid-connection** (banner, TLS #1 and the authd dialogue are not in it; "
+                     "only TLS #2 records are)")
     if conn["related"]:
         parts.append(", ".join(f"{k} {v}" for k, v in conn["related"].items()))
     return "; ".join(parts)
@@ -327,5 +329,7 @@ esxi8-console.pcap`; `--seed N` varies the traffic while keeping each builder's 
 
 
 def render_readme(sections: list[str]) -> str:
-    """The whole samples README."""
-    return README_HEAD.format(schema=S.LABELS_SCHEMA) + "\n" + "\n".join(sections)
+    """The whole samples README, ending with the labels schema."""
+    schema = json.dumps(S.label_schema(), indent=1, ensure_ascii=False)
+    tail = f"## Labels schema\n\n```json\n{schema}\n```\n"
+    return README_HEAD.format(schema=S.LABELS_SCHEMA) + "\n" + "\n".join(sections) + "\n" + tail

@@ -61,7 +61,8 @@ def _vm_objects(rng: random.Random, count: int) -> str:
     return "".join(
         f'<returnval><obj type="VirtualMachine">{n}</obj>'
         f'<propSet><name>name</name><val xsi:type="xsd:string">vm-{rng.randrange(10**4):04d}</val></propSet>'
-        f'<propSet><name>runtime.powerState</name><val xsi:type="VirtualMachinePowerState">{rng.choice(states)}</val></propSet>'
+        '<propSet><name>runtime.powerState</name>'
+        f'<val xsi:type="VirtualMachinePowerState">{rng.choice(states)}</val></propSet>'
         f'<propSet><name>config.guestFullName</name><val xsi:type="xsd:string">{rng.choice(guests)}</val></propSet>'
         "</returnval>"
         for n in range(1, count + 1)

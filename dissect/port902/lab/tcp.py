@@ -164,7 +164,8 @@ class TcpConversation:
         mss = struct.pack("!BBH", 2, 4, self.mss)
         if self.timestamps:        # Linux order: MSS, SACK_PERM, TS, NOP, WS
             ts = struct.pack("!BBII", 8, 10, self._tsval(side, t), self._tsecr(side, t) if side is self.server else 0)
-            return mss + (b"\x04\x02" if self.sack else b"\x01\x01") + ts + b"\x01" + struct.pack("!BBB", 3, 3, self.wscale)
+            sack = b"\x04\x02" if self.sack else b"\x01\x01"
+            return mss + sack + ts + b"\x01" + struct.pack("!BBB", 3, 3, self.wscale)
         return mss + b"\x01" + struct.pack("!BBB", 3, 3, self.wscale) + (b"\x01\x01\x04\x02" if self.sack else b"")
 
     def _options(self, side: _Side, t: float, sack_blocks: list[tuple[int, int]]) -> bytes:
@@ -197,7 +198,7 @@ class TcpConversation:
         options += b"\x00" * (-len(options) & 3)
         if flags & SYN:
             window = min(side.window, 65535)
-        elif flags & RST and not flags & ACK:
+        elif flags & RST:
             window = 0
         else:
             window = min(side.window >> self.wscale, 65535)
@@ -270,11 +271,8 @@ class TcpConversation:
         peer = self._peer(sender)
         if end - self._known_ack(sender, t) <= peer.window:
             return t
-        need = end - peer.window
-        for emitted, value in zip(peer.ack_t, peer.ack_v):
-            if value >= need:
-                return max(t, emitted + 2 * sender.dist)
-        return t
+        i = bisect.bisect_left(peer.ack_v, end - peer.window)     # ACK values never decrease
+        return max(t, peer.ack_t[i] + 2 * sender.dist) if i < len(peer.ack_v) else t
 
     # -- connection set-up -------------------------------------------------------------------
 
