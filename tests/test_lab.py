@@ -415,7 +415,7 @@ def test_tls_pair_handshakes_and_carries_data(version):
 def test_tshark_decodes_both_handshakes_and_the_certificate(tmp_path):
     sc = scenarios.Scenario("tls_check", 7, keylog=tmp_path / "k.keys")
     host = scenarios.Host("esxi-tls.lab.example", "10.7.0.11", "esxi8")
-    client = scenarios.Client("c", "10.7.0.50")
+    client = scenarios.Client("c", "10.7.0.50", "windows")
     flow = scenarios.mks_console(sc, client, host, sc.at(0), 2, tls1="1.2", tls2="1.3")
     labels = sc.write(tmp_path / "tls.pcap")
     events = {e["what"]: e["frame"] for e in labels["connections"][0]["events"]}

@@ -12,18 +12,36 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import pandas as pd
 
 from . import frames
-from .capture import IPPROTO_TCP, CaptureReader, CaptureStats, Selection
+from .capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
+from .classify import classify
 from .correlate import Handoff, find_handoffs
 from .flows import FlowTable
 from .results import SessionRecord, summarize
 from .session import MAX_RECORDS, Session, Weird
 
 SCHEMA_VERSION = 1
+
+
+class Observer(Protocol):
+    """A side analysis fed the non-authd packets it asked for (DNS, ICMP errors, UDP 902,
+    console paths on 443/7331/7343): it widens the capture selection in ``select``, sees
+    its packets in ``packet``, and reads the finished sessions in ``finish``.  ``name`` is
+    its key in ``Analysis.extras`` and in the JSON document."""
+
+    name: str
+
+    def select(self, selection: Selection) -> None: ...
+
+    def packet(self, pkt: Packet) -> None: ...
+
+    def finish(self, analysis: "Analysis") -> None: ...
+
+    def to_json(self) -> object: ...
 
 
 @dataclass
@@ -34,6 +52,7 @@ class Analysis:
     handoffs: list[Handoff] = field(default_factory=list)
     captures: list[CaptureStats] = field(default_factory=list)
     capture_weird: list[Weird] = field(default_factory=list)
+    extras: dict[str, Observer] = field(default_factory=dict)
 
     @property
     def weird(self) -> list[Weird]:
@@ -68,6 +87,10 @@ class Analysis:
     def handoffs_frame(self) -> pd.DataFrame:
         return frames.handoffs_frame(self.handoffs)
 
+    def features_frame(self) -> pd.DataFrame:
+        """The classifier's inputs, one row per session (``frames.describe('features')``)."""
+        return frames.features_frame(self.sessions)
+
     # -- JSON ----------------------------------------------------------------------------
 
     def to_dict(self, records: bool = False) -> dict:
@@ -87,6 +110,7 @@ class Analysis:
                  "kind": w.kind, "detail": w.detail}
                 for w in self.weird
             ],
+            **{name: obs.to_json() for name, obs in self.extras.items()},
         }
 
 
@@ -97,6 +121,7 @@ def analyze(
     progress: Callable[[int], None] | None = None,
     selection: Selection | None = None,
     max_records: int = MAX_RECORDS,
+    observers: Iterable[Observer] | None = None,
 ) -> Analysis:
     """Analyse one or more captures.
 
@@ -106,6 +131,7 @@ def analyze(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    observers = list(default_observers() if observers is None else observers)
     result = Analysis()
     done_before = 0
     for path in paths:
@@ -126,12 +152,18 @@ def analyze(
                 progress(_base + n)
 
         sel = selection if selection is not None else Selection()
+        for obs in observers:
+            obs.select(sel)
+        authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
         with CaptureReader(path, sel, progress=report) as reader:
             table = FlowTable(make_session, finish, source=reader.path)
             add = table.add
             for pkt in reader:
-                if pkt.proto == IPPROTO_TCP:
+                if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports):
                     add(pkt)
+                else:
+                    for obs in observers:
+                        obs.packet(pkt)
             table.close()
             stats = reader.stats
         done_before += stats.size_bytes
@@ -145,4 +177,15 @@ def analyze(
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
     result.handoffs = find_handoffs(result.sessions)
+    for rec in result.sessions:
+        verdict = classify(rec)
+        rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
+    for obs in observers:
+        obs.finish(result)
+        result.extras[obs.name] = obs
     return result
+
+
+def default_observers() -> list[Observer]:
+    """The side analyses ``analyze`` runs unless told otherwise."""
+    return []

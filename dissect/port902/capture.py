@@ -125,6 +125,9 @@ class Selection:
     any TCP port, and optionally UDP ports and ICMP errors."""
 
     tcp_ports: set[int] = field(default_factory=lambda: set(DEFAULT_TCP_PORTS))
+    # ports where only connection control is kept: SYN/FIN/RST, a TLS handshake record or an
+    # HTTP request line (enough to see console paths and vCenter traffic, cheap on busy 443)
+    tcp_control_ports: set[int] = field(default_factory=set)
     udp_ports: set[int] = field(default_factory=set)
     icmp_errors: bool = False
     detect_greeting: bool = True
@@ -410,6 +413,7 @@ class CaptureReader:
         """Build the per-packet function with everything it needs bound as locals."""
         sel = self.selection
         tcp_ports = sel.tcp_ports
+        ctl_ports = sel.tcp_control_ports
         udp_ports = sel.udp_ports
         icmp = sel.icmp_errors
         greet = sel.detect_greeting
@@ -456,11 +460,14 @@ class CaptureReader:
                     sp, dp = ports(buf, l4)
                     if sp in tcp_ports or dp in tcp_ports:
                         pass
-                    elif greet and l4 + 13 <= end:
+                    elif l4 + 14 <= end:
                         data = l4 + ((buf[l4 + 12] >> 4) << 2)
-                        if not (buf[data:data + 1] == b"2" and buf.startswith(AUTHD_GREETING, data)):
+                        first = buf[data] if data < end else -1
+                        if greet and first == 0x32 and buf.startswith(AUTHD_GREETING, data):
+                            tcp_ports.add(sp)  # an authd server on an unusual port: follow it from now on
+                        elif not ((sp in ctl_ports or dp in ctl_ports)
+                                  and (buf[l4 + 13] & 0x07 or first == 0x16 or first == 0x47)):
                             return None
-                        tcp_ports.add(sp)  # an authd server on an unusual port: follow it from now on
                     else:
                         return None
                 elif proto == IPPROTO_UDP:

@@ -14,6 +14,8 @@ from typing import Iterable
 import pandas as pd
 
 from . import tls as tlsmod
+from .features import FEATURES as FEATURE_FUNCTIONS
+from .features import compute as compute_features
 from .session import DIRECTIONS
 
 Schema = dict[str, tuple[str, str]]
@@ -141,6 +143,14 @@ HANDOFFS: Schema = {
     "to_frame": ("Int64", "first frame of the 902 session"),
 }
 
+FEATURES: Schema = {
+    "uid": ("string", "session id"),
+    **{name: ("float64" if name not in ("continued_in_clear", "midstream") else "boolean", doc)
+       for name, (doc, _fn) in FEATURE_FUNCTIONS.items()},
+    "feature": ("category", "classifier label"),
+    "confidence": ("float64", "classifier confidence"),
+}
+
 SCHEMAS = {
     "sessions": SESSIONS,
     "tls_records": TLS_RECORDS,
@@ -148,6 +158,7 @@ SCHEMAS = {
     "dialogue": DIALOGUE,
     "weird": WEIRD,
     "handoffs": HANDOFFS,
+    "features": FEATURES,
 }
 
 
@@ -257,3 +268,12 @@ def weird_frame(weird) -> pd.DataFrame:
 
 def handoffs_frame(handoffs) -> pd.DataFrame:
     return build(HANDOFFS, [h.to_dict() for h in handoffs])
+
+
+def features_frame(sessions) -> pd.DataFrame:
+    rows = []
+    for s in sessions:
+        row = compute_features(s)
+        row["feature"], row["confidence"] = s.feature, s.confidence
+        rows.append(row)
+    return build(FEATURES, rows)

@@ -32,7 +32,7 @@ def esxi8_console(seed: int = 902, keylog: str | None = None) -> Scenario:
     """
     sc = Scenario("esxi8_console", seed, inspect.getdoc(esxi8_console), keylog=keylog)
     host = Host("esxi-prod-01.corp.example", "10.20.0.11", "esxi8")
-    admin = Client("admin-ws", "10.20.5.23", 128)
+    admin = Client("admin-ws", "10.20.5.23", "windows")
     S.dns_lookup(sc, admin, "10.20.0.2", host.name, host.ip, sc.at(0.0))
     S.mks_console(sc, admin, host, sc.at(0.05), 30, tls1="1.2", tls2="1.2", vm="web-frontend-01")
     return sc
@@ -50,7 +50,7 @@ def legacy_login(seed: int = 912, keylog: str | None = None) -> Scenario:
     sc = Scenario("legacy_login", seed, inspect.getdoc(legacy_login), keylog=keylog)
     gsx = Host("gsx01.lab.example", "192.168.10.10", "gsx-legacy")
     ws = Host("ws-lab.lab.example", "192.168.10.20", "ws912")
-    client = Client("ops-linux", "192.168.10.50", 64)
+    client = Client("ops-linux", "192.168.10.50", "linux")
     S.credential_login(sc, client, gsx, sc.at(0.0), [("root", "vmware", False), ("root", "Gsx-2004!", True)])
     S.probe(sc, client, ws, sc.at(5.0))
     S.credential_login(sc, client, ws, sc.at(8.0), [("admin", "admin", False), ("admin", "W0rkst@tion", True)],
@@ -69,7 +69,7 @@ def classic_esx_handoff(seed: int = 903, keylog: str | None = None) -> Scenario:
     """
     sc = Scenario("classic_esx_handoff", seed, inspect.getdoc(classic_esx_handoff), keylog=keylog)
     host = Host("esx4-01.corp.example", "10.1.1.40", "esx-classic")
-    client = Client("vi-client", "10.1.1.100", 128)
+    client = Client("vi-client", "10.1.1.100", "windows")
     S.dns_lookup(sc, client, "10.1.1.2", host.name, host.ip, sc.at(0.0))
     S.classic_handoff(sc, client, host, sc.at(0.05), 20, tls="1.0", vm="w2k3-sql")
     return sc
@@ -87,7 +87,7 @@ def unanswered_syn(seed: int = 904, keylog: str | None = None) -> Scenario:
     dead = Host("esxi-old-07.corp.example", "10.9.0.21", "esxi6")
     closed = Host("esxi-old-08.corp.example", "10.9.0.22", "esxi6")
     vcenter = Host("vcenter.corp.example", "10.9.0.5")
-    client = Client("jump-linux", "10.9.0.15", 64)
+    client = Client("jump-linux", "10.9.0.15", "linux")
     S.dns_lookup(sc, client, "10.9.0.2", dead.name, dead.ip, sc.at(0.0))
     S.unanswered(sc, client, dead, sc.at(0.01), retries=(1.0, 2.0, 4.0, 8.0))
     S.dns_lookup(sc, client, "10.9.0.2", closed.name, closed.ip, sc.at(2.0))
@@ -108,8 +108,8 @@ def nfc_transfers(seed: int = 905, keylog: str | None = None) -> Scenario:
     """
     sc = Scenario("nfc_transfers", seed, inspect.getdoc(nfc_transfers), keylog=keylog)
     host = Host("esxi-bk-02.corp.example", "10.30.0.12", "esxi8")
-    proxy = Client("vddk-proxy", "10.30.0.50", 64)
-    uploader = Client("image-svc", "10.30.0.60", 64)
+    proxy = Client("vddk-proxy", "10.30.0.50", "linux")
+    uploader = Client("image-svc", "10.30.0.60", "linux")
     S.nfc_vddk(sc, proxy, host, sc.at(0.0), "nbd", 512 * 1024, tls1="1.2", vm="vm-db01")
     S.nfc_vddk(sc, proxy, host, sc.at(4.0), "nbdssl", 256 * 1024, tls1="1.3", tls2="1.3", vm="vm-app02")
     S.nfclib_upload(sc, uploader, host, sc.at(8.0), 192 * 1024, "/vmfs/volumes/datastore1/iso/guest-tools.iso")
@@ -131,11 +131,11 @@ def mixed_esxi(seed: int = 906, keylog: str | None = None) -> Scenario:
     esxi6 = Host("esxi-b.site.example", "10.50.0.12", "esxi6", ip6="fd00:50::12")
     esxi55 = Host("esxi-c.site.example", "10.50.0.13", "esxi55")
     vcenter = Host("vcenter.site.example", "10.50.0.5")
-    vc = Client("vcenter", vcenter.ip, 64)
-    admin = Client("admin1", "10.50.10.21", 128)
-    admin6 = Client("admin2", "fd00:50:10::22", 128)
-    backup = Client("backup", "10.50.0.40", 64)
-    attacker = Client("scanner", "10.50.66.6", 64)
+    vc = Client("vcenter", vcenter.ip, "linux")
+    admin = Client("admin1", "10.50.10.21", "windows")
+    admin6 = Client("admin2", "fd00:50:10::22", "windows")
+    backup = Client("backup", "10.50.0.40", "linux")
+    attacker = Client("scanner", "10.50.66.6", "linux")
     lossy = Conditions(rtt=0.0005, loss=(("s2c", 40), ("s2c", 90)))
     late = Conditions(capture_from=sc.at(0.0))
 

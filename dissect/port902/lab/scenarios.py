@@ -101,13 +101,26 @@ class Host:
         return self.ip6 if ipv6 else self.ip
 
 
+CLIENT_STACKS = {"windows": (128, False), "linux": (64, True)}     # os -> (initial TTL, TCP timestamps)
+
+
 @dataclass(frozen=True)
 class Client:
-    """A client machine; ``ttl`` 128 for Windows, 64 for Linux."""
+    """A client machine; its ``os`` decides the IP TTL and whether TCP timestamps are used."""
 
     name: str
     ip: str
-    ttl: int = 128
+    os: str = "windows"
+
+    @property
+    def ttl(self) -> int:
+        """Initial IP TTL / hop limit of the client's stack."""
+        return CLIENT_STACKS[self.os][0]
+
+    @property
+    def timestamps(self) -> bool:
+        """Whether the stack negotiates TCP timestamps (Linux yes, Windows no)."""
+        return CLIENT_STACKS[self.os][1]
 
     @property
     def ipv6(self) -> bool:
@@ -176,13 +189,18 @@ class Scenario:
         conv = TcpConversation(
             client.ip, self.ephemeral_port(client), server_ip, port, at, rtt=c.rtt, mss=c.mss,
             vantage=c.vantage, bandwidth=c.bandwidth, client_ttl=client.ttl, server_ttl=server_ttl,
-            timestamps=client.ttl == 64, loss=c.loss, loss_rate=c.loss_rate, reorder=c.reorder,
+            timestamps=client.timestamps, loss=c.loss, loss_rate=c.loss_rate, reorder=c.reorder,
             capture_from=c.capture_from, rng=random.Random(rng.getrandbits(64)),
         )
         flow = Flow(uid, conv)
         self.flows.append(flow)
         pace = Pace(rng)
         return flow, Channel(conv, pace), pace, rng
+
+    def authd_tcp(self, client: Client, host: Host, at: float,
+                  conditions: Conditions | None = None) -> tuple[Flow, Channel, Pace, random.Random]:
+        """A new TCP connection from ``client`` to ``host``'s authd port (address family of the client)."""
+        return self.tcp(client, host.address(client.ipv6), host.profile.port, at, conditions, host.profile.ttl)
 
     def udp(self, client: Client, server_ip: str, port: int, at: float, client_port: int | None = None) -> Flow:
         """A new UDP flow."""
@@ -214,7 +232,7 @@ class Scenario:
             "client": {"ip": conn.client_ip, "port": conn.client_port},
             "server": {"ip": conn.server_ip, "port": conn.server_port},
             "start_ts": round(conn.start_ts, 6),
-            "captured_from_start": not (is_tcp and (conn.capture_from or conn.start_ts) > conn.start_ts),
+            "captured_from_start": not (is_tcp and conn.capture_from is not None and conn.capture_from > conn.start_ts),
             "feature": feature,
             "service": service,
             "persona": persona,
@@ -356,8 +374,7 @@ def mks_console(sc: Scenario, client: Client, host: Host, at: float, seconds: fl
     (full screen) · ``seconds`` of console use · close_notify + FIN (``fin``), or ``end="open"``
     leaves the session running at the end of the capture.
     """
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at, conditions,
-                                 host.profile.ttl)
+    flow, ch, pace, rng = sc.authd_tcp(client, host, at, conditions)
     facts = _greet_and_tls(sc, ch, pace, host, tls1, sni)
     ticket, token = authd.ticket(rng), authd.client_token(rng)
     vmx = authd.datastore_path(rng, vm)
@@ -388,8 +405,7 @@ def nfc_vddk(sc: Scenario, client: Client, host: Host, at: float, mode: str, siz
     """
     if mode not in ("nbd", "nbdssl"):
         raise ValueError("mode must be 'nbd' or 'nbdssl'")
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at, conditions,
-                                 host.profile.ttl)
+    flow, ch, pace, rng = sc.authd_tcp(client, host, at, conditions)
     facts = _greet_and_tls(sc, ch, pace, host, tls1, None)
     session = authd.ticket(rng)
     thumb = host.cert.sha256 if host.profile.sha256 else host.cert.sha1
@@ -420,8 +436,7 @@ def nfclib_upload(sc: Scenario, client: Client, host: Host, at: float, size: int
     · FILE_DATA chunks ≤ 256 KiB · ``nfc_end_of_file`` · ``nfc_putfile_done`` ·
     ``nfc_session_complete`` (echoed) · FIN.
     """
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at, conditions,
-                                 host.profile.ttl)
+    flow, ch, pace, rng = sc.authd_tcp(client, host, at, conditions)
     facts = _greet_and_tls(sc, ch, pace, host, tls1, None)
     token = authd.client_token(rng) if ssl else "PlainText"
     service = "nfcssl" if ssl else "nfc"
@@ -456,8 +471,7 @@ def credential_login(sc: Scenario, client: Client, host: Host, at: float,
     flows = []
     t = at
     for group in groups:
-        flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, t, conditions,
-                                     host.profile.ttl)
+        flow, ch, pace, rng = sc.authd_tcp(client, host, t, conditions)
         facts = _greet_and_tls(sc, ch, pace, host, tls, None)
         for n, (user, password, ok) in enumerate(group):
             steps = authd.login(pace, user, password, ok, silent_failure=silent_failures)
@@ -484,7 +498,7 @@ def probe(sc: Scenario, client: Client, host: Host, at: float, text: bytes = b"T
     (``fin`` from the server) | non-SSL daemon: ``530 Please login with USER and PASS.`` then the
     client closes.
     """
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at, None, host.profile.ttl)
+    flow, ch, pace, _ = sc.authd_tcp(client, host, at)
     profile = host.profile
     ch.conv.open(mark="syn")
     ch.send(SERVER, authd.banner(profile.banner_id), pace("reply"), "banner")
@@ -510,7 +524,7 @@ def soap_over_902(sc: Scenario, client: Client, host: Host, at: float, *, user: 
     ``soap_<Method>`` for RetrieveServiceContent, Login, RetrieveProperties (large response),
     Logout — each an HTTP/1.1 POST /sdk and its 200 response inside TLS #1 · close_notify + FIN.
     """
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at, None, host.profile.ttl)
+    flow, ch, pace, rng = sc.authd_tcp(client, host, at)
     facts = _greet_and_tls(sc, ch, pace, host, tls, None)
     ch.play(authd.login(pace, user, "s3cr3t-" + str(rng.randrange(10**6)), ok=True))
     for method, req, resp in soap.session(rng, host.name, user, vms):
@@ -529,7 +543,7 @@ def vmxargs(sc: Scenario, client: Client, host: Host, at: float, *, vm: str = "v
     <vmx> -s …``) · ``vmxargs_reply`` (``200 Connect <vmx>``) · FIN from the client shortly after,
     with no second handshake.
     """
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at, None, host.profile.ttl)
+    flow, ch, pace, rng = sc.authd_tcp(client, host, at)
     facts = _greet_and_tls(sc, ch, pace, host, tls, None)
     ticket = authd.ticket(rng)
     vmx = authd.datastore_path(rng, vm)
@@ -545,7 +559,7 @@ def vmxargs(sc: Scenario, client: Client, host: Host, at: float, *, vm: str = "v
 
 def unanswered(sc: Scenario, client: Client, host: Host, at: float, retries=(1.0, 2.0, 4.0)) -> Flow:
     """SYNs to the authd port that nobody answers: ``syn`` then retransmissions after each gap."""
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at)
+    flow, ch, *_ = sc.authd_tcp(client, host, at)
     ch.conv.syn_unanswered(at, retries, mark="syn")
     sc.label(flow, feature="NONE", service="authd", persona=host.persona, transport="none",
              notes=f"no SYN-ACK; {len(retries) + 1} SYNs")
@@ -554,7 +568,7 @@ def unanswered(sc: Scenario, client: Client, host: Host, at: float, retries=(1.0
 
 def refused(sc: Scenario, client: Client, host: Host, at: float, retries=()) -> Flow:
     """A SYN to the authd port answered by RST/ACK (nothing listening); optional retries."""
-    flow, ch, pace, rng = sc.tcp(client, host.address(client.ipv6), host.profile.port, at)
+    flow, ch, *_ = sc.authd_tcp(client, host, at)
     ch.conv.refuse(at, retries, mark="syn")
     sc.label(flow, feature="NONE", service="authd", persona=host.persona, transport="none",
              notes="connection refused (RST/ACK)")
@@ -570,7 +584,7 @@ def classic_handoff(sc: Scenario, client: Client, host: Host, at: float, seconds
     same host and runs a full ``mks_console``; its label links back via ``related.handoff_from``.
     """
     control = host.as_persona("esx-classic-903")
-    flow, ch, pace, rng = sc.tcp(client, host.ip, control.profile.port, at, None, control.profile.ttl)
+    flow, ch, pace, rng = sc.authd_tcp(client, control, at)
     facts = _greet_and_tls(sc, ch, pace, control, tls, None)
     ticket = authd.ticket(rng)
     ch.play(authd.login(pace, ticket, ticket, ok=True))
@@ -626,7 +640,7 @@ def ssh_session(sc: Scenario, client: Client, server: Host, at: float, commands:
 
 def heartbeats(sc: Scenario, host: Host, vcenter: str, at: float, count: int, interval: float = 10.0) -> Flow:
     """vpxa heartbeats host → vCenter on UDP 902 (the *other* protocol on port 902, §9)."""
-    flow = sc.udp(Client(host.name, host.ip, 64), vcenter, 902, at, client_port=902)
+    flow = sc.udp(Client(host.name, host.ip, "linux"), vcenter, 902, at, client_port=902)
     for n in range(count):
         flow.conn.send("client", background.vpxa_heartbeat(n + 1, host.ip), at + n * interval,
                        "heartbeat" if n == 0 else None)

@@ -1,0 +1,210 @@
+"""Session features -> feature label, confidence and reasons (stage 5).
+
+Labels: MKS (console), NFC (file copy), SOAP, VMXARGS; NONE when no feature was
+used (never connected, banner probe, login attempts only); UNKNOWN for
+established traffic the rules cannot place.
+
+The rules are explicit and ordered by the strength of their evidence
+(design.md §1): what is readable in clear decides outright (an authd dialogue,
+cleartext NFC); then the *structure* of the encrypted stream (a second
+handshake, the length of the last authd command before it, the size of the
+first message after it: MKS's 16-byte token versus NFC's 264-byte messages);
+only then volume and timing.  Each piece of evidence votes with a weight and
+says why in words; the confidence is the winning share of the votes, lowered
+when the capture began mid-stream.  Thresholds sit between protocol-given sizes
+(a 16-byte token, a 264-byte NFC block, a ``PROXY`` line of ~20 bytes versus a
+``CONNECT /vmfs/volumes/<uuid>/<vm>/<vm>.vmx mks`` line of 60+), not at values
+fitted to a particular capture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .features import FEATURES, View
+
+LABELS = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE", "UNKNOWN")
+TOKEN_MAX = 24  # the MKS token is 16 bytes; allow a little for block padding estimates
+NFC_MESSAGE_MIN = 200  # a classic NFC message is 264 bytes
+LONG_COMMAND = 45  # 'CONNECT /vmfs/volumes/... mks' and '200 Connect /vmfs/...' are longer
+SHORT_COMMAND = 35  # 'PROXY vpxa-nfcssl' / '200 Connect ha-nfcssl' are shorter
+GREETING_ECHO = 120  # VDDK's BANNER command is answered by the 135-170 byte greeting
+SOAP_SIZED = 250  # an HTTP request line + headers + SOAP envelope
+LOGIN_SIZED = 80  # USER/PASS lines with a ticket and their 331/230/530 replies stay under this
+
+
+@dataclass
+class Verdict:
+    label: str
+    confidence: float
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Votes:
+    votes: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+
+    def add(self, label: str, weight: float, reason: str) -> None:
+        self.votes[label] = self.votes.get(label, 0.0) + weight
+        self.reasons.setdefault(label, []).append((weight, reason))
+
+    def verdict(self, ceiling: float = 0.99, floor_label: str = "UNKNOWN") -> Verdict:
+        if not self.votes:
+            return Verdict(floor_label, 0.3, ["no distinguishing evidence in what stays visible"])
+        ranked = sorted(self.votes.items(), key=lambda kv: kv[1], reverse=True)
+        label, top = ranked[0]
+        total = sum(self.votes.values())
+        confidence = min(ceiling, 0.5 + 0.5 * (top - (ranked[1][1] if len(ranked) > 1 else 0.0)) / total)
+        if len(ranked) == 1:
+            confidence = min(ceiling, 0.6 + 0.1 * top)
+        reasons = [r for _, r in sorted(self.reasons[label], key=lambda wr: -wr[0])]
+        for other, _ in ranked[1:]:
+            reasons += [f"against: {r}" for _, r in sorted(self.reasons[other], key=lambda wr: -wr[0])]
+        return Verdict(label, round(confidence, 3), reasons)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def classify(rec, feats: dict | None = None) -> Verdict:
+    """Classify one SessionRecord; ``feats`` (from features.compute) is computed when not given."""
+    if feats is None:
+        v = View.of(rec)
+        feats = {name: fn(v) for name, (_doc, fn) in FEATURES.items()}
+    f = feats
+
+    # -- 1. never a conversation ----------------------------------------------------------------
+    if rec.state == "no_answer":
+        return Verdict("NONE", 1.0, [f"no TCP connection: {rec.syn_count} SYN(s) unanswered"])
+    if rec.state == "refused":
+        return Verdict("NONE", 1.0, [f"connection refused: RST in answer to the SYN (frame {rec.rst_frame})"])
+    if rec.bytes == (0, 0):
+        return Verdict("NONE", 0.95, ["TCP connection without any payload"])
+
+    # -- 2. what is readable in clear -------------------------------------------------------------
+    lines = rec.dialogue
+    cmd_frame = {ln.verb: ln.frame for ln in lines if ln.from_client and ln.verb}
+    if rec.connect_kind == "mks":
+        return Verdict("MKS", 0.99, [f"client asked for a console in clear: 'CONNECT <vmx> mks' (frame {cmd_frame.get('CONNECT')})"])
+    if rec.connect_kind == "proxy":
+        return Verdict("NFC", 0.99, [f"client asked for a service in clear: 'PROXY {rec.connect_target}' (frame {cmd_frame.get('PROXY')})"])
+    if rec.connect_kind == "vmxargs":
+        return Verdict("VMXARGS", 0.97, ["client sent a CONNECT_*ARGV command in clear"])
+    http = [ln for ln in lines if ln.from_client and ln.text.split(" ", 1)[0] in ("POST", "GET")]
+    if http:
+        return Verdict("SOAP", 0.95, [f"HTTP request in clear: '{http[0].text[:60]}' (frame {http[0].frame})"])
+    if f["nfc_messages"]:
+        types = sorted(set(rec.nfc_message_types) | set(rec.nfc_aio_types))
+        return Verdict("NFC", 0.99, [f"cleartext NFC after TLS #1: {f['nfc_messages']} messages "
+                                     f"({', '.join(types[:5])}{'...' if len(types) > 5 else ''})"])
+    if f["continued_in_clear"]:
+        return Verdict("NFC", 0.8, [f"the stream continued without TLS after TLS #1 (frame {rec.clear_after_tls_frame}): "
+                                    "VDDK 'nbd' NFC hand-off"])
+    if not rec.handshakes and not f["midstream"]:
+        if rec.login_attempts and rec.connect_kind is None:
+            return Verdict("NONE", 0.95, [f"only login attempts in clear: {rec.login_attempts} PASS, "
+                                          f"{rec.logins_failed} rejected, outcome {rec.login_outcome}"])
+        if rec.banner is not None and rec.bytes[0] <= 64:
+            return Verdict("NONE", 0.9, ["banner probe: the client read the greeting and sent "
+                                         f"{rec.bytes[0]} byte(s) without starting TLS"])
+        if rec.banner is not None and not lines[1:]:
+            return Verdict("NONE", 0.85, ["banner only: nothing after the greeting"])
+
+    # -- 3. structure of the encrypted stream -------------------------------------------------------
+    if len(rec.handshakes) >= 2:
+        return _second_handshake(rec, f)
+    if rec.handshakes:
+        return _single_handshake(rec, f)
+    if f["midstream"]:
+        return _midstream(f)
+    return Verdict("UNKNOWN", 0.3, ["established, but neither TLS nor an authd dialogue could be read"])
+
+
+def _second_handshake(rec, f: dict) -> Verdict:
+    """MKS or NFC over TLS: both hand the stream to a fresh handshake after '200 Connect'."""
+    votes = _Votes()
+    hs2 = rec.handshakes[1]
+    first = f["later_client_first"]
+    if first is not None:
+        if first <= TOKEN_MAX:
+            votes.add("MKS", 3, f"first message after the second handshake (frame {hs2.frame}) is ~{first} bytes: "
+                                "the 16-byte MKS token")
+        elif first >= NFC_MESSAGE_MIN:
+            votes.add("NFC", 3, f"first message after the second handshake is ~{first} bytes: a 264-byte NFC message")
+    last = f["tls1_client_last"]
+    if last is not None:
+        if last >= LONG_COMMAND:
+            votes.add("MKS", 2, f"last authd command before the hand-off is ~{last} bytes, "
+                                "long like 'CONNECT <vmx path> mks'")
+        elif last <= SHORT_COMMAND:
+            votes.add("NFC", 2, f"last authd command before the hand-off is ~{last} bytes, short like 'PROXY vpxa-nfcssl'")
+    reply = f["tls1_server_last"]
+    if reply is not None:
+        if reply >= LONG_COMMAND:
+            votes.add("MKS", 1, f"the hand-off reply is ~{reply} bytes, like '200 Connect <vmx path>'")
+        elif reply <= SHORT_COMMAND:
+            votes.add("NFC", 1, f"the hand-off reply is ~{reply} bytes, like '200 Connect ha-nfcssl'")
+    greet = f["tls1_server_first"]
+    if greet is not None and greet >= GREETING_ECHO:
+        votes.add("NFC", 1.5, f"first reply inside TLS #1 is ~{greet} bytes: the greeting re-sent for VDDK's BANNER")
+    _shape_votes(votes, f, weight=1)
+    return votes.verdict()
+
+
+def _shape_votes(votes: _Votes, f: dict, weight: float) -> None:
+    """Volume and timing after the hand-off (or of a stream seen mid-way)."""
+    small, median = f["later_client_small_share"], f["later_client_median"]
+    idle, alt = f["later_idle_count"], f["later_alternation"]
+    large, sbytes = f["later_server_large_share"], f["later_server_bytes_share"]
+    n = f["later_client_msgs"]
+    if not n:
+        return
+    if small is not None and small >= 0.6 and median is not None and median <= 40 and (idle >= 1 or n >= 20):
+        votes.add("MKS", weight, f"{_pct(small)} of {n} client messages are ≤ 64 bytes "
+                                 f"(keys, pointer, update requests) with {idle} pause(s) > 1 s: an interactive console")
+    if median is not None and median >= 40 and alt is not None and alt >= 0.5 and idle == 0:
+        votes.add("NFC", weight, f"requests of ~{median:.0f} bytes answered in lockstep "
+                                 f"(alternation {alt:.2f}) without pauses: block transfer")
+    if median is not None and median >= NFC_MESSAGE_MIN and sbytes is not None and sbytes < 0.3:
+        votes.add("NFC", weight, f"the client sends the bulk ({_pct(1 - sbytes)} of the bytes) in "
+                                 f"~{median:.0f}-byte messages: upload")
+    if large is not None and large >= 0.3 and idle == 0 and small is not None and small < 0.6:
+        votes.add("NFC", weight * 0.5, f"{_pct(large)} of server messages ≥ 1 KiB, no pauses: bulk read")
+
+
+def _single_handshake(rec, f: dict) -> Verdict:
+    """No hand-off: authd lines only (login, VMXARGS) or SOAP inside TLS #1."""
+    n = f["tls1_client_msgs"]
+    cmax, smax = f["tls1_client_max"], f["tls1_server_max"]
+    if not n:
+        return Verdict("NONE", 0.9, ["TLS handshake only: no authd command was sent"])
+    if cmax is not None and smax is not None and cmax >= SOAP_SIZED and smax >= SOAP_SIZED:
+        return Verdict("SOAP", 0.9, [f"HTTP/SOAP-sized requests (up to ~{cmax} bytes) and replies (up to ~{smax} bytes) "
+                                     "inside TLS #1 after the login"])
+    if cmax is not None and cmax <= LOGIN_SIZED and (smax or 0) <= LOGIN_SIZED and n % 2 == 0:
+        return Verdict("NONE", 0.85, [f"only login-sized exchanges: {n // 2} USER/PASS pair(s) with short replies "
+                                      "(331 / 230 / 530), then the session ended"])
+    if rec.state == "reset" or (rec.duration_s < 60 and n <= 6):
+        last = f["tls1_client_last"] or 0
+        if n % 2 == 1 and last > LOGIN_SIZED // 2:
+            return Verdict("VMXARGS", 0.65, [f"after the login one more command of ~{last} bytes and its reply, "
+                                             "no hand-off and no SOAP-sized traffic: a VMXARGS-style exchange"])
+        if last >= LONG_COMMAND:
+            return Verdict("MKS", 0.55, [f"last command ~{last} bytes (like CONNECT <vmx> mks) but no second handshake "
+                                         "followed: a console that did not open"])
+    return Verdict("UNKNOWN", 0.4, [f"{n} authd commands inside TLS #1 without a hand-off or SOAP-sized traffic"])
+
+
+def _midstream(f: dict) -> Verdict:
+    """The capture began inside the TLS stream: only the traffic shape is left."""
+    votes = _Votes()
+    _shape_votes(votes, f, weight=1)
+    median, alt = f["later_client_median"], f["later_alternation"]
+    if median is not None and median >= SOAP_SIZED and alt is not None and alt >= 0.6 \
+            and (f["later_server_bytes_share"] or 0) < 0.95:
+        votes.add("SOAP", 1, f"request/response of ~{median:.0f}-byte requests: HTTP/SOAP-sized")
+    verdict = votes.verdict(ceiling=0.8)
+    verdict.reasons.append("capture began mid-connection: no banner or handshake, shape only")
+    return verdict

@@ -1,0 +1,221 @@
+"""Per-session features for telling MKS, NFC, SOAP and VMXARGS apart (stage 4).
+
+What stays visible after the TLS upgrade is richer than sizes and times
+(design.md §1): the number of handshakes, whether the stream went on in clear, the
+record-layer headers, and — because authd writes one line per record — the
+*lengths of the authd lines* inside TLS #1 (``CONNECT <vmx path> mks`` is long,
+``PROXY vpxa-nfcssl`` is short, VDDK's ``BANNER`` is answered by the 150-170 byte
+greeting).  This module turns a session's TLS records into *messages* (records a
+peer wrote together, with the cipher overhead taken off) and computes small named
+features from them, each a function of one :class:`View`.
+
+Cipher overhead is derived from the negotiated suite, not fitted: AEAD adds its
+nonce and tag (TLS 1.2 GCM/CCM 24 bytes, ChaCha20 16, TLS 1.3 17 with the inner
+content type); CBC adds the IV (TLS ≥ 1.1), the MAC and on average half a block of
+padding.  TLS 1.3's encrypted handshake, the client's Finished and the server's
+session tickets travel as application-data records; they are recognised by their
+place in the exchange (authd's client always speaks first) and left out.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import tls as tlsmod
+
+C2S, S2C = 0, 1
+SMALL = 64  # plaintext bytes: keystrokes, pointer events, update requests, short authd lines
+LARGE = 1024
+IDLE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What one peer wrote at once: consecutive same-direction records in one packet."""
+
+    ts: float
+    frame: int
+    direction: int
+    size: int  # estimated plaintext bytes
+    records: int
+    handshake: int
+
+
+def overhead(hs) -> tuple[int, int]:
+    """(fixed bytes, block size) a record adds to its plaintext under this handshake's cipher."""
+    if hs is None or hs.server_hello is None:
+        return 20, 0  # unknown: an average AEAD-ish overhead
+    name = tlsmod.cipher_name(hs.server_hello.cipher_suite)
+    version = hs.server_hello.selected_version
+    if version >= 0x0304:
+        return 17, 0
+    if "GCM" in name or "CCM" in name:
+        return 24, 0
+    if "CHACHA20" in name:
+        return 16, 0
+    block = 8 if ("3DES" in name or "DES" in name or "IDEA" in name) else 16
+    mac = 48 if name.endswith("SHA384") else 32 if name.endswith("SHA256") else 16 if name.endswith("MD5") else 20
+    iv = block if version >= 0x0302 else 0
+    return iv + mac, block
+
+
+def plaintext(length: int, ov: tuple[int, int]) -> int:
+    fixed, block = ov
+    return max(0, length - fixed - block // 2)
+
+
+def messages(rec) -> list[Message]:
+    """The session's application data as messages, TLS 1.3 handshake traffic left out."""
+    ovs = {h.index: overhead(h) for h in rec.handshakes}
+    tls13 = {h.index for h in rec.handshakes if h.server_hello is not None and h.server_hello.selected_version >= 0x0304}
+    out: list[Message] = []
+    phase: dict[int, int] = {}  # TLS 1.3 per handshake: 0 server flight, 1 after client Finished, 2 data
+    for ts, frame, d, ctype, length, hs in rec.records():
+        if ctype != 23:
+            continue
+        if hs in tls13:
+            p = phase.get(hs, 0)
+            if p == 0:
+                if d == C2S:
+                    phase[hs] = 1  # the client's Finished
+                continue
+            if p == 1:
+                if d == S2C:
+                    continue  # session tickets before the client's first request
+                phase[hs] = 2
+        size = plaintext(length, ovs.get(hs, (20, 0)))
+        last = out[-1] if out else None
+        if last is not None and last.direction == d and last.frame == frame and last.handshake == hs:
+            out[-1] = Message(last.ts, frame, d, last.size + size, last.records + 1, hs)
+        else:
+            out.append(Message(ts, frame, d, size, 1, hs))
+    return out
+
+
+@dataclass
+class View:
+    """A session seen through its messages, split by handshake."""
+
+    rec: object
+    msgs: list[Message]
+    tls1: list[Message] = field(default_factory=list)
+    later: list[Message] = field(default_factory=list)  # TLS #2 and beyond, or mid-stream data
+
+    @classmethod
+    def of(cls, rec) -> "View":
+        msgs = messages(rec)
+        v = cls(rec, msgs)
+        if rec.handshakes:
+            v.tls1 = [m for m in msgs if m.handshake == 1]
+            v.later = [m for m in msgs if m.handshake >= 2]
+        else:
+            v.later = msgs
+        return v
+
+    def side(self, msgs: list[Message], d: int) -> list[Message]:
+        return [m for m in msgs if m.direction == d]
+
+
+# -- the features: name -> function(View) -> value --------------------------------------------
+
+def _sizes(msgs: list[Message]) -> list[int]:
+    return [m.size for m in msgs]
+
+
+def _last(msgs: list[Message]) -> int | None:
+    return msgs[-1].size if msgs else None
+
+
+def _first(msgs: list[Message]) -> int | None:
+    return msgs[0].size if msgs else None
+
+
+def _gaps(msgs: list[Message]) -> list[float]:
+    return [b.ts - a.ts for a, b in zip(msgs, msgs[1:])]
+
+
+def _share(values: list[int], pred: Callable[[int], bool]) -> float | None:
+    return sum(1 for v in values if pred(v)) / len(values) if values else None
+
+
+def _alternation(msgs: list[Message]) -> float | None:
+    """Share of messages answered by the other side before the same side writes again."""
+    if len(msgs) < 2:
+        return None
+    return sum(1 for a, b in zip(msgs, msgs[1:]) if a.direction != b.direction) / (len(msgs) - 1)
+
+
+def _burstiness(gaps: list[float]) -> float | None:
+    """Coefficient of variation of the gaps: ~0 metronomic, ~1 random, >1 bursts and pauses."""
+    if len(gaps) < 3:
+        return None
+    mean = statistics.fmean(gaps)
+    return statistics.pstdev(gaps) / mean if mean > 0 else 0.0
+
+
+def _later_client(v: View) -> list[Message]:
+    return v.side(v.later, C2S)
+
+
+def _later_server(v: View) -> list[Message]:
+    return v.side(v.later, S2C)
+
+
+FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
+    "handshakes": ("TLS handshakes on the stream", lambda v: len(v.rec.handshakes)),
+    "continued_in_clear": ("the stream went on without TLS after a handshake", lambda v: v.rec.continued_in_clear),
+    "nfc_messages": ("cleartext NFC messages and AIO frames seen",
+                     lambda v: sum(v.rec.nfc_message_types.values()) + sum(v.rec.nfc_aio_types.values())),
+    "midstream": ("TLS data without a visible handshake (capture began mid-connection)",
+                  lambda v: not v.rec.handshakes and v.rec.transport.startswith("tls")),
+    "tls1_client_msgs": ("client messages inside TLS #1 (authd commands)", lambda v: len(v.side(v.tls1, C2S))),
+    "tls1_server_msgs": ("server messages inside TLS #1 (authd replies)", lambda v: len(v.side(v.tls1, S2C))),
+    "tls1_client_last": ("plaintext bytes of the last client message in TLS #1 (CONNECT is long, PROXY short)",
+                         lambda v: _last(v.side(v.tls1, C2S))),
+    "tls1_server_last": ("plaintext bytes of the last server message in TLS #1 ('200 Connect <vmx>' is long)",
+                         lambda v: _last(v.side(v.tls1, S2C))),
+    "tls1_server_first": ("plaintext bytes of the first server reply in TLS #1 (VDDK's re-sent banner is ~150+)",
+                          lambda v: _first(v.side(v.tls1, S2C))),
+    "tls1_client_max": ("largest client message in TLS #1 (SOAP requests are hundreds of bytes)",
+                        lambda v: max(_sizes(v.side(v.tls1, C2S)), default=None)),
+    "tls1_server_max": ("largest server message in TLS #1", lambda v: max(_sizes(v.side(v.tls1, S2C)), default=None)),
+    "later_client_first": ("first client message after the hand-off (MKS token: 16 bytes; NFC: 264-byte message)",
+                           lambda v: _first(_later_client(v)) if v.rec.handshakes else None),
+    "later_client_msgs": ("client messages after the hand-off (or in a mid-stream capture)",
+                          lambda v: len(_later_client(v))),
+    "later_server_msgs": ("server messages after the hand-off", lambda v: len(_later_server(v))),
+    "later_client_small_share": (f"share of those client messages ≤ {SMALL} bytes (keys, pointer, update requests)",
+                                 lambda v: _share(_sizes(_later_client(v)), lambda s: s <= SMALL)),
+    "later_client_median": ("median client message size after the hand-off",
+                            lambda v: statistics.median(_sizes(_later_client(v))) if _later_client(v) else None),
+    "later_server_large_share": (f"share of server messages ≥ {LARGE} bytes (screen updates, file data)",
+                                 lambda v: _share(_sizes(_later_server(v)), lambda s: s >= LARGE)),
+    "later_server_bytes_share": ("server's share of the bytes after the hand-off",
+                                 lambda v: (sum(_sizes(_later_server(v))) / max(1, sum(_sizes(v.later))))
+                                 if v.later else None),
+    "later_alternation": ("request/response alternation after the hand-off (1 = strict lockstep)",
+                          lambda v: _alternation(v.later)),
+    "later_client_rate": ("client messages per second after the hand-off",
+                          lambda v: (len(_later_client(v)) / max(1e-6, _later_client(v)[-1].ts - _later_client(v)[0].ts))
+                          if len(_later_client(v)) > 1 else None),
+    "later_idle_max_s": ("longest silence between messages after the hand-off, seconds",
+                         lambda v: max(_gaps(v.later), default=None)),
+    "later_idle_count": (f"silences longer than {IDLE_S:g} s after the hand-off",
+                         lambda v: sum(1 for g in _gaps(v.later) if g > IDLE_S)),
+    "later_client_burstiness": ("coefficient of variation of client gaps (human typing is bursty)",
+                                lambda v: _burstiness(_gaps(_later_client(v)))),
+    "duration_s": ("session duration, seconds", lambda v: v.rec.duration_s),
+    "c2s_bytes": ("payload bytes client -> server", lambda v: v.rec.bytes[0]),
+    "s2c_bytes": ("payload bytes server -> client", lambda v: v.rec.bytes[1]),
+}
+
+
+def compute(rec) -> dict:
+    """All features of one session record (one DataFrame row)."""
+    v = View.of(rec)
+    out = {"uid": rec.uid}
+    for name, (_doc, fn) in FEATURES.items():
+        out[name] = fn(v)
+    return out
