@@ -22,7 +22,7 @@ from .classify import classify
 from .correlate import Handoff, find_handoffs
 from .flows import FlowTable
 from .results import SessionRecord, summarize
-from .session import MAX_RECORDS, Session, Weird
+from .session import MAX_RECORDS, Interner, Session, Weird
 
 SCHEMA_VERSION = 1
 
@@ -133,12 +133,13 @@ def analyze(
         paths = [paths]
     observers = list(default_observers() if observers is None else observers)
     result = Analysis()
+    interner = Interner()
     done_before = 0
     for path in paths:
         sessions: list[SessionRecord] = []
 
         def make_session(conn, _secrets=show_secrets):
-            return Session(conn, show_secrets=_secrets, max_records=max_records)
+            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner)
 
         def finish(conn, _out=sessions):
             _out.append(summarize(conn))

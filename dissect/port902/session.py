@@ -51,6 +51,57 @@ class Weird:
     offset: int | None = None  # byte offset in the capture, for damage found while reading it
 
 
+@dataclass(frozen=True, slots=True)
+class ClientHelloInfo:
+    """What a session keeps of a ClientHello: the fingerprint, not the bytes."""
+
+    legacy_version: int
+    offered_versions: tuple[int, ...]
+    server_name: str | None
+    alpn: tuple[str, ...]
+    cipher_suites: tuple[int, ...]
+    extension_types: tuple[int, ...]
+    ja3_string: str
+    ja3: str
+    ja4: str
+    ja4_r: str
+
+    @classmethod
+    def of(cls, ch) -> "ClientHelloInfo":
+        return cls(ch.legacy_version, tuple(ch.offered_versions), ch.server_name,
+                   tuple(a.decode("latin-1") if isinstance(a, bytes) else a for a in ch.alpn),
+                   tuple(ch.cipher_suites), tuple(ch.extension_types), ch.ja3_string, ch.ja3, ch.ja4, ch.ja4_r)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHelloInfo:
+    legacy_version: int
+    selected_version: int
+    cipher_suite: int
+    extension_types: tuple[int, ...]
+
+    @classmethod
+    def of(cls, sh) -> "ServerHelloInfo":
+        return cls(sh.legacy_version, sh.selected_version, sh.cipher_suite, tuple(t for t, _ in sh.extensions))
+
+
+class Interner:
+    """Shares identical hello and certificate summaries between sessions: a host and its
+    clients repeat the same few fingerprints thousands of times, so each is kept once."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self.table: dict = {}
+
+    def __call__(self, obj):
+        if len(self.table) >= self.limit:
+            return obj
+        try:
+            return self.table.setdefault(obj, obj)
+        except TypeError:  # not hashable (a field holds a list): keep it as it is
+            return obj
+
+
 @dataclass
 class Handshake:
     """One TLS handshake on the stream (index 1 = TLS #1 after the banner)."""
@@ -58,8 +109,8 @@ class Handshake:
     index: int
     ts: float
     frame: int
-    client_hello: object | None = None  # tls.ClientHello
-    server_hello: object | None = None  # tls.ServerHello
+    client_hello: ClientHelloInfo | None = None
+    server_hello: ServerHelloInfo | None = None
     server_hello_frame: int | None = None
     certificates: list = field(default_factory=list)  # tls.CertificateInfo
     certificate_frame: int | None = None
@@ -138,8 +189,10 @@ class _Side:
 class Session:
     """Application-level analysis of one TCP connection."""
 
-    def __init__(self, conn, show_secrets: bool = False, max_records: int = MAX_RECORDS) -> None:
+    def __init__(self, conn, show_secrets: bool = False, max_records: int = MAX_RECORDS,
+                 intern: Interner | None = None) -> None:
         self.conn = conn
+        self.intern = intern or Interner()
         self.client_sink = _Sink(self, True)
         self.server_sink = _Sink(self, False)
         self.banner: Banner | None = None
@@ -307,7 +360,7 @@ class Session:
             text = raw.decode("latin-1")
             banner = parse_banner(text)
             if banner is not None:
-                self.banner, self.banner_ts, self.banner_frame = banner, ts, frame
+                self.banner, self.banner_ts, self.banner_frame = self.intern(banner), ts, frame
                 self.dialogue.server_line(raw, ts, frame, truncated)
                 return
         before = self.dialogue.connect_ok
@@ -360,21 +413,21 @@ class Session:
                 if isinstance(parsed, tlsmod.ClientHello) and from_client:
                     side.hs += 1
                     hs = self._handshake(side.hs, ev.ts, ev.frame)
-                    hs.client_hello = parsed
+                    hs.client_hello = self.intern(ClientHelloInfo.of(parsed))
                     if hs.index > 1 or hs.ts > ev.ts:
                         hs.ts, hs.frame = ev.ts, ev.frame
                     self._fix_last_record_hs(side.hs)
                 elif isinstance(parsed, tlsmod.ServerHello) and not from_client:
                     side.hs += 1
                     hs = self._handshake(side.hs, ev.ts, ev.frame)
-                    hs.server_hello = parsed
+                    hs.server_hello = self.intern(ServerHelloInfo.of(parsed))
                     hs.server_hello_frame = ev.frame
                     self._fix_last_record_hs(side.hs)
                     if parsed.selected_version == 0x0304:
                         side.tls.mark_encrypted()
                 elif isinstance(parsed, list) and not from_client:
                     hs = self._handshake(max(side.hs, 1), ev.ts, ev.frame)
-                    hs.certificates = parsed
+                    hs.certificates = [self.intern(c) for c in parsed]
                     hs.certificate_frame = ev.frame
             elif kind is tlsmod.TlsAlert:
                 who = "client" if from_client else "server"
