@@ -76,6 +76,7 @@ class SessionRecord:
     nfc_data_bytes: int
     weird: list[Weird]
     weird_total: int
+    midstream_alerts: list[tuple] = field(default_factory=list)
     feature: str = "UNKNOWN"
     confidence: float | None = None
     reasons: list[str] = field(default_factory=list)
@@ -139,6 +140,7 @@ class SessionRecord:
             "history": self.history,
             "roles_from": self.roles_from,
             "syn_count": self.syn_count,
+            "syn_times": self.syn_times,
             "rst_frame": self.rst_frame,
             "banner": None if b is None else {
                 "text": b.text,
@@ -148,7 +150,7 @@ class SessionRecord:
                 "product": self.product,
                 "frame": self.banner_frame,
             },
-            "tls": None if not self.handshakes else {
+            "tls": None if not (self.handshakes or self.transport.startswith("tls")) else {
                 "version": self.tls_version,
                 "cipher": self.tls_cipher,
                 "server_cert_sha1": self.server_cert_sha1,
@@ -160,6 +162,10 @@ class SessionRecord:
                 "app_bytes": {"client_to_server": self.app_bytes[0], "server_to_client": self.app_bytes[1]},
                 "records_total": self.records_total,
                 "records_kept": len(self.rec_ts),
+                "alerts_without_handshake": [
+                    {"ts": ts, "frame": fr, "from": who, "level": lvl, "description": desc, "encrypted": enc}
+                    for ts, fr, who, lvl, desc, enc in self.midstream_alerts
+                ],
             },
             "auth": None if not (self.dialogue or self.user) else {
                 "user": self.user,
@@ -323,6 +329,7 @@ def summarize(conn: Connection) -> SessionRecord:
         nfc_data_bytes=s.nfc_data,
         weird=s.weird,
         weird_total=s.weird_total,
+        midstream_alerts=s.midstream_alerts,
     )
 
 
