@@ -116,3 +116,15 @@ def test_frames_have_declared_columns(case):
     sf = result.sessions_frame()
     assert len(sf) == len(result.sessions)
     assert str(sf["start"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_every_session_is_classified_with_reasons(case):
+    """Regression guard on the bundled samples; generalisation is measured by scripts/accuracy.py
+    on fresh lab data (README, 'Classifier accuracy')."""
+    _, result, labels = case
+    for conn in authd_connections(labels):
+        s = find(result, conn)
+        assert s.feature == conn["feature"], f"{conn['uid']}: {s.feature} {s.reasons}"
+        assert 0.0 <= s.confidence <= 1.0 and s.reasons and all(isinstance(r, str) and r for r in s.reasons)
+    feats = result.features_frame()
+    assert len(feats) == len(result.sessions) and feats["uid"].is_unique

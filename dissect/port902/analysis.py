@@ -181,10 +181,24 @@ def analyze(
     for rec in result.sessions:
         verdict = classify(rec)
         rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
+    inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)
         result.extras[obs.name] = obs
     return result
+
+
+def inherit_handoff_features(result: Analysis) -> None:
+    """The 903 leg of a classic ESX hand-off serves the feature its 902 session carries on
+    (a console): label it so, saying why, when its own traffic did not say more."""
+    by_uid = {s.uid: s for s in result.sessions}
+    for h in result.handoffs:
+        src, dst = by_uid[h.from_session], by_uid[h.to_session]
+        if src.feature in ("NONE", "UNKNOWN") and dst.feature not in ("NONE", "UNKNOWN"):
+            src.feature = dst.feature
+            src.confidence = round(min(dst.confidence or 0.5, 0.9), 3)
+            src.reasons = [f"classic ESX 903 leg handed over to 902 session {dst.uid} ({dst.feature}) "
+                           f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons]
 
 
 def default_observers() -> list[Observer]:
