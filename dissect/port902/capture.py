@@ -15,6 +15,16 @@ asked for) become a :class:`Packet`; everything else costs a few integer
 operations and no Python object.  The file is streamed in chunks, so memory stays
 flat however large the capture.
 
+Two engines make that decision.  The C extension ``_fastscan`` (built by ``setup.py``
+when a compiler is there) walks the records of a buffer -- the memory-mapped file, or
+the decompressed chunks of a gzip stream -- and hands back only the records to keep;
+Python then decodes those in full with the same ``_full_decode`` as the pure-Python
+engine, and handles every unusual record (corrupt lengths, pcapng section and interface
+blocks, packet blocks that need a warning) with the same code, so both engines select
+the same packets and report the same damage.  The pure-Python loop below is the
+fallback when the extension is not built, and can be forced with the environment
+variable ``DISSECT902_PURE_PYTHON=1`` or ``CaptureReader(..., engine="python")``.
+
 Damage is reported, not raised: a file cut off mid-record, a corrupt block or a
 snaplen-truncated packet yields a :class:`CaptureWarning` naming the byte offset,
 and everything before it is still analysed.  Only a file that is not a capture at
@@ -24,8 +34,11 @@ all raises :class:`~dissect.port902.errors.CaptureError`.
 from __future__ import annotations
 
 import gzip
+import mmap
 import os
 import struct
+import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, NamedTuple
 
@@ -79,6 +92,7 @@ IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
 IPV6_EXTENSION_HEADERS = (0, 43, 60, 51)  # hop-by-hop, routing, dest-opts, AH (44 fragment: stop)
 
 AUTHD_GREETING = b"220 VMware Authentication Daemon"
+_GREETING_LEN = len(AUTHD_GREETING)
 DEFAULT_TCP_PORTS = frozenset({902, 903, 912})
 CHUNK_SIZE = 8 << 20
 MAX_RECORD = 256 << 20  # larger than any sane packet; beyond it the file is corrupt
@@ -88,6 +102,26 @@ _PORTS = struct.Struct("!HH")
 _TCP = struct.Struct("!HHIIBBH")  # sport dport seq ack offset/reserved flags window
 _UDP = struct.Struct("!HHH")
 _IPV4_LEN = struct.Struct("!H")
+
+try:  # the C engine; optional (setup.py builds it when a compiler is available)
+    from . import _fastscan
+except ImportError:  # pragma: no cover - depends on the build
+    _fastscan = None
+else:
+    if getattr(_fastscan, "API_VERSION", None) != 1 or getattr(_fastscan, "GREETING", None) != AUTHD_GREETING:
+        _fastscan = None  # a stale build from another version: do not trust it
+
+ENGINES = ("c", "python")
+FAST_BATCH = 4096  # selected records per call into the C scanner
+MMAP_WINDOW = 32 << 20  # bytes scanned between progress reports / releases of mapped pages
+MAX_SCAN = sys.maxsize  # no window: scan a chunk buffer to its end
+
+
+def default_engine() -> str:
+    """'c' when the extension is built and DISSECT902_PURE_PYTHON is not set, else 'python'."""
+    if _fastscan is None or os.environ.get("DISSECT902_PURE_PYTHON", "").strip() not in ("", "0"):
+        return "python"
+    return "c"
 
 
 class Packet(NamedTuple):
@@ -107,6 +141,9 @@ class Packet(NamedTuple):
     payload: bytes  # captured transport payload (may be shorter than payload_len)
     payload_len: int  # payload length the IP header declares
     wire_len: int  # original frame length
+
+
+_tuple_new = tuple.__new__  # Packet(...) without the Python-level NamedTuple.__new__: same object, cheaper
 
 
 class CaptureWarning(NamedTuple):
@@ -165,6 +202,10 @@ class CaptureReader:
 
     ``progress`` (optional) is called with the number of raw file bytes consumed so far,
     once per chunk, so a caller can drive a progress bar without touching the hot loop.
+
+    ``engine`` picks the per-record filter: ``"c"`` (the ``_fastscan`` extension),
+    ``"python"``, or None for :func:`default_engine`.  ``use_mmap`` (C engine, plain files
+    only; default on) maps the file instead of reading it in ``chunk_size`` pieces.
     """
 
     def __init__(
@@ -173,7 +214,18 @@ class CaptureReader:
         selection: Selection | None = None,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
+        engine: str | None = None,
+        use_mmap: bool | None = None,
     ) -> None:
+        if engine is None:
+            engine = default_engine()
+        elif engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+        elif engine == "c" and _fastscan is None:
+            raise RuntimeError("the C engine (dissect.port902._fastscan) is not built")
+        self.engine = engine
+        self.use_mmap = engine == "c" and use_mmap is not False
+        self._mm: mmap.mmap | None = None
         self.path = os.fspath(path)
         self.selection = selection or Selection()
         self.progress = progress
@@ -197,6 +249,7 @@ class CaptureReader:
             raise CaptureError(f"{self.path}: not a pcap or pcapng capture (starts with {shown})")
 
     def close(self) -> None:
+        self._release_map()
         self._stream.close()
         self._raw.close()
 
@@ -245,17 +298,24 @@ class CaptureReader:
 
     def __iter__(self) -> Iterator[Packet]:
         try:
-            if self.stats.format == "pcap":
+            if self.engine == "c":
+                if self.stats.format == "pcap":
+                    yield from self._fast_pcap()
+                else:
+                    yield from self._fast_pcapng()
+            elif self.stats.format == "pcap":
                 yield from self._iter_pcap()
             else:
                 yield from self._iter_pcapng()
         finally:
+            self._release_map()
             if self.progress is not None:
                 self.progress(self.stats.size_bytes)
 
     # -- classic pcap -------------------------------------------------------------------
 
-    def _iter_pcap(self) -> Iterator[Packet]:
+    def _pcap_header(self) -> tuple[str, int, int, tuple[int, int] | None, int]:
+        """The global header: (byte order, ticks per second, snaplen, link layout, record size limit)."""
         head = self._head
         if len(head) < 24:
             raise CaptureError(f"{self.path}: pcap global header is cut short ({len(head)} of 24 bytes)")
@@ -267,9 +327,13 @@ class CaptureReader:
         layout = _LINK_LAYOUT.get(linktype)
         if layout is None:
             self._warn(0, None, "unsupported_link", f"link type {linktype} is not supported; no packet decoded")
+        limit = max(snaplen, 262144) if 0 < snaplen < MAX_RECORD else MAX_RECORD
+        return endian, ticks, snaplen, layout, limit
+
+    def _iter_pcap(self) -> Iterator[Packet]:
+        endian, ticks, snaplen, layout, limit = self._pcap_header()
         rec = struct.Struct(endian + "IIII")
         rec_unpack = rec.unpack_from
-        limit = max(snaplen, 262144) if 0 < snaplen < MAX_RECORD else MAX_RECORD
         frame = 0
         base = 24  # stream offset of buf[0]
         buf = b""
@@ -346,6 +410,12 @@ class CaptureReader:
                 if nxt > end:
                     break
                 if btype == 6 or btype == 2:  # EPB, obsolete OPB
+                    if off + 28 > end:  # a block shorter than its header, at the end of the data
+                        frame += 1
+                        self._warn(base + off, frame, "corrupt_record",
+                                   f"packet block of {blen} bytes is too short for its header; skipped")
+                        off = nxt
+                        continue
                     if btype == 6:
                         ifid, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
                     else:
@@ -398,7 +468,7 @@ class CaptureReader:
             if code == 9 and olen >= 1:  # if_tsresol
                 r = val[0]
                 divisor = 2 ** (r & 0x7F) if r & 0x80 else 10**r
-            elif code == 14 and olen >= 8:  # if_tsoffset, seconds
+            elif code == 14 and olen >= 8 and len(val) >= 8:  # if_tsoffset, seconds (cut short: ignored)
                 tsoff = struct.unpack_from(endian + "q", val)[0]
             p += 4 + olen + (-olen % 4)
         layout = _LINK_LAYOUT.get(linktype)
@@ -406,6 +476,237 @@ class CaptureReader:
             self._warn(base + off, None, "unsupported_link", f"interface with link type {linktype} is not supported")
             return None
         return (layout, divisor, tsoff)
+
+    # -- C engine: record walking in _fastscan, everything unusual here ------------------
+
+    def _release_map(self) -> None:
+        mm, self._mm = self._mm, None
+        if mm is not None:
+            mm.close()
+
+    def _fast_source(self, start: int, initial: bytes) -> tuple[bytes | mmap.mmap, int, int, Iterator[bytes]]:
+        """Where the C engine starts: (buffer, stream offset of its first byte, scan offset, later chunks).
+
+        A plain file is memory-mapped whole (no copy; pages already scanned are released as the
+        scan moves on, so memory stays flat); whatever the file grew by after that is read in
+        chunks.  A gzip stream, or a file that cannot be mapped, is read in chunks exactly as the
+        pure-Python engine reads it."""
+        if self.use_mmap and self._stream is self._raw:
+            try:
+                mm = mmap.mmap(self._raw.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError, OverflowError):
+                mm = None
+            if mm is not None and len(mm) >= start:
+                self._mm = mm
+                if hasattr(mm, "madvise"):
+                    mm.madvise(mmap.MADV_SEQUENTIAL)
+                self._raw.seek(len(mm))
+                return mm, 0, start, self._chunks(b"")
+            if mm is not None:
+                mm.close()
+        if start:  # classic pcap: the global header was read already
+            return b"", start, 0, self._chunks(b"")
+        return b"", 0, 0, self._chunks(initial)
+
+    def _fast_window(self, off: int, dropped: int) -> int:
+        """After each window of a mapped file: report progress, release the pages scanned so far."""
+        if self.progress is not None:
+            self.progress(off)
+        mm = self._mm
+        drop = off - off % mmap.PAGESIZE
+        if mm is not None and drop > dropped and hasattr(mm, "madvise"):
+            mm.madvise(mmap.MADV_DONTNEED, dropped, drop - dropped)
+            return drop
+        return dropped
+
+    def _fast_next(self, buf, base: int, off: int, chunks: Iterator[bytes]):
+        """The next buffer: the unscanned tail of this one plus the next chunk; None at the end."""
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        buf = buf[off:] + chunk if off < len(buf) else chunk
+        self._release_map()
+        return buf, base + off
+
+    def _fast_pcap(self) -> Iterator[Packet]:
+        endian, ticks, snaplen, layout, limit = self._pcap_header()
+        rec_unpack = struct.Struct(endian + "IIII").unpack_from
+        big = endian == ">"
+        etoff, l3off = layout if layout is not None else (-1, 0)
+        decode_flag = _fastscan.F_DECODE if layout is not None else 0
+        scan = _fastscan.scan_pcap
+        need_more, slow = _fastscan.STOP_NEED_MORE, _fastscan.STOP_SLOW
+        ports = _PortMaps(self.selection)
+        tcp_ports, ctl_ports, udp_ports = ports.tcp_ports, ports.ctl_ports, ports.udp_ports
+        snap_tcp, snap_ctl, snap_udp = ports.snap_tcp, ports.snap_ctl, ports.snap_udp  # updated in place
+        full = self._full_decode
+        stats = self.stats
+        frame = 0
+        buf, base, off, chunks = self._fast_source(24, b"")
+        dropped = 0
+        window_end = off + MMAP_WINDOW
+        while True:
+            budget = MMAP_WINDOW if buf is self._mm else MAX_SCAN
+            while True:
+                off, frame, reason, hits = scan(buf, off, big, limit, etoff, l3off, frame, ports.tcp, ports.ctl,
+                                                ports.udp, ports.flags | decode_flag, budget, FAST_BATCH)
+                for rec_off, nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet in hits:
+                    if greet >= 0:
+                        ports.greeting(greet)
+                    ts = ts_a + ts_b / ticks + 0
+                    pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
+                    if pkt is not None:
+                        stats.selected += 1
+                        if stats.first_ts is None:
+                            stats.first_ts = pkt.ts
+                        stats.last_ts = pkt.ts
+                        yield pkt
+                        if tcp_ports != snap_tcp or ctl_ports != snap_ctl or udp_ports != snap_udp:
+                            ports.rebuild()  # the consumer changed the selection: rescan from here
+                            off, frame, reason = nxt, frm, -1
+                            break
+                if reason == need_more:
+                    break
+                if reason == slow:  # a record claiming more than the limit
+                    incl = rec_unpack(buf, off)[2]
+                    self._warn(base + off, frame + 1, "corrupt_record",
+                               f"record claims {incl} captured bytes (snaplen {snaplen}); stopping here")
+                    stats.packets = frame
+                    return
+                if off >= window_end and buf is self._mm:
+                    dropped = self._fast_window(base + off, dropped)
+                    window_end = off + MMAP_WINDOW
+            nxt_buf = self._fast_next(buf, base, off, chunks)
+            if nxt_buf is None:
+                break
+            (buf, base), off = nxt_buf, 0
+        stats.packets = frame
+        if off < len(buf):
+            self._warn(base + off, frame + 1, "truncated_file",
+                       f"capture ends inside a record ({len(buf) - off} stray bytes); analysed the {frame} "
+                       "complete records before it")
+
+    def _fast_pcapng(self) -> Iterator[Packet]:
+        frame = 0
+        endian = "<"
+        blk = struct.Struct("<II")
+        epb = struct.Struct("<IIIII")
+        ifaces: list[tuple | None] = []  # per interface: (layout, ticks per second, ts offset)
+        iftab = array("i")  # the same for the scanner: (EtherType offset, network offset) pairs
+        iface_none = _fastscan.IFACE_NONE
+        decode = self._decoder()  # for the rare packet block handled here
+        scan = _fastscan.scan_pcapng
+        need_more, slow = _fastscan.STOP_NEED_MORE, _fastscan.STOP_SLOW
+        ports = _PortMaps(self.selection)
+        tcp_ports, ctl_ports, udp_ports = ports.tcp_ports, ports.ctl_ports, ports.udp_ports
+        snap_tcp, snap_ctl, snap_udp = ports.snap_tcp, ports.snap_ctl, ports.snap_udp  # updated in place
+        full = self._full_decode
+        stats = self.stats
+        buf, base, off, chunks = self._fast_source(0, self._head)
+        dropped = 0
+        window_end = off + MMAP_WINDOW
+        while True:
+            budget = MMAP_WINDOW if buf is self._mm else MAX_SCAN
+            end = len(buf)
+            while True:
+                off, frame, reason, hits = scan(buf, off, endian == ">", iftab, frame, ports.tcp, ports.ctl,
+                                                ports.udp, ports.flags, budget, FAST_BATCH)
+                for rec_off, nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet in hits:
+                    if greet >= 0:
+                        ports.greeting(greet)
+                    _layout, div, tsoff = ifaces[ifid]
+                    ts = ts_a + ts_b / div + tsoff
+                    pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
+                    if pkt is not None:
+                        stats.selected += 1
+                        if stats.first_ts is None:
+                            stats.first_ts = pkt.ts
+                        stats.last_ts = pkt.ts
+                        yield pkt
+                        if tcp_ports != snap_tcp or ctl_ports != snap_ctl or udp_ports != snap_udp:
+                            ports.rebuild()  # the consumer changed the selection: rescan from here
+                            off, frame, reason = nxt, frm, -1
+                            break
+                if reason == need_more:
+                    break
+                if reason != slow:
+                    if off >= window_end and buf is self._mm:
+                        dropped = self._fast_window(base + off, dropped)
+                        window_end = off + MMAP_WINDOW
+                    continue
+                # one block the scanner leaves to Python: the body of _iter_pcapng's loop
+                btype, blen = blk.unpack_from(buf, off)
+                if btype == PCAPNG_SHB:
+                    bom = struct.unpack_from("<I", buf, off + 8)[0]
+                    if bom == PCAPNG_BYTE_ORDER_MAGIC:
+                        endian = "<"
+                    elif bom == 0x4D3C2B1A:
+                        endian = ">"
+                    else:
+                        self._warn(base + off, None, "corrupt_record", "section header with a bad byte-order magic; stopping")
+                        stats.packets = frame
+                        return
+                    blk = struct.Struct(endian + "II")
+                    epb = struct.Struct(endian + "IIIII")
+                    blen = blk.unpack_from(buf, off)[1]
+                    ifaces = []
+                    iftab = array("i")
+                if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                    self._warn(base + off, frame + 1, "corrupt_record",
+                               f"block of type {btype:#x} claims length {blen}; stopping here")
+                    stats.packets = frame
+                    return
+                nxt = off + blen
+                if nxt > end:
+                    break
+                pkt = None
+                if btype == 6 or btype == 2:  # EPB, obsolete OPB
+                    if off + 28 > end:  # a block shorter than its header, at the end of the data
+                        frame += 1
+                        self._warn(base + off, frame, "corrupt_record",
+                                   f"packet block of {blen} bytes is too short for its header; skipped")
+                        off = nxt
+                        continue
+                    if btype == 6:
+                        ifid, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
+                    else:
+                        ifid_drops, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
+                        ifid = ifid_drops >> 16 if endian == ">" else ifid_drops & 0xFFFF
+                    frame += 1
+                    if incl > blen - 32:
+                        self._warn(base + off, frame, "corrupt_record",
+                                   f"packet block claims {incl} captured bytes in a {blen}-byte block; skipped")
+                    elif ifid < len(ifaces) and ifaces[ifid] is not None:
+                        layout, div, tsoff = ifaces[ifid]
+                        pkt = decode(buf, off + 28, incl, orig, layout, frame, 0, (ts_hi << 32) | ts_lo, div,
+                                     base + off, tsoff)
+                    elif ifid >= len(ifaces):
+                        self._warn(base + off, frame, "corrupt_record", f"packet names interface {ifid}, which was never described")
+                elif btype == 3:  # SPB: no timestamp, interface 0
+                    frame += 1
+                    orig = struct.unpack_from(endian + "I", buf, off + 8)[0]
+                    incl = min(orig, blen - 16)
+                    if ifaces and ifaces[0] is not None:
+                        layout, div, tsoff = ifaces[0]
+                        pkt = decode(buf, off + 12, incl, orig, layout, frame, 0, 0, div, base + off, tsoff)
+                elif btype == 1:  # IDB
+                    iface = self._parse_idb(buf, off, blen, endian, base)
+                    ifaces.append(iface)
+                    iftab.extend(iface[0] if iface is not None else (iface_none, 0))
+                off = nxt
+                if pkt is not None:
+                    yield pkt
+                if ports.changed():  # a greeting seen by the Python decoder, or the consumer
+                    ports.rebuild()
+            nxt_buf = self._fast_next(buf, base, off, chunks)
+            if nxt_buf is None:
+                break
+            (buf, base), off = nxt_buf, 0
+        stats.packets = frame
+        if off < len(buf):
+            self._warn(base + off, frame + 1, "truncated_file",
+                       f"capture ends inside a block ({len(buf) - off} stray bytes); analysed the {frame} "
+                       "complete packets before it")
 
     # -- per-packet decode (the hot path) -----------------------------------------------
 
@@ -463,7 +764,7 @@ class CaptureReader:
                     elif l4 + 14 <= end:
                         data = l4 + ((buf[l4 + 12] >> 4) << 2)
                         first = buf[data] if data < end else -1
-                        if greet and first == 0x32 and buf.startswith(AUTHD_GREETING, data):
+                        if greet and first == 0x32 and buf[data:data + _GREETING_LEN] == AUTHD_GREETING:
                             tcp_ports.add(sp)  # an authd server on an unusual port: follow it from now on
                         elif not ((sp in ctl_ports or dp in ctl_ports)
                                   and (buf[l4 + 13] & 0x07 or first == 0x16 or first == 0x47)):
@@ -510,11 +811,11 @@ class CaptureReader:
                 return None
             sp, dp, seq, ack, doff, flags, win = _TCP.unpack_from(buf, l4)
             data = l4 + ((doff >> 4) << 2)
-            declared = max(0, ip_end - data)
-            payload = buf[data:min(ip_end, end)] if data < end else b""
-            if len(payload) < declared and incl < orig:
-                pass  # snaplen truncation: the reassembler sees the missing bytes as a gap
-            return Packet(frame, ts, proto, src, dst, sp, dp, seq, ack, flags, win, payload, declared, orig)
+            declared = ip_end - data if ip_end > data else 0
+            # a payload cut short by the snaplen (len(payload) < declared) is a gap for the reassembler
+            payload = buf[data:ip_end if ip_end <= end else end] if data < end else b""
+            return _tuple_new(Packet, (frame, ts, proto, src, dst, sp, dp, seq, ack, flags, win, payload, declared,
+                                       orig))
         if proto == IPPROTO_UDP:
             if l4 + 8 > end:
                 return None
@@ -529,6 +830,56 @@ class CaptureReader:
             return None
         payload = buf[l4 + 8:min(ip_end, end)]
         return Packet(frame, ts, proto, src, dst, itype, icode, 0, 0, 0, 0, payload, max(0, ip_end - l4 - 8), orig)
+
+
+def _port_flags(ports) -> bytearray:
+    """A 65536-byte table: 1 where ``port in ports`` holds for the integer port."""
+    table = bytearray(65536)
+    for x in ports:
+        try:
+            i = int(x)
+        except Exception:  # noqa: BLE001 - not a number: matches no port
+            continue
+        if i == x and 0 <= i < 65536:
+            table[i] = 1
+    return table
+
+
+class _PortMaps:
+    """The Selection as the C scanner sees it: flag tables built from the live port sets.
+
+    The sets are the same objects the pure-Python decoder binds, so the C engine notices
+    when a consumer changes them between two packets (``changed``) and rebuilds the tables;
+    a greeting seen by the scanner is added to ``tcp_ports`` when its packet is handed out,
+    exactly when the pure-Python decoder adds it."""
+
+    __slots__ = ("tcp_ports", "ctl_ports", "udp_ports", "icmp", "greet", "snap_tcp", "snap_ctl", "snap_udp",
+                 "tcp", "ctl", "udp", "flags")
+
+    def __init__(self, sel: Selection) -> None:
+        self.tcp_ports, self.ctl_ports, self.udp_ports = sel.tcp_ports, sel.tcp_control_ports, sel.udp_ports
+        self.icmp, self.greet = sel.icmp_errors, sel.detect_greeting  # bound once, like _decoder
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        if not hasattr(self, "snap_tcp"):
+            self.snap_tcp, self.snap_ctl, self.snap_udp = set(), set(), set()
+        for snap, live in ((self.snap_tcp, self.tcp_ports), (self.snap_ctl, self.ctl_ports),
+                           (self.snap_udp, self.udp_ports)):
+            snap.clear()
+            snap.update(live)
+        self.tcp, self.ctl, self.udp = (_port_flags(self.tcp_ports), _port_flags(self.ctl_ports),
+                                        _port_flags(self.udp_ports))
+        self.flags = ((_fastscan.F_ICMP if self.icmp else 0) | (_fastscan.F_GREET if self.greet else 0)
+                      | (_fastscan.F_UDP if self.udp_ports else 0))
+
+    def greeting(self, port: int) -> None:
+        """The scanner saw an authd greeting from ``port`` (and already set its flag)."""
+        self.tcp_ports.add(port)
+        self.snap_tcp.add(port)
+
+    def changed(self) -> bool:
+        return self.tcp_ports != self.snap_tcp or self.ctl_ports != self.snap_ctl or self.udp_ports != self.snap_udp
 
 
 def read_packets(path: str | os.PathLike, selection: Selection | None = None) -> Iterator[Packet]:

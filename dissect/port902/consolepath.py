@@ -27,7 +27,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
+from socket import AF_INET, inet_ntop
 
 from .capture import IPPROTO_TCP, Packet
 from .errors import Malformed
@@ -153,8 +156,10 @@ def client_hello_info(payload: bytes) -> tuple[str | None, list[str], bool] | No
 
 # -- per connection --------------------------------------------------------------------------------
 
+@lru_cache(maxsize=65536)
 def _ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    """Address text, as ``flows.fmt_ip`` writes it."""
+    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
 @dataclass(slots=True)
@@ -257,7 +262,7 @@ class ConsolePathTracker:
         self.ports = frozenset(ports)
         self.max_live = max_live
         self.max_finished = max_finished
-        self.live: dict[tuple, ConsoleConn] = {}
+        self.live: OrderedDict[tuple, ConsoleConn] = OrderedDict()  # oldest first: retired when full
         self.finished: list[ConsoleConn] = []
         self.dropped = 0  # finished connections not kept (beyond max_finished)
         self.packets = 0
@@ -270,9 +275,16 @@ class ConsolePathTracker:
         else:
             self.dropped += 1
 
+    def _retire_oldest(self) -> None:
+        _key, conn = self.live.popitem(last=False)
+        if len(self.finished) < self.max_finished:
+            self.finished.append(conn)
+        else:
+            self.dropped += 1
+
     def _new(self, key: tuple, pkt: Packet, client_is_src: bool) -> ConsoleConn:
         if len(self.live) >= self.max_live:
-            self._retire(next(iter(self.live)))
+            self._retire_oldest()
         if client_is_src:
             conn = ConsoleConn(_ip(pkt.src), pkt.sport, _ip(pkt.dst), pkt.dport, pkt.ts, pkt.frame)
         else:
@@ -352,8 +364,8 @@ class ConsolePathTracker:
 
     def close(self) -> None:
         """End of input: every live connection becomes a finished one."""
-        for key in list(self.live):
-            self._retire(key)
+        while self.live:
+            self._retire_oldest()
 
     def connections(self) -> list[ConsoleConn]:
         return sorted(self.finished, key=lambda c: (c.source_index, c.start, c.first_frame))

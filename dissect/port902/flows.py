@@ -106,47 +106,60 @@ class Connection:
             self.history.append(ch)
 
     def add(self, pkt: Packet, is_orig: bool) -> None:
+        # runs for every selected packet: fields are read once, and the two history letters
+        # nearly every packet adds (A, D) are checked inline; same effects, same order as
+        # one self._hist call per letter
         d = self.orig if is_orig else self.resp
         d.packets += 1
-        self.end = pkt.ts
+        ts = pkt.ts
+        self.end = ts
         self.last_frame = pkt.frame
         fl = pkt.flags
-        if fl & SYN:
-            if fl & ACK:
-                d.synack += 1
-                self._hist("H", is_orig)
-            else:
-                d.syn += 1
-                self._hist("S", is_orig)
-                if is_orig:
-                    self.syn_times.append(pkt.ts)
-            if d.isn is None:
-                d.isn = pkt.seq
-                d.reasm.syn(pkt.seq)
-        if fl & RST:
-            d.rst += 1
-            self._hist("R", is_orig)
-            if self.rst_frame is None:
-                self.rst_frame = pkt.frame
-        if fl & FIN:
-            d.fin += 1
-            self._hist("F", is_orig)
-        if fl & ACK and not fl & (SYN | FIN | RST) and not pkt.payload_len:
+        plen = pkt.payload_len
+        if fl & (SYN | RST | FIN):
+            if fl & SYN:
+                if fl & ACK:
+                    d.synack += 1
+                    self._hist("H", is_orig)
+                else:
+                    d.syn += 1
+                    self._hist("S", is_orig)
+                    if is_orig:
+                        self.syn_times.append(ts)
+                if d.isn is None:
+                    d.isn = pkt.seq
+                    d.reasm.syn(pkt.seq)
+            if fl & RST:
+                d.rst += 1
+                self._hist("R", is_orig)
+                if self.rst_frame is None:
+                    self.rst_frame = pkt.frame
+            if fl & FIN:
+                d.fin += 1
+                self._hist("F", is_orig)
+        elif fl & ACK and not plen:
             d.ack_seen = True
-            self._hist("A", is_orig)
+            ch = "A" if is_orig else "a"
+            if ch not in self._hist_seen:
+                self._hist_seen.add(ch)
+                self.history.append(ch)
         if pkt.window == 0 and not fl & (SYN | RST):
             d.zero_window = True
             self._hist("W", is_orig)
-        if pkt.payload_len:
+        if plen:
             d.data_seen = True
-            self._hist("D", is_orig)
+            ch = "D" if is_orig else "d"
+            if ch not in self._hist_seen:
+                self._hist_seen.add(ch)
+                self.history.append(ch)
             if d.first_data_ts is None:
-                d.first_data_ts = pkt.ts
-            d.last_data_ts = pkt.ts
-            hint = d.reasm.segment(pkt.seq, pkt.payload, pkt.payload_len, pkt.ts, pkt.frame)
+                d.first_data_ts = ts
+            d.last_data_ts = ts
+            reasm = d.reasm
+            hint = reasm.segment(pkt.seq, pkt.payload, plen, ts, pkt.frame)
             if hint == "T":
                 self._hist("T", is_orig)
-            if d.reasm.gaps:
+            if reasm.gaps:
                 self._hist("G", is_orig)
 
     # -- outcome -----------------------------------------------------------------------
@@ -255,7 +268,8 @@ class FlowTable:
     def add(self, pkt: Packet) -> None:
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
         conn = self.table.get(key)
-        if conn is not None and conn.closed and pkt.flags & SYN and not pkt.flags & ACK:
+        # the flag test first: ``closed`` is a property, and most packets are not a bare SYN
+        if conn is not None and pkt.flags & SYN and not pkt.flags & ACK and conn.closed:
             is_orig = pkt.src == conn.orig_ip and pkt.sport == conn.orig_port
             d = conn.orig if is_orig else conn.resp
             if not (d.isn is not None and pkt.seq == d.isn):  # a new connection reusing the tuple
@@ -269,11 +283,11 @@ class FlowTable:
             self.live += 1
             if self.live > self.max_live:
                 self._evict(pkt.ts)
-        is_orig = pkt.src == conn.orig_ip and pkt.sport == conn.orig_port
-        conn.add(pkt, is_orig)
-        if self.next_sweep is None:
+        conn.add(pkt, pkt.src == conn.orig_ip and pkt.sport == conn.orig_port)
+        next_sweep = self.next_sweep
+        if next_sweep is None:
             self.next_sweep = pkt.ts + SWEEP_EVERY_S
-        elif pkt.ts >= self.next_sweep:
+        elif pkt.ts >= next_sweep:
             self.sweep(pkt.ts)
 
     def _finish(self, conn: Connection) -> None:

@@ -73,9 +73,14 @@ class Reassembler:
         if self.base is None:
             self.base = seq  # capture started mid-connection: this segment is offset 0
         self.started = True
-        off = self._offset(seq)
+        next_off = self.next_off
+        # self._offset(seq), inlined (this runs for every segment with payload)
+        off = next_off + ((seq - self.base) % _MOD - next_off % _MOD + _HALF) % _MOD - _HALF
+        if off == next_off and not self.pending:  # the common case: in order, nothing waiting
+            self._deliver(payload, declared, ts, frame)
+            return ""
         end = off + declared
-        if end <= self.next_off:
+        if end <= next_off:
             self.retransmissions += 1
             return "T"
         hint = ""

@@ -1,0 +1,432 @@
+"""`dissect902 doctor` and the Diagnostics observer, proven on the lab's failure captures."""
+
+import io
+import ipaddress
+import json
+import os
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dissect.port902 import diagnose, doctor
+from dissect.port902.analysis import Analysis, analyze
+from dissect.port902.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
+from dissect.port902.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
+from dissect.port902.lab import background, failures
+from dissect.port902.lab import scenarios as S
+from dissect.port902.lab.channel import CLIENT, SERVER, Step
+from dissect.port902.report import render_json
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCTOR = ROOT / "samples" / "doctor"
+SAMPLES = {s.stem: s for s in failures.FAILURE_SAMPLES}
+HOSTILE_CHARS = ("\x1b", "\x07", "\x9b", "\u202e", "\x80")
+
+
+def labels_of(stem: str) -> dict:
+    return json.loads((DOCTOR / f"{stem}.labels.json").read_text())
+
+
+def diagnose_file(path, **kw):
+    result = analyze(path, observers=[Diagnostics(**kw)])
+    return result, result.extras["diagnostics"]
+
+
+def run_doctor(capsys, *argv):
+    code = doctor.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- every capture gives its findings ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stem", list(SAMPLES))
+def test_capture_gives_the_labelled_findings(stem):
+    labels = labels_of(stem)["doctor"]
+    _, diag = diagnose_file(DOCTOR / f"{stem}.pcap")
+    problems = {f.kind for f in diag.findings if f.severity == "problem"}
+    infos = {f.kind for f in diag.findings if f.severity == "info"}
+    assert problems == set(labels["expected_problem_kinds"])
+    assert infos == set(labels["expected_info_kinds"])
+    for f in diag.findings:
+        assert f.kind in FINDING_KINDS and 0.0 <= f.likelihood <= 1.0 and f.evidence and f.hosts and f.advice
+        assert f.first_ts is not None and f.source and f.source.endswith(f"{stem}.pcap")
+
+
+@pytest.mark.parametrize("stem", [s for s in SAMPLES if labels_of(s)["doctor"]["expected_findings"]])
+def test_findings_name_the_labelled_packets_and_sessions(stem):
+    labels = labels_of(stem)
+    conns = {c["uid"]: c for c in labels["connections"]}
+    result, diag = diagnose_file(DOCTOR / f"{stem}.pcap")
+    for expected in labels["doctor"]["expected_findings"]:
+        flows = [conns[u] for u in expected["uids"]]
+        found = [f for f in diag.findings if f.kind == expected["kind"]]
+        assert found, expected
+        frames = {n for c in flows for n in range(c["frames"]["first"], c["frames"]["last"] + 1)}
+        assert any(frames & set(f.evidence) for f in found), (expected, [f.evidence for f in found])
+        assert any(flows[0]["client"]["ip"] in f.hosts for f in found)
+        tcp_ports = {c["client"]["port"] for c in flows if c["proto"] == "tcp" and c["service"] == "authd"}
+        if tcp_ports:  # the finding lists the sessions of exactly those connections
+            related = {uid for f in found for uid in f.related}
+            ports = {result.session(uid).client_port for uid in related}
+            assert tcp_ports <= ports, (tcp_ports, ports)
+
+
+@pytest.mark.parametrize("stem", list(SAMPLES))
+def test_exit_code_matches_labels(capsys, stem):
+    code, out, err = run_doctor(capsys, DOCTOR / f"{stem}.pcap")
+    assert code == labels_of(stem)["doctor"]["exit_code"] and err == ""
+    assert ("No problem found." in out) == (code == 0)
+    assert "Checked:" in out
+
+
+def test_clean_capture_gives_no_finding_and_says_what_was_checked(capsys):
+    result, diag = diagnose_file(DOCTOR / "clean.pcap")
+    assert diag.findings == [] and diag.problems == []
+    checks = {c["check"]: c for c in diag.checked}
+    assert set(checks) >= {"dns", "tcp_902_reachability", "tls_handshakes", "authd_logins", "authd_connect",
+                           "resets", "reconnects", "console_paths", "udp_902_heartbeats"}
+    assert all(c["problems"] == 0 for c in diag.checked)
+    assert checks["dns"]["observed"] == 2 and checks["tcp_902_reachability"]["observed"] == 1
+    assert checks["udp_902_heartbeats"]["observed"] == 2
+    code, out, _ = run_doctor(capsys, DOCTOR / "clean.pcap")
+    assert code == 0 and "No problem found." in out and "authd-902-mks" in out and "ESXi 8.0 Update 2" in out
+    assert diag.findings_frame().empty
+
+
+# -- what each finding says ---------------------------------------------------------------------------------
+
+def only(diag, kind):
+    found = [f for f in diag.findings if f.kind == kind]
+    assert len(found) == 1, [f.kind for f in diag.findings]
+    return found[0]
+
+
+def test_dns_nxdomain_detail():
+    _, diag = diagnose_file(DOCTOR / "dns-nxdomain.pcap")
+    f = only(diag, "dns_nxdomain")
+    (dns_flow,) = [c for c in labels_of("dns-nxdomain")["connections"] if c["service"] == "dns"]
+    first, last = dns_flow["frames"]["first"], dns_flow["frames"]["last"]
+    assert f.rank == 1 and f.likelihood >= 0.8 and f.evidence == list(range(first, last + 1))
+    assert "esxi-07.corp.example" in f.detail and f"frames {first}, {first + 2}" in f.detail
+    assert f"frames {first + 1}, {last}" in f.detail
+    assert "No 902 connection" in f.detail and f.hosts == ["10.40.8.21", "10.40.0.2"]
+    (lookup,) = [n for n in diag.to_json()["dns"] if n["name"] == "esxi-07.corp.example"]
+    assert lookup["outcome"] == "NXDOMAIN" and lookup["failed"] and lookup["queries"] == 2
+
+
+def test_dns_servfail_and_no_answer():
+    _, diag = diagnose_file(DOCTOR / "dns-servfail.pcap")
+    assert "SERVFAIL" in only(diag, "dns_servfail").title
+    _, diag = diagnose_file(DOCTOR / "dns-no-answer.pcap")
+    f = only(diag, "dns_no_answer")
+    assert "never answered (3 times)" in f.detail and "10.40.0.3" in f.advice
+
+
+def test_dns_no_address():
+    f = only(diagnose_file(DOCTOR / "dns-no-address.pcap")[1], "dns_no_address")
+    assert "without any address record" in f.detail and "add the A" in f.advice
+
+
+def test_tls_version_alert():
+    f = only(diagnose_file(DOCTOR / "tls-version-alert.pcap")[1], "tls_alert")
+    assert "protocol_version" in f.title and "from the server" in f.detail and "offered TLS 1.0" in f.detail
+
+
+def test_relay_blocked():
+    f = only(diagnose_file(DOCTOR / "relay-blocked.pcap")[1], "console_path_blocked")
+    assert "3 SYNs" in f.detail and "10.40.0.5:7343" in f.detail and "relay" in f.detail
+    assert "Allow TCP 7343" in f.advice
+
+
+def test_syn_no_answer_says_only_902_is_blocked():
+    f = only(diagnose_file(DOCTOR / "syn-no-answer.pcap")[1], "syn_no_answer")
+    assert "4 SYNs" in f.detail and "answered this client on 443" in f.detail and f.likelihood >= 0.85
+    assert "nc -vz 10.40.0.27 902" in f.advice
+
+
+def test_refused_and_icmp():
+    f = only(diagnose_file(DOCTOR / "refused.pcap")[1], "refused")
+    assert "3 SYNs" in f.detail and "RST" in f.detail
+    result, diag = diagnose_file(DOCTOR / "icmp-prohibited.pcap")
+    f = only(diag, "icmp_unreachable")
+    assert "communication administratively prohibited" in f.detail and "10.40.0.1" in f.detail
+    assert f.likelihood >= 0.95 and {4, 6, 8} <= set(f.evidence) and 3 in f.evidence
+    assert f.related == [result.sessions[0].uid]  # the unanswered SYNs are its evidence, not another finding
+
+
+def test_certificate_rejected_three_ways():
+    f = only(diagnose_file(DOCTOR / "certificate-rejected.pcap")[1], "certificate_rejected")
+    assert len(f.related) == 3 and "unknown_ca" in f.detail and "RST from the client" in f.detail
+    assert "FIN from the client" in f.detail and failures.ESXI_07.cert.sha1 in f.detail
+
+
+def test_hanging_up_on_many_hosts_looks_like_a_probe(tmp_path):
+    sc = failures.FailureScenario("prober", 9)
+    for n, host in enumerate((failures.ESXI_A, failures.ESXI_B, failures.ESXI_07)):
+        failures._tls_attempt(sc, failures.ADMIN, host, sc.at(n * 1.0), "quiet")
+    sc.write(tmp_path / "prober.pcap")
+    found = diagnose_file(tmp_path / "prober.pcap")[1].findings
+    assert [f.kind for f in found] == ["certificate_rejected"] * 3
+    assert all(f.likelihood <= 0.3 and "health check or a scanner" in f.detail for f in found)
+
+
+def test_login_and_connect():
+    f = only(diagnose_file(DOCTOR / "login-530.pcap")[1], "login_rejected")
+    assert "530 Login incorrect." in f.detail and "root" in f.detail
+    _, diag = diagnose_file(DOCTOR / "connect-failed.pcap")
+    found = [f for f in diag.findings if f.kind == "connect_failed"]
+    assert len(found) == 2 and "553" in found[0].detail and "VMAD_NOSUCHVM" in found[0].detail
+    assert "no reply came" in found[1].detail and found[0].likelihood > found[1].likelihood
+    assert not any(f.kind == "console_retry" for f in diag.findings)  # a failed CONNECT is not a working retry
+
+
+def test_reset_and_retry():
+    reset = only(diagnose_file(DOCTOR / "reset-midstream.pcap")[1], "reset_midstream")
+    assert "reset by the server" in reset.detail and "MKS" in reset.title
+    _, diag = diagnose_file(DOCTOR / "client-retry.pcap")
+    again = only(diag, "reset_midstream")
+    retry = only(diag, "console_retry")
+    assert again.likelihood < reset.likelihood and "reconnected" in again.detail
+    assert retry.severity == "info" and len(retry.related) == 2 and diag.findings[0] is again
+
+
+def test_vmotion_is_a_note_naming_vcenter():
+    result, diag = diagnose_file(DOCTOR / "vmotion.pcap")
+    f = only(diag, "console_followed_vm")
+    assert f.severity == "info" and not diag.problems
+    assert "10.40.0.5:443" in f.detail and "vcenter.corp.example" in f.detail and "vMotion" in f.detail
+    a, b = (result.session(u) for u in f.related)
+    assert a.server_ip == "10.40.0.11" and b.server_ip == "10.40.0.12"
+    assert "10.40.0.5" in f.hosts
+
+
+# -- ranking ------------------------------------------------------------------------------------------------
+
+def test_ranking_is_by_likelihood(tmp_path):
+    sc = failures.FailureScenario("combo", 7)
+    failures.dns_failure(sc, failures.ADMIN, failures.RESOLVER, "printer.corp.example", sc.at(0.0), 3, attempts=1)
+    S.refused(sc, failures.ADMIN, failures.ESXI_B, sc.at(1.0))
+    flow = S.unanswered(sc, failures.ADMIN, failures.ESXI_07, sc.at(2.0), retries=(1.0,))
+    for n, (t, packet, _) in enumerate(flow.conn.records()):
+        sc.inject(flow, t + 0.0004, failures.icmp_error(failures.FIREWALL, packet, 3, 13, ident=n))
+    sc.write(tmp_path / "combo.pcap")
+    _, diag = diagnose_file(tmp_path / "combo.pcap")
+    assert [f.kind for f in diag.findings] == ["icmp_unreachable", "refused", "dns_nxdomain"]
+    assert [f.rank for f in diag.findings] == [1, 2, 3]
+    lik = [f.likelihood for f in diag.findings]
+    assert lik == sorted(lik, reverse=True) and lik[-1] < 0.5  # a printer's name is not the console's problem
+    df = diag.findings_frame()
+    assert list(df["rank"]) == [1, 2, 3] and list(df["kind"]) == ["icmp_unreachable", "refused", "dns_nxdomain"]
+
+
+# -- JSON and DataFrames --------------------------------------------------------------------------------------
+
+def test_json_under_diagnostics_in_analyze():
+    result, diag = diagnose_file(DOCTOR / "syn-no-answer.pcap")
+    doc = result.to_dict()
+    assert set(doc["diagnostics"]) == {"findings", "checked", "console_paths", "heartbeats", "dns"}
+    (finding,) = doc["diagnostics"]["findings"]
+    (syn_flow,) = [c for c in labels_of("syn-no-answer")["connections"] if c["service"] == "authd"]
+    assert finding["kind"] == "syn_no_answer" and finding["rank"] == 1
+    assert finding["evidence_frames"] == [syn_flow["frames"]["first"], syn_flow["frames"]["last"]]
+    buf = io.StringIO()
+    render_json(result, buf)
+    assert json.loads(buf.getvalue())["diagnostics"]["findings"][0]["kind"] == "syn_no_answer"
+
+
+def test_doctor_json_format(capsys, tmp_path):
+    code, out, _ = run_doctor(capsys, DOCTOR / "vmotion.pcap", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["verdict"] == "no_problem_found" and doc["exit_code"] == 0
+    assert doc["diagnostics"]["findings"][0]["kind"] == "console_followed_vm"
+    target = tmp_path / "out.json"
+    code, out, _ = run_doctor(capsys, DOCTOR / "refused.pcap", "-f", "json", "-o", target)
+    assert code == 1 and out == "" and json.loads(target.read_text())["verdict"] == "problems_found"
+
+
+@pytest.mark.parametrize("schema,method", [(FINDINGS, "findings_frame"), (HEARTBEATS, "heartbeats_frame"),
+                                           (CONSOLE_PATHS, "console_paths_frame"), (DNS_LOOKUPS, "dns_frame")])
+def test_empty_frames_keep_columns(schema, method):
+    for diag in (Diagnostics(), diagnose_file(DOCTOR / "refused.pcap")[1]):
+        df = getattr(diag, method)()
+        assert list(df.columns) == list(schema)
+        for col, (dtype, _) in schema.items():
+            assert str(df[col].dtype) == dtype, col
+    _, diag = diagnose_file(DOCTOR / "refused.pcap")
+    assert diag.heartbeats_frame().empty and diag.console_paths_frame().empty
+
+
+def test_frames_with_rows():
+    _, diag = diagnose_file(DOCTOR / "html5-console.pcap")
+    paths = diag.console_paths_frame()
+    assert set(paths["kind"]) >= {"vcenter-relay", "authd-902-mks", "vcenter-https"}
+    assert isinstance(paths["start"].dtype, pd.DatetimeTZDtype)
+    dns_df = diag.dns_frame()
+    assert list(dns_df["outcome"]) == ["resolved"] and dns_df["addresses"].iloc[0] == "10.40.0.5"
+
+
+# -- hostile and broken input ----------------------------------------------------------------------------------
+
+EVIL_LABELS = (b"\x1b[2J\x1b]0;owned\x07esx", "\u202eevil".encode(), b"\x9b1m", b"corp", b"example")
+
+
+def hostile_capture(tmp_path) -> Path:
+    sc = failures.FailureScenario("hostile", 11)
+    dns_flow = sc.udp(failures.ADMIN, failures.RESOLVER, 53, sc.at(0.0))
+    query = (bytes.fromhex("4242 0100 0001 0000 0000 0000") + b"".join(bytes([len(x)]) + x for x in EVIL_LABELS)
+             + b"\x00\x00\x01\x00\x01")
+    dns_flow.conn.send("client", query, sc.at(0.0))
+    dns_flow.conn.send("server", failures.dns_reply(query, 3), sc.at(0.002))
+    sc.label(dns_flow, feature="NONE", service="dns", transport="udp")
+    flow, ch, pace, _ = sc.tcp(failures.MAC, failures.VCENTER.ip, 7331, sc.at(1.0))
+    ch.conv.open()
+    ch.play([Step(CLIENT, b"GET /console/?vmId=\x1b[31mvm\x07&sessionTicket=x HTTP/1.1\r\nUpgrade: \x1b[5m\r\n\r\n"),
+             Step(SERVER, b"HTTP/1.1 400 Bad Request\r\n\r\n")])
+    ch.close(CLIENT)
+    sc.label(flow, feature="NONE", service="http", transport="plain")
+    sc.write(tmp_path / "hostile.pcap")
+    return tmp_path / "hostile.pcap"
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_hostile_names_never_reach_the_terminal_raw(capsys, tmp_path, fmt):
+    path = hostile_capture(tmp_path)
+    code, out, err = run_doctor(capsys, path, "-f", fmt)
+    assert code == 1
+    for ch in HOSTILE_CHARS:
+        assert ch not in out and ch not in err
+    if fmt == "json":
+        doc = json.loads(out)
+        (finding,) = doc["diagnostics"]["findings"]
+        assert finding["kind"] == "dns_nxdomain" and "\x1b[2J" in finding["title"]  # data intact, escaped on output
+        (relay,) = doc["diagnostics"]["console_paths"]
+        assert "\x1b[31m" in relay["http_target"] and relay["upgrade"] == "\x1b[5m"
+    else:
+        assert "\\x1b[2J" in out and "vcenter-relay" in out
+
+
+@pytest.mark.parametrize("content", [b"", b"not a capture", b"\xa1\xb2"])
+def test_unreadable_input_exits_2(capsys, tmp_path, content):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    code, out, err = run_doctor(capsys, bad)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_no_capture_is_usage_error(capsys):
+    code, _, err = run_doctor(capsys)
+    assert code == 2 and "give at least one capture" in err
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exc:
+        doctor.main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    for text in ("examples:", "exit codes", "7331", "NXDOMAIN", "vMotion", "heartbeats"):
+        assert text in out
+
+
+def test_add_parser_wires_into_a_cli():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dissect902")
+    sub = parser.add_subparsers(dest="command")
+    doctor.add_parser(sub)
+    args = parser.parse_args(["doctor", "x.pcap", "-f", "json"])
+    assert args.func is doctor.run and args.captures == ["x.pcap"] and args.format == "json"
+
+
+# -- the observer contract, bounded memory, fuzzing -------------------------------------------------------------
+
+def test_select_widens_the_capture_selection():
+    sel = Selection()
+    diag = Diagnostics()
+    assert diag.name == "diagnostics"
+    diag.select(sel)
+    assert {53, 902} <= sel.udp_ports and sel.icmp_errors and {443, 7331, 7343} <= sel.tcp_control_ports
+    assert sel.tcp_ports == {902, 903, 912}
+
+
+def udp(frame, src, dst, sport, dport, payload, ts=None):
+    return Packet(frame, float(frame) if ts is None else ts, IPPROTO_UDP, ipaddress.ip_address(src).packed,
+                  ipaddress.ip_address(dst).packed, sport, dport, 0, 0, 0, 0, payload, len(payload), 60)
+
+
+def test_memory_is_bounded_on_a_dns_flood():
+    diag = Diagnostics()
+    diag.select(Selection())
+    n = diagnose.MAX_NAMES + 500
+    for i in range(n):
+        q = background.dns_query(i & 0xFFFF, f"host{i}.flood.example")
+        diag.packet(udp(i + 1, "10.0.0.1", "10.0.0.2", 40000 + (i % 20000), 53, q))
+    assert len(diag._names) == diagnose.MAX_NAMES and len(diag._pending) <= diagnose.MAX_PENDING_DNS
+    assert diag._counts["dns_names_not_kept"] == 500
+    diag.finish(Analysis())
+    assert len([f for f in diag.findings if f.kind == "dns_no_answer"]) == diagnose.MAX_FINDINGS_PER_KIND
+    assert any(c["check"] == "suppressed" for c in diag.checked)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["dns", "hb", "icmp", "tcp"]), st.binary(max_size=120), st.booleans()),
+                max_size=40))
+def test_fuzz_observer(events):
+    diag = Diagnostics()
+    diag.select(Selection())
+    for n, (kind, payload, flip) in enumerate(events, 1):
+        a, b = ("10.0.0.1", "10.0.0.2") if flip else ("10.0.0.2", "10.0.0.1")
+        if kind == "dns":
+            diag.packet(udp(n, a, b, 53 if flip else 5353, 5353 if flip else 53, payload))
+        elif kind == "hb":
+            diag.packet(udp(n, a, b, 902, 902, payload))
+        elif kind == "icmp":
+            diag.packet(Packet(n, float(n), IPPROTO_ICMP, ipaddress.ip_address(a).packed,
+                               ipaddress.ip_address(b).packed, 3, payload[0] if payload else 13, 0, 0, 0, 0,
+                               payload, len(payload), 60))
+        else:
+            diag.packet(Packet(n, float(n), IPPROTO_TCP, ipaddress.ip_address(a).packed,
+                               ipaddress.ip_address(b).packed, 50000, 443, 0, 0, payload[0] if payload else 2, 0,
+                               payload, len(payload), 60))
+    diag.finish(Analysis())
+    json.dumps(diag.to_json())
+    diag.findings_frame()
+    diag.console_paths_frame()
+
+
+def test_icmp_quoting_a_random_ipv4_packet():
+    rng = random.Random(3)
+    diag = Diagnostics()
+    diag.select(Selection())
+    for i in range(200):
+        quoted = bytes([0x45]) + rng.randbytes(rng.randrange(0, 60))
+        diag.packet(Packet(i + 1, float(i), IPPROTO_ICMP, bytes(4), bytes(4), 3, 13, 0, 0, 0, 0, quoted,
+                           len(quoted), 60))
+    diag.finish(Analysis())
+
+
+# -- the sample folder ----------------------------------------------------------------------------------------------
+
+def test_sample_folder_is_small_and_documented():
+    files = list(DOCTOR.iterdir())
+    assert sum(f.stat().st_size for f in files) < 1_000_000
+    readme = (DOCTOR / "README.md").read_text()
+    for sample in failures.FAILURE_SAMPLES:
+        assert (DOCTOR / sample.filename).exists() and f"## {sample.filename}" in readme
+
+
+def test_generator_reproduces_the_labels(tmp_path):
+    for sample in failures.FAILURE_SAMPLES:
+        labels = failures.write_failure_sample(sample, tmp_path)
+        assert labels == labels_of(sample.stem), sample.filename
+    assert failures.render_readme(tmp_path) == (DOCTOR / "README.md").read_text()
+
+
+def test_shared_sample_with_failed_attempts():
+    _, diag = diagnose_file(ROOT / "samples" / "unanswered-syn.pcap")
+    assert {f.kind for f in diag.problems} == {"syn_no_answer", "refused"}
+    assert os.path.basename(diag.problems[0].source) == "unanswered-syn.pcap"
