@@ -985,7 +985,8 @@ print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
       (`features.plaintext` takes off half a block on average) cannot undo padding exactly — so
       that vote is lost, and the other evidence carries the decision.
     * **`tls1_client_last`** — the last authd command before the hand-off. Console `CONNECT`
-      lines carry a datastore path (60–100 bytes); NFC's `PROXY vpxa-nfc[ssl]` is 15–20.
+      lines carry a datastore path (roughly 50–100 bytes here); NFC's `PROXY vpxa-nfc[ssl]`
+      or `PROXY nfc` lines stay under 20.
     * **`tls1_server_first`** — VDDK sends `BANNER` and gets the 150–170-byte greeting back
       inside TLS [S20]; other clients' first reply is a `331` or a `200`.
     * **`tls1_client_max`** — SOAP requests (hundreds of bytes of HTTP and XML) versus

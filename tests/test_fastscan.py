@@ -109,6 +109,7 @@ def assert_same(path, selection=None, chunk_sizes=(None, 7, 100)):
 
 def test_engine_choice(tmp_path, monkeypatch):
     path = write(tmp_path / "e.pcap")
+    monkeypatch.delenv("DISSECT902_PURE_PYTHON", raising=False)
     with CaptureReader(path) as r:
         assert r.engine == "c"
     monkeypatch.setenv("DISSECT902_PURE_PYTHON", "1")

@@ -55,6 +55,17 @@ class Analysis:
     extras: dict[str, Observer] = field(default_factory=dict)
 
     @property
+    def diagnostics(self):
+        """The console diagnosis (``diagnose.Diagnostics``) when it ran, else None."""
+        return self.extras.get("diagnostics")
+
+    def findings_frame(self) -> pd.DataFrame:
+        """Diagnosis findings, ranked; an empty frame with columns when the diagnosis did not run."""
+        from .diagnose import Diagnostics
+
+        return (self.diagnostics or Diagnostics()).findings_frame()
+
+    @property
     def weird(self) -> list[Weird]:
         out = list(self.capture_weird)
         for s in self.sessions:
@@ -131,7 +142,7 @@ def analyze(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    observers = list(default_observers() if observers is None else observers)
+    observers = list(default_observers(show_secrets) if observers is None else observers)
     result = Analysis()
     interner = Interner()
     done_before = 0
@@ -201,6 +212,9 @@ def inherit_handoff_features(result: Analysis) -> None:
                            f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons]
 
 
-def default_observers() -> list[Observer]:
-    """The side analyses ``analyze`` runs unless told otherwise."""
-    return []
+def default_observers(show_secrets: bool = False) -> list[Observer]:
+    """The side analyses ``analyze`` runs unless told otherwise: the console diagnosis
+    (DNS, ICMP errors, UDP 902 heartbeats, console paths on 443/7331/7343)."""
+    from .diagnose import Diagnostics
+
+    return [Diagnostics(show_secrets=show_secrets)]

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__
+from . import __version__, doctor
 from .analysis import analyze
 from .errors import CaptureError
 from .frames import SCHEMAS, describe
@@ -32,6 +32,11 @@ with "220 VMware Authentication Daemon"):
   tcp         Zeek conn_state and history, retransmissions, gaps; unanswered (no_answer)
               and refused attempts are sessions too
   hand-offs   classic ESX: a 903 session followed by a 902 session from the same client
+  feature     MKS / NFC / SOAP / VMXARGS / NONE / UNKNOWN with a confidence and reasons,
+              inferred from what stays visible (see README, "How sessions are classified")
+  diagnosis   why a console would not open: DNS failures, unanswered / refused / ICMP-blocked
+              902, rejected certificates and logins, resets, vMotion reconnects, console paths
+              (JSON: "diagnostics"; the full report: dissect902 doctor)
 
 examples:
   dissect902 analyze capture.pcapng
@@ -82,7 +87,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 2
     bar, update = _progress_bar(args.captures, args.quiet)
     try:
-        result = analyze(args.captures, show_secrets=args.show_secrets, progress=update)
+        result = analyze(args.captures, show_secrets=args.show_secrets, progress=update,
+                         observers=[] if args.no_diagnostics else None)
     except CaptureError as exc:
         print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
         return 2
@@ -139,9 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", action="store_true", help="JSON: include every TLS record (time, direction, length)")
     p.add_argument("--show-secrets", action="store_true",
                    help="show PASS arguments and tickets instead of <redacted> (they are credentials)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip the console diagnosis (DNS, ICMP, UDP 902, 443/7331/7343): faster on busy captures")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
     p.set_defaults(func=cmd_analyze)
+    doctor.add_parser(sub)
     return parser
 
 

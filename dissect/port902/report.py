@@ -72,7 +72,7 @@ def render_table(analysis, out: TextIO, width: int = 200) -> None:
     caps = analysis.captures
     for c in caps:
         out.write(safe(f"{c.path}: {c.format}, {', '.join(c.link_types) or '?'}, {c.packets} packets, "
-                       f"{c.selected} on port 902/903/912 or authd") + "\n")
+                       f"{c.selected} selected (authd, DNS, ICMP errors, console paths)") + "\n")
     sessions = analysis.sessions
     out.write(f"\n{len(sessions)} session(s)\n")
     headers = ["#", "uid", "start (UTC)", "client", "server", "state", "dur s", "banner", "tls", "auth",
@@ -96,6 +96,15 @@ def render_table(analysis, out: TextIO, width: int = 200) -> None:
             out.write(safe(f"  {h.client}: {h.from_server} (frame {h.from_frame}) -> {h.to_server} "
                            f"(frame {h.to_frame}), gap {h.gap_s:.3f} s"
                            + ("" if h.same_server else ", vmkernel on another address")) + "\n")
+    diag = analysis.extras.get("diagnostics")
+    if diag is not None:
+        problems = diag.problems
+        if problems:
+            out.write(f"\ndiagnosis: {len(problems)} problem(s), most likely first (details: dissect902 doctor)\n")
+            for f in problems[:5]:
+                out.write(safe(f"  [{f.likelihood:.0%}] {f.title}") + "\n")
+        else:
+            out.write("\ndiagnosis: no problem found (details: dissect902 doctor)\n")
     weird = analysis.weird
     if weird:
         out.write(f"\n{len(weird)} weird finding(s)\n")
