@@ -128,3 +128,11 @@ def test_looks_like_line():
     assert looks_like_line(b"USER root\r\n")
     assert not looks_like_line(b"\x16\x03\x01\x00\x10")
     assert not looks_like_line(b"")
+
+
+def test_reply_code_only_from_ascii_digits():
+    d = Dialogue()
+    ln = d.server_line("4³² not a code".encode("latin-1", "replace"), 0, 1)
+    assert ln.code is None
+    ln = d.server_line("4\u00b3\u00b2 x".encode("utf-8").decode("latin-1").encode("latin-1"), 0, 2)
+    assert ln.code is None

@@ -59,7 +59,8 @@ def test_records_written_together_merge_into_one_message():
 
 
 def test_compute_on_an_empty_session_is_safe():
-    rec = SimpleNamespace(uid="C1", handshakes=[], records=lambda: iter(()), continued_in_clear=False,
+    rec = SimpleNamespace(uid="C1", handshakes=[], records=lambda: iter(()), continued_in_clear=False, banner=None,
+                          roles_from="handshake",
                           nfc_message_types={}, nfc_aio_types={}, transport="none", duration_s=0.0, bytes=(0, 0))
     row = compute(rec)
     assert row["uid"] == "C1" and row["handshakes"] == 0 and row["later_client_msgs"] == 0

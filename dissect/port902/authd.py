@@ -290,7 +290,8 @@ class Dialogue:
 
     def server_line(self, raw: bytes, ts: float, frame: int, truncated: bool = False) -> Line:
         text = raw.decode("latin-1")
-        code = int(text[:3]) if len(text) >= 3 and text[:3].isdigit() else None
+        head = text[:3]
+        code = int(head) if len(head) == 3 and head.isascii() and head.isdigit() else None  # "4³²" is isdigit() too
         if self._awaiting == "PASS" and code in (230, 530):
             if code == 230:
                 self.logins_ok += 1

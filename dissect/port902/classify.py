@@ -24,13 +24,18 @@ from dataclasses import dataclass, field
 from .features import FEATURES, View
 
 LABELS = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE", "UNKNOWN")
-TOKEN_MAX = 24  # the MKS token is 16 bytes; allow a little for block padding estimates
+TOKEN_MAX = 32  # the MKS token is 16 bytes; CBC padding and record splitting blur the estimate up to ~32
 NFC_MESSAGE_MIN = 200  # a classic NFC message is 264 bytes
 LONG_COMMAND = 45  # 'CONNECT /vmfs/volumes/... mks' and '200 Connect /vmfs/...' are longer
 SHORT_COMMAND = 35  # 'PROXY vpxa-nfcssl' / '200 Connect ha-nfcssl' are shorter
 GREETING_ECHO = 120  # VDDK's BANNER command is answered by the 135-170 byte greeting
-SOAP_SIZED = 250  # an HTTP request line + headers + SOAP envelope
+SOAP_SIZED = 250  # an HTTP response or request inside TLS #1 after a login
+SOAP_REQUEST_MIN = 450  # an HTTP request line + headers + a vim25 envelope: NFC requests stay below 400
 LOGIN_SIZED = 80  # USER/PASS lines with a ticket and their 331/230/530 replies stay under this
+NFC_REQUEST_MAX = 400  # NFC requests: 60-byte AIO IO, 264-byte classic messages (+ a path)
+MIN_SHAPE_MSGS = 8  # fewer client messages than this say little about volume and timing
+BULK = 8192  # one message this large is file data or a screen, not a command
+MIDSTREAM_LOGIN_SIZED = 100  # login-sized when the cipher (hence the record overhead) is unknown
 
 
 @dataclass
@@ -93,8 +98,12 @@ def classify(rec, feats: dict | None = None) -> Verdict:
     if rec.connect_kind == "vmxargs":
         return Verdict("VMXARGS", 0.97, ["client sent a CONNECT_*ARGV command in clear"])
     http = [ln for ln in lines if ln.from_client and ln.text.split(" ", 1)[0] in ("POST", "GET")]
-    if http:
-        return Verdict("SOAP", 0.95, [f"HTTP request in clear: '{http[0].text[:60]}' (frame {http[0].frame})"])
+    soap = [ln for ln in http if ln.text.startswith("POST") or "/sdk" in ln.text or "soap" in ln.text.lower()]
+    if soap:
+        return Verdict("SOAP", 0.95, [f"SOAP/HTTP request in clear: '{soap[0].text[:60]}' (frame {soap[0].frame})"])
+    if http and not rec.handshakes and rec.login_attempts == 0:
+        return Verdict("NONE", 0.9, [f"HTTP probe in clear: '{http[0].text[:40]}' (frame {http[0].frame}), "
+                                     "answered by the daemon, no login: a scanner"])
     if f["nfc_messages"]:
         types = sorted(set(rec.nfc_message_types) | set(rec.nfc_aio_types))
         return Verdict("NFC", 0.99, [f"cleartext NFC after TLS #1: {f['nfc_messages']} messages "
@@ -102,10 +111,13 @@ def classify(rec, feats: dict | None = None) -> Verdict:
     if f["continued_in_clear"]:
         return Verdict("NFC", 0.8, [f"the stream continued without TLS after TLS #1 (frame {rec.clear_after_tls_frame}): "
                                     "VDDK 'nbd' NFC hand-off"])
+    login_replies = [ln for ln in lines if not ln.from_client and ln.code in (331, 230, 530)]
+    if not rec.handshakes and (rec.login_attempts or login_replies) and rec.connect_kind is None:
+        conf = 0.95 if not f["midstream"] else 0.8
+        return Verdict("NONE", conf, [f"only login exchanges in clear: {rec.login_attempts} PASS, "
+                                      f"{sum(1 for ln in login_replies if ln.code == 530)} '530' repl(ies), "
+                                      f"outcome {rec.login_outcome}"])
     if not rec.handshakes and not f["midstream"]:
-        if rec.login_attempts and rec.connect_kind is None:
-            return Verdict("NONE", 0.95, [f"only login attempts in clear: {rec.login_attempts} PASS, "
-                                          f"{rec.logins_failed} rejected, outcome {rec.login_outcome}"])
         if rec.banner is not None and rec.bytes[0] <= 64:
             return Verdict("NONE", 0.9, ["banner probe: the client read the greeting and sent "
                                          f"{rec.bytes[0]} byte(s) without starting TLS"])
@@ -113,12 +125,12 @@ def classify(rec, feats: dict | None = None) -> Verdict:
             return Verdict("NONE", 0.85, ["banner only: nothing after the greeting"])
 
     # -- 3. structure of the encrypted stream -------------------------------------------------------
+    if f["midstream"]:
+        return _midstream(rec, f)
     if len(rec.handshakes) >= 2:
         return _second_handshake(rec, f)
     if rec.handshakes:
         return _single_handshake(rec, f)
-    if f["midstream"]:
-        return _midstream(f)
     return Verdict("UNKNOWN", 0.3, ["established, but neither TLS nor an authd dialogue could be read"])
 
 
@@ -154,24 +166,36 @@ def _second_handshake(rec, f: dict) -> Verdict:
 
 
 def _shape_votes(votes: _Votes, f: dict, weight: float) -> None:
-    """Volume and timing after the hand-off (or of a stream seen mid-way)."""
+    """Volume and timing after the hand-off (or of a stream seen mid-way); silent on short exchanges.
+    Relative measures (shares, regularity, pauses) carry most weight: mid-stream, the cipher and
+    so the exact record overhead are unknown."""
     small, median = f["later_client_small_share"], f["later_client_median"]
     idle, alt = f["later_idle_count"], f["later_alternation"]
     large, sbytes = f["later_server_large_share"], f["later_server_bytes_share"]
+    regular = f["later_client_regularity"]
     n = f["later_client_msgs"]
     if not n:
         return
     if small is not None and small >= 0.6 and median is not None and median <= 40 and (idle >= 1 or n >= 20):
         votes.add("MKS", weight, f"{_pct(small)} of {n} client messages are ≤ 64 bytes "
                                  f"(keys, pointer, update requests) with {idle} pause(s) > 1 s: an interactive console")
-    if median is not None and median >= 40 and alt is not None and alt >= 0.5 and idle == 0:
-        votes.add("NFC", weight, f"requests of ~{median:.0f} bytes answered in lockstep "
-                                 f"(alternation {alt:.2f}) without pauses: block transfer")
-    if median is not None and median >= NFC_MESSAGE_MIN and sbytes is not None and sbytes < 0.3:
+    if n < MIN_SHAPE_MSGS:
+        return
+    if (median is not None and median <= NFC_REQUEST_MAX and alt is not None and alt >= 0.5 and idle == 0
+            and regular is not None and regular >= 0.7 and large is not None and large >= 0.3):
+        votes.add("NFC", weight, f"{_pct(regular)} of {n} requests are ~{median:.0f} bytes (fixed-size, like NFC's "
+                                 f"AIO IO or 264-byte messages), answered in lockstep by {_pct(large)} ≥ 1 KiB "
+                                 "replies without pauses: a block read")
+    if median is not None and median >= NFC_MESSAGE_MIN and sbytes is not None and sbytes < 0.3 and idle == 0:
         votes.add("NFC", weight, f"the client sends the bulk ({_pct(1 - sbytes)} of the bytes) in "
-                                 f"~{median:.0f}-byte messages: upload")
-    if large is not None and large >= 0.3 and idle == 0 and small is not None and small < 0.6:
-        votes.add("NFC", weight * 0.5, f"{_pct(large)} of server messages ≥ 1 KiB, no pauses: bulk read")
+                                 f"~{median:.0f}-byte messages without pauses: upload")
+    if median is not None and SOAP_REQUEST_MIN <= median < BULK and (sbytes or 0) >= 0.3:
+        votes.add("SOAP", weight, f"requests of ~{median:.0f} bytes (HTTP + SOAP envelope sized) answered with "
+                                  f"{_pct(sbytes or 0)} of the bytes")
+
+
+def _looks_like_login(f: dict) -> bool:
+    return (f["tls1_client_max"] or 0) <= LOGIN_SIZED and (f["tls1_server_max"] or 0) <= LOGIN_SIZED
 
 
 def _single_handshake(rec, f: dict) -> Verdict:
@@ -183,28 +207,63 @@ def _single_handshake(rec, f: dict) -> Verdict:
     if cmax is not None and smax is not None and cmax >= SOAP_SIZED and smax >= SOAP_SIZED:
         return Verdict("SOAP", 0.9, [f"HTTP/SOAP-sized requests (up to ~{cmax} bytes) and replies (up to ~{smax} bytes) "
                                      "inside TLS #1 after the login"])
-    if cmax is not None and cmax <= LOGIN_SIZED and (smax or 0) <= LOGIN_SIZED and n % 2 == 0:
+    if _looks_like_login(f) and n % 2 == 0:
         return Verdict("NONE", 0.85, [f"only login-sized exchanges: {n // 2} USER/PASS pair(s) with short replies "
                                       "(331 / 230 / 530), then the session ended"])
-    if rec.state == "reset" or (rec.duration_s < 60 and n <= 6):
-        last = f["tls1_client_last"] or 0
-        if n % 2 == 1 and last > LOGIN_SIZED // 2:
-            return Verdict("VMXARGS", 0.65, [f"after the login one more command of ~{last} bytes and its reply, "
-                                             "no hand-off and no SOAP-sized traffic: a VMXARGS-style exchange"])
-        if last >= LONG_COMMAND:
-            return Verdict("MKS", 0.55, [f"last command ~{last} bytes (like CONNECT <vmx> mks) but no second handshake "
-                                         "followed: a console that did not open"])
+    last = f["tls1_client_last"] or 0
+    if n % 2 == 1 and n >= 3 and LOGIN_SIZED // 2 < last < BULK and f["tls1_server_msgs"] >= n - 1:
+        return Verdict("VMXARGS", 0.7, [f"after {(n - 1) // 2} login exchange(s), one more command of ~{last} bytes "
+                                        "and its reply, no hand-off and no SOAP-sized traffic: a VMXARGS-style exchange"])
+    if last >= LONG_COMMAND and n >= 4 and n % 2 == 0:
+        return Verdict("MKS", 0.55, [f"last command ~{last} bytes (like CONNECT <vmx> mks) but no second handshake "
+                                     "followed: a console that did not open"])
+    if _looks_like_login(f):
+        return Verdict("NONE", 0.7, [f"{n} short authd exchanges only (login-sized), no hand-off"])
     return Verdict("UNKNOWN", 0.4, [f"{n} authd commands inside TLS #1 without a hand-off or SOAP-sized traffic"])
 
 
-def _midstream(f: dict) -> Verdict:
-    """The capture began inside the TLS stream: only the traffic shape is left."""
+def _midstream(rec, f: dict) -> Verdict:
+    """The capture began inside the connection: no greeting, maybe no handshake; the shape
+    (and a hand-off handshake, if one is visible) is what is left.  Confidence stays ≤ 0.8."""
     votes = _Votes()
+    first = f["later_client_first"]
+    if first is not None:
+        if first <= TOKEN_MAX:
+            votes.add("MKS", 3, f"first message after a visible handshake is ~{first} bytes: the 16-byte MKS token")
+        elif NFC_MESSAGE_MIN <= first <= NFC_REQUEST_MAX:
+            votes.add("NFC", 2, f"first message after a visible handshake is ~{first} bytes: a 264-byte NFC message")
     _shape_votes(votes, f, weight=1)
-    median, alt = f["later_client_median"], f["later_alternation"]
-    if median is not None and median >= SOAP_SIZED and alt is not None and alt >= 0.6 \
-            and (f["later_server_bytes_share"] or 0) < 0.95:
-        votes.add("SOAP", 1, f"request/response of ~{median:.0f}-byte requests: HTTP/SOAP-sized")
+    if not votes.votes:
+        _size_classes(votes, f)
     verdict = votes.verdict(ceiling=0.8)
-    verdict.reasons.append("capture began mid-connection: no banner or handshake, shape only")
+    verdict.reasons.append("capture began mid-connection: no greeting seen, judged from what followed")
     return verdict
+
+
+def _size_classes(votes: _Votes, f: dict) -> None:
+    """Short or quiet streams seen mid-way: what the message sizes alone allow."""
+    n, cmax, smax = f["later_client_msgs"], f["later_client_max"] or 0, f["later_server_max"] or 0
+    median, sbytes = f["later_client_median"] or 0, f["later_server_bytes_share"]
+    servers, full = f["later_server_msgs"], f["later_server_full_share"] or 0.0
+    crec, srec = f["later_client_record_max"] or 0, f["later_server_record_max"] or 0
+    if not n and not servers:
+        return
+    if cmax >= BULK and (sbytes if sbytes is not None else 1) < 0.3:
+        votes.add("NFC", 1, f"client messages up to ~{cmax} bytes carry {_pct(1 - (sbytes or 0))} of the bytes: file data")
+    elif median >= SOAP_REQUEST_MIN and cmax < BULK:
+        votes.add("SOAP", 1, f"{n} request(s) of ~{median:.0f} bytes (HTTP + SOAP envelope sized), "
+                             f"replies up to ~{smax} bytes")
+    elif smax >= BULK and cmax <= NFC_REQUEST_MAX and (n <= MIN_SHAPE_MSGS or full >= 0.5):
+        votes.add("NFC", 1, f"{n} small request(s) (≤ {cmax} bytes) answered by bulk replies up to ~{smax} bytes"
+                            + (f", {_pct(full)} of server records full-size" if full else "") + ": a file read")
+    elif servers >= 5 and n <= 2 and f["duration_s"] >= 10:
+        votes.add("MKS", 1, f"the server keeps sending ({servers} messages over {f['duration_s']:.0f} s) while the "
+                            "client is quiet: an idle console")
+    elif 0 < n <= MIN_SHAPE_MSGS and crec <= MIDSTREAM_LOGIN_SIZED and srec <= MIDSTREAM_LOGIN_SIZED:
+        votes.add("NONE", 1, f"only {n} short client message(s) (records ≤ {crec} bytes) with short replies: "
+                             "login attempts")
+    elif 0 < n <= MIN_SHAPE_MSGS and cmax < BULK and smax < BULK:
+        votes.add("VMXARGS", 1, f"a short exchange of {n} command(s) up to ~{cmax} bytes, no bulk and no console "
+                                "pattern: VMXARGS-style")
+    elif (f["later_client_small_share"] or 0) >= 0.6:
+        votes.add("MKS", 1, f"{n} client messages, mostly small, with server updates: a light console")

@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__, doctor
+from . import __version__, doctor, plotcli
+from .lab import cli as lab_cli
 from .analysis import analyze
 from .errors import CaptureError
 from .frames import SCHEMAS, describe
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
     p.set_defaults(func=cmd_analyze)
     doctor.add_parser(sub)
+    plotcli.add_parser(sub)
+    lab_cli.add_parser(sub)
     return parser
 
 

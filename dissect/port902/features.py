@@ -91,7 +91,20 @@ def messages(rec) -> list[Message]:
             out[-1] = Message(last.ts, frame, d, last.size + size, last.records + 1, hs)
         else:
             out.append(Message(ts, frame, d, size, 1, hs))
-    return out
+    return _drop_closing_alerts(out, tls13 | {0})
+
+
+def _drop_closing_alerts(msgs: list[Message], opaque: set[int]) -> list[Message]:
+    """TLS 1.3 (and an unknown version) sends close_notify as an application-data record of
+    2 plaintext bytes: the last tiny message of a direction is that alert, not a command."""
+    drop = set()
+    for d in (C2S, S2C):
+        for i in range(len(msgs) - 1, -1, -1):
+            if msgs[i].direction == d:
+                if msgs[i].handshake in opaque and msgs[i].size <= 2:
+                    drop.add(i)
+                break
+    return [m for i, m in enumerate(msgs) if i not in drop] if drop else msgs
 
 
 @dataclass
@@ -107,15 +120,34 @@ class View:
     def of(cls, rec) -> "View":
         msgs = messages(rec)
         v = cls(rec, msgs)
-        if rec.handshakes:
+        if rec.handshakes and seen_from_start(rec):
             v.tls1 = [m for m in msgs if m.handshake == 1]
             v.later = [m for m in msgs if m.handshake >= 2]
+        elif rec.handshakes:
+            # picked up mid-way: the first visible handshake may be TLS #2, so everything from it
+            # on is judged as what follows a hand-off
+            v.later = [m for m in msgs if m.handshake >= 1]
         else:
             v.later = msgs
         return v
 
     def side(self, msgs: list[Message], d: int) -> list[Message]:
         return [m for m in msgs if m.direction == d]
+
+
+def seen_from_start(rec) -> bool:
+    """The capture holds the connection's start: its SYN, or at least the server's greeting."""
+    return rec.banner is not None or rec.roles_from == "handshake"
+
+
+def _regularity(sizes: list[int]) -> float | None:
+    """Share of messages within 10% (at least 8 bytes) of the median size: fixed-size protocol
+    requests (NFC's 60-byte AIO IO, 264-byte messages) score near 1, HTTP requests lower."""
+    if len(sizes) < 4:
+        return None
+    med = statistics.median(sizes)
+    tol = max(8.0, 0.1 * med)
+    return sum(1 for x in sizes if abs(x - med) <= tol) / len(sizes)
 
 
 # -- the features: name -> function(View) -> value --------------------------------------------
@@ -155,6 +187,12 @@ def _burstiness(gaps: list[float]) -> float | None:
     return statistics.pstdev(gaps) / mean if mean > 0 else 0.0
 
 
+def _full_share(v: View) -> float | None:
+    later = {m.handshake for m in v.later}
+    lengths = [ln for _, _, d, ct, ln, hs in v.rec.records() if ct == 23 and d == S2C and hs in later]
+    return sum(1 for ln in lengths if ln >= 16384) / len(lengths) if lengths else None
+
+
 def _later_client(v: View) -> list[Message]:
     return v.side(v.later, C2S)
 
@@ -168,8 +206,8 @@ FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
     "continued_in_clear": ("the stream went on without TLS after a handshake", lambda v: v.rec.continued_in_clear),
     "nfc_messages": ("cleartext NFC messages and AIO frames seen",
                      lambda v: sum(v.rec.nfc_message_types.values()) + sum(v.rec.nfc_aio_types.values())),
-    "midstream": ("TLS data without a visible handshake (capture began mid-connection)",
-                  lambda v: not v.rec.handshakes and v.rec.transport.startswith("tls")),
+    "midstream": ("the capture began inside the connection (no SYN, no greeting)",
+                  lambda v: not seen_from_start(v.rec)),
     "tls1_client_msgs": ("client messages inside TLS #1 (authd commands)", lambda v: len(v.side(v.tls1, C2S))),
     "tls1_server_msgs": ("server messages inside TLS #1 (authd replies)", lambda v: len(v.side(v.tls1, S2C))),
     "tls1_client_last": ("plaintext bytes of the last client message in TLS #1 (CONNECT is long, PROXY short)",
@@ -182,7 +220,20 @@ FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
                         lambda v: max(_sizes(v.side(v.tls1, C2S)), default=None)),
     "tls1_server_max": ("largest server message in TLS #1", lambda v: max(_sizes(v.side(v.tls1, S2C)), default=None)),
     "later_client_first": ("first client message after the hand-off (MKS token: 16 bytes; NFC: 264-byte message)",
-                           lambda v: _first(_later_client(v)) if v.rec.handshakes else None),
+                           lambda v: _first(_later_client(v)) if v.rec.handshakes and v.later
+                           and v.later[0].handshake >= 1 else None),
+    "later_client_regularity": ("share of client messages within 10% of their median size (fixed-size requests)",
+                                lambda v: _regularity(_sizes(_later_client(v)))),
+    "later_client_max": ("largest client message after the hand-off",
+                         lambda v: max(_sizes(_later_client(v)), default=None)),
+    "later_server_max": ("largest server message after the hand-off",
+                         lambda v: max(_sizes(_later_server(v)), default=None)),
+    "later_client_record_max": ("largest client record after the hand-off (records written together are not summed)",
+                                lambda v: max((m.size // m.records for m in _later_client(v)), default=None)),
+    "later_server_record_max": ("largest server record after the hand-off",
+                                lambda v: max((m.size // m.records for m in _later_server(v)), default=None)),
+    "later_server_full_share": ("share of server records at the 16 KiB maximum (streamed file data fills them)",
+                                lambda v: _full_share(v)),
     "later_client_msgs": ("client messages after the hand-off (or in a mid-stream capture)",
                           lambda v: len(_later_client(v))),
     "later_server_msgs": ("server messages after the hand-off", lambda v: len(_later_server(v))),

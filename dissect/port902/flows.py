@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 from typing import Callable
 
 from .capture import Packet
@@ -85,7 +86,8 @@ class Connection:
         self.start = self.end = pkt.ts
         self.first_frame = self.last_frame = pkt.frame
         self.source = source
-        seed = f"{source}|{self.orig_ip.hex()}|{self.orig_port}|{self.resp_ip.hex()}|{self.resp_port}|{pkt.frame}"
+        # the capture's file name, not its path: the same capture gets the same uids wherever it lies
+        seed = f"{os.path.basename(source)}|{self.orig_ip.hex()}|{self.orig_port}|{self.resp_ip.hex()}|{self.resp_port}|{pkt.frame}"
         self.uid = "C" + hashlib.sha1(seed.encode()).hexdigest()[:17]
         self.session = make_session(self)
         self.orig = Direction(Reassembler(self.session.client_sink))

@@ -170,8 +170,8 @@ class _Sink:
 class _Side:
     """Parser state of one direction."""
 
-    __slots__ = ("mode", "lines", "tls", "nfc", "opaque_bytes", "hs", "inner", "clear_bytes", "sniff_buf",
-                 "midstream_skipped")
+    __slots__ = ("mode", "lines", "tls", "nfc", "opaque_bytes", "hs", "app_since_hs", "inner", "clear_bytes",
+                 "sniff_buf", "midstream_skipped")
 
     def __init__(self) -> None:
         self.mode = "sniff"
@@ -180,6 +180,7 @@ class _Side:
         self.nfc: nfcmod.NfcDirection | None = None
         self.opaque_bytes = 0
         self.hs = 0  # handshake index this direction is in
+        self.app_since_hs = 0  # application-data records since this direction's last hello
         self.inner: str | None = None
         self.clear_bytes = 0
         self.sniff_buf = b""
@@ -262,7 +263,10 @@ class Session:
             return
         self.weird_event(ts, frame, "content_gap", f"{nbytes} {who} bytes missing from the capture in {side.mode} mode")
         if side.mode == "lines":
+            held = side.lines
             side.lines = LineBuffer()
+            if held.pending:  # keep what arrived of a line cut by the snapshot length (often the banner)
+                self._line(from_client, held.pending.rstrip(b"\r"), held.ts, held.frame, True)
         elif side.mode == "sniff":
             side.sniff_buf = b""
 
@@ -352,7 +356,7 @@ class Session:
 
     def _line(self, from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool) -> None:
         if truncated:
-            self.weird_event(ts, frame, "overlong_line", f"authd line longer than {len(raw)} bytes, cut")
+            self.weird_event(ts, frame, "line_cut", f"authd line cut after {len(raw)} bytes (too long, or bytes missing)")
         if from_client:
             self.dialogue.client_line(raw, ts, frame, truncated)
             return
@@ -383,6 +387,11 @@ class Session:
             self.handshakes.append(Handshake(len(self.handshakes) + 1, ts, frame))
         return self.handshakes[index - 1]
 
+    def _start_handshake(self, side: _Side, ts: float, frame: int) -> Handshake:
+        side.hs += 1
+        side.app_since_hs = 0
+        return self._handshake(side.hs, ts, frame)
+
     def _tls_events(self, side: _Side, from_client: bool, events: list) -> bytes:
         rest = b""
         d = C2S if from_client else S2C
@@ -390,7 +399,14 @@ class Session:
             kind = type(ev)
             if kind is tlsmod.TlsRecord:
                 self.records_total += 1
-                if ev.content_type == 23:
+                ct = ev.content_type
+                if ct == 22 and (side.hs == 0 or side.app_since_hs):
+                    # a handshake record where a handshake can begin: the first hello, or a new
+                    # hello on the raw stream after protected data (the hand-off's TLS #2).
+                    # Counted from the record header, so a hello cut by the snapshot length counts.
+                    self._start_handshake(side, ev.ts, ev.frame)
+                elif ct == 23:
+                    side.app_since_hs += 1
                     self.app_records[d] += 1
                     self.app_bytes[d] += ev.length
                     if side.hs:
@@ -403,7 +419,7 @@ class Session:
                     self.rec_ts.append(ev.ts)
                     self.rec_frame.append(ev.frame)
                     self.rec_dir.append(d)
-                    self.rec_type.append(ev.content_type)
+                    self.rec_type.append(ct)
                     self.rec_len.append(ev.length)
                     self.rec_hs.append(min(side.hs, 127))
                 else:
@@ -411,18 +427,12 @@ class Session:
             elif kind is tlsmod.TlsHandshakeMessage:
                 parsed = ev.parsed
                 if isinstance(parsed, tlsmod.ClientHello) and from_client:
-                    side.hs += 1
-                    hs = self._handshake(side.hs, ev.ts, ev.frame)
+                    hs = self._handshake(side.hs, ev.ts, ev.frame) if side.hs else self._start_handshake(side, ev.ts, ev.frame)
                     hs.client_hello = self.intern(ClientHelloInfo.of(parsed))
-                    if hs.index > 1 or hs.ts > ev.ts:
-                        hs.ts, hs.frame = ev.ts, ev.frame
-                    self._fix_last_record_hs(side.hs)
                 elif isinstance(parsed, tlsmod.ServerHello) and not from_client:
-                    side.hs += 1
-                    hs = self._handshake(side.hs, ev.ts, ev.frame)
+                    hs = self._handshake(side.hs, ev.ts, ev.frame) if side.hs else self._start_handshake(side, ev.ts, ev.frame)
                     hs.server_hello = self.intern(ServerHelloInfo.of(parsed))
                     hs.server_hello_frame = ev.frame
-                    self._fix_last_record_hs(side.hs)
                     if parsed.selected_version == 0x0304:
                         side.tls.mark_encrypted()
                 elif isinstance(parsed, list) and not from_client:
@@ -442,11 +452,6 @@ class Session:
             elif kind is tlsmod.TlsWeird:
                 self.weird_event(ev.ts, ev.frame, f"tls_{ev.kind}", ev.detail)
         return rest
-
-    def _fix_last_record_hs(self, hs: int) -> None:
-        """The hello's own record was filed before the hello was parsed: file it under its handshake."""
-        if self.rec_hs:
-            self.rec_hs[-1] = min(hs, 127)
 
     # -- mode: cleartext NFC -------------------------------------------------------------------
 
