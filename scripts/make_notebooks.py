@@ -687,8 +687,10 @@ def findings(diag):
     md("""
     The diagnosis is an *observer*: `analyze()` feeds it the packets it asks for (DNS, ICMP
     errors, UDP 902 heartbeats, connection control on 443/7331/7343) alongside the port-902
-    sessions, and it builds its findings when the capture ends. Each finding names the frames
-    that prove it (open them in Wireshark), the hosts, and what to do. The kinds it knows:
+    sessions, and it builds its findings when the capture ends (`analyze()` runs it by default;
+    the helper above passes it explicitly to show where the findings come from). Each finding
+    names the frames that prove it (open them in Wireshark), the hosts, and what to do. The
+    kinds it knows:
     """),
     code("""
     pd.DataFrame(FINDING_KINDS.items(), columns=["kind", "meaning"])

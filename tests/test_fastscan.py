@@ -270,6 +270,19 @@ def test_snaplen_cut_tcp_header_warns_the_same(tmp_path):
     assert [w.kind for w in ref[2].warnings] == ["snaplen_truncated"] * 3
 
 
+def test_udp_payload_stops_at_the_captured_end(tmp_path):
+    """A UDP length beyond the captured bytes (snaplen, or a lying header) must not read the next record."""
+    dns = bytes(IP(src="10.0.0.1", dst="10.0.0.3") / UDP(sport=5353, dport=53) / Raw(b"q" * 200))
+    liar = bytearray(bytes(IP(src="10.0.0.1", dst="10.0.0.3") / UDP(sport=5353, dport=53) / Raw(b"r" * 20)))
+    struct.pack_into("!H", liar, 24, 900)  # UDP length field: 900
+    for snaplen, name in ((80, "cut.pcap"), (65535, "liar.pcap")):
+        path = write(tmp_path / name, packets=[dns, bytes(liar), dns, tcp4(50001, 902, b"x" * 300)], snaplen=snaplen)
+        ref = assert_same(path, wide_selection, chunk_sizes=(64,))
+        udp = [p for p in ref[1] if p.proto == 17]
+        short = [len(p.payload) < p.payload_len for p in udp]
+        assert short == ([True] * 3 if snaplen == 80 else [False, True, False])
+
+
 def test_truncated_gzip(tmp_path):
     data = write(tmp_path / "z.pcap.gz", compress=True).read_bytes()
     path = tmp_path / "cut.pcap.gz"
@@ -359,33 +372,50 @@ def test_fuzz_scanner_directly(buf, off, big, limit, etoff, l3off, flags, max_se
     ctl, udp = bytearray(ports), bytes(ports)
     for kind in ("pcap", "pcapng"):
         if kind == "pcap":
-            res = fastscan.scan_pcap(buf, off, big, limit, etoff, l3off, 0, ports, ctl, udp, flags, 1 << 20, max_sel)
+            res = fastscan.scan_pcap(buf, off, big, limit, etoff, l3off, 0, ports, ctl, udp, flags, 1 << 20, max_sel,
+                                     capture.Packet, (10**6, 0))
         else:
             tab = array("i", [v for pair in ifaces for v in pair])
-            res = fastscan.scan_pcapng(buf, off, big, tab, 0, ports, ctl, udp, flags, 1 << 20, max_sel)
-        new_off, frames, reason, hits = res
+            tsinfo = [(10**9, 5), None][: len(ifaces)]
+            res = fastscan.scan_pcapng(buf, off, big, tab, 0, ports, ctl, udp, flags, 1 << 20, max_sel,
+                                       capture.Packet, tsinfo)
+        new_off, frames, reason, hits, nexts = res
         assert reason in (0, 1, 2, 3)
         assert off <= new_off or reason == 0 and new_off == off
-        assert len(hits) <= max_sel
-        for h in hits:
-            rec_off, nxt, frame, p, incl, orig, l3, l4, ver, proto = h[:10]
-            assert off <= rec_off < nxt <= len(buf) and 1 <= frame <= frames
+        assert len(hits) <= max_sel and len(nexts) == 8 * len(hits)
+        last = off
+        for i, h in enumerate(hits):
+            nxt = capture._NEXT.unpack_from(nexts, 8 * i)[0]
+            assert last < nxt <= len(buf)
+            last = nxt
+            if type(h) is capture.Packet:
+                assert h.proto in (6, 17) and 1 <= h.frame <= frames and len(h.src) <= 16
+                continue
+            rec_off, nxt2, frame, p, incl, orig, l3, l4, ver, proto = h[:10]
+            assert off <= rec_off < nxt2 == nxt and 1 <= frame <= frames
             assert ver in (4, 6) and proto in (1, 6, 17, 58)
             assert 0 <= l3 < len(buf)
 
 
 def test_scanner_rejects_bad_arguments():
     maps = [bytearray(65536), bytearray(65536), bytearray(65536)]
+    pk, ts = capture.Packet, (10**6, 0)
     with pytest.raises(ValueError):
-        fastscan.scan_pcap(b"x" * 40, -1, False, 100, 12, 14, 0, *maps, 0, 100, 10)
+        fastscan.scan_pcap(b"x" * 40, -1, False, 100, 12, 14, 0, *maps, 0, 100, 10, pk, ts)
     with pytest.raises(ValueError):
-        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, bytearray(10), maps[1], maps[2], 0, 100, 10)
+        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, bytearray(10), maps[1], maps[2], 0, 100, 10, pk, ts)
     with pytest.raises(TypeError):
-        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, bytes(65536), maps[1], maps[2], 0, 100, 10)
+        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, bytes(65536), maps[1], maps[2], 0, 100, 10, pk, ts)
     with pytest.raises(ValueError):
-        fastscan.scan_pcapng(b"x" * 40, 0, False, b"abc", 0, *maps, 0, 100, 10)
+        fastscan.scan_pcapng(b"x" * 40, 0, False, b"abc", 0, *maps, 0, 100, 10, pk, [])
     with pytest.raises(ValueError):
-        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, *maps, 0, 0, 10)
+        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, *maps, 0, 0, 10, pk, ts)
+    with pytest.raises(TypeError, match="tuple subclass"):
+        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, *maps, 0, 100, 10, dict, ts)
+    with pytest.raises(TypeError, match="pair"):
+        fastscan.scan_pcap(b"x" * 40, 0, False, 100, 12, 14, 0, *maps, 0, 100, 10, pk, 1000)
+    with pytest.raises(TypeError, match="list"):
+        fastscan.scan_pcapng(b"x" * 40, 0, False, b"", 0, *maps, 0, 100, 10, pk, ())
 
 
 def test_no_python_object_per_uninteresting_packet():
@@ -394,11 +424,13 @@ def test_no_python_object_per_uninteresting_packet():
     rec = struct.pack("<IIII", 1, 2, len(pkt), len(pkt)) + pkt
     buf = rec * 20_000
     maps = [capture._port_flags({902}), bytearray(65536), bytearray(65536)]
-    fastscan.scan_pcap(buf, 0, False, 65535, 12, 14, 0, *maps, 2 | 8, 1 << 40, 100)  # warm up
+    args = (capture.Packet, (10**6, 0))
+    fastscan.scan_pcap(buf, 0, False, 65535, 12, 14, 0, *maps, 2 | 8, 1 << 40, 100, *args)  # warm up
     before = sys.getallocatedblocks()
-    off, frame, reason, hits = fastscan.scan_pcap(buf, 0, False, 65535, 12, 14, 0, *maps, 2 | 8, 1 << 40, 100)
+    off, frame, reason, hits, nexts = fastscan.scan_pcap(buf, 0, False, 65535, 12, 14, 0, *maps, 2 | 8, 1 << 40, 100,
+                                                         *args)
     grown = sys.getallocatedblocks() - before
-    assert (off, frame, reason, hits) == (len(buf), 20_000, 0, [])
+    assert (off, frame, reason, hits, nexts) == (len(buf), 20_000, 0, [], b"")
     assert grown < 50
 
 

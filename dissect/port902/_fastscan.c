@@ -3,15 +3,18 @@
  *
  * It walks the records of a capture held in a bytes-like buffer (bytes, or an mmap of
  * the file) from a given offset and returns only the records that the pure-Python
- * decoder (CaptureReader._decoder) would keep, as small tuples that Python then decodes
- * in full (CaptureReader._full_decode).  An uninteresting record costs a few integer
- * operations and creates no Python object.
+ * decoder (CaptureReader._decoder) would keep.  An uninteresting record costs a few
+ * integer operations and creates no Python object.  A kept TCP or UDP packet comes back
+ * as the Packet that CaptureReader._full_decode would build (same fields, the timestamp
+ * computed with the same Python number operations); every other kept record -- an authd
+ * greeting, a TCP header cut by the snaplen (a warning), ICMP -- comes back as a raw
+ * entry that Python decodes with _full_decode itself.
  *
  * The selection rules are a line-by-line transcription of the Python decoder,
  * including its quirks: reads that the Python code does not bound by the end of the
  * record are bounded here, like there, by the end of the buffer only (Python's
  * IndexError / struct.error -> "not selected").  Every read is checked against the
- * buffer length; every loop advances by at least 8 bytes, so hostile input can neither
+ * buffer length; every loop advances by at least 4 bytes, so hostile input can neither
  * read out of bounds nor loop forever.
  *
  * Whatever is unusual (a corrupt record length, a pcapng section or interface block, a
@@ -20,13 +23,18 @@
  * warnings cannot drift between the two engines.
  *
  *   scan_pcap(buf, off, big_endian, limit, etoff, l3off, frame,
- *             tcp_map, ctl_map, udp_map, flags, max_bytes, max_selected)
+ *             tcp_map, ctl_map, udp_map, flags, max_bytes, max_selected, packet_type, tsinfo)
  *   scan_pcapng(buf, off, big_endian, ifaces, frame,
- *               tcp_map, ctl_map, udp_map, flags, max_bytes, max_selected)
- *       -> (off, frame, reason, [entry, ...])
+ *               tcp_map, ctl_map, udp_map, flags, max_bytes, max_selected, packet_type, tsinfo)
+ *       -> (off, frame, reason, [Packet or entry, ...], next offsets)
  *
  *   entry = (rec_off, next_off, frame, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b,
  *            ifid, greeting_port or -1)
+ *
+ * packet_type is capture.Packet (a tuple subclass); tsinfo gives (divisor, offset) for the
+ * timestamp, ts = ts_a + ts_b / divisor + offset: one pair for pcap, a list with one pair
+ * (or None) per interface for pcapng.  next offsets: bytes holding, per returned item, the
+ * native int64 offset of the record after it (to rescan from there).
  *
  * tcp_map / ctl_map / udp_map are 65536-byte flag tables (bytearray; tcp_map is written
  * when an authd greeting is seen on an unwatched port, as the Python decoder adds the
@@ -43,7 +51,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API_VERSION 1
+#define API_VERSION 2
 
 enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3 };
 
@@ -223,6 +231,124 @@ static int decide(ctx_t *c, int64_t p, int64_t incl, int etoff, int l3off, hit_t
     return 1;
 }
 
+/* Python's buf[a:z] for 0 <= a, z: clipped to the buffer, empty when z <= a. */
+static PyObject *slice(const uint8_t *b, int64_t n, int64_t a, int64_t z)
+{
+    if (a > n)
+        a = n;
+    if (z > n)
+        z = n;
+    if (z < a)
+        z = a;
+    return PyBytes_FromStringAndSize((const char *)b + a, (Py_ssize_t)(z - a));
+}
+
+/* ts_a + ts_b / div + tsoff, evaluated with Python's own number operations, so that the
+ * float is the one the pure-Python engine computes, to the last bit. */
+static PyObject *timestamp(uint64_t ts_a, uint64_t ts_b, PyObject *div, PyObject *tsoff)
+{
+    PyObject *a = PyLong_FromUnsignedLongLong(ts_a), *b = PyLong_FromUnsignedLongLong(ts_b);
+    PyObject *q = NULL, *s = NULL, *ts = NULL;
+    if (a != NULL && b != NULL)
+        q = PyNumber_TrueDivide(b, div);
+    if (q != NULL)
+        s = PyNumber_Add(a, q);
+    if (s != NULL)
+        ts = PyNumber_Add(s, tsoff);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(q);
+    Py_XDECREF(s);
+    return ts;
+}
+
+static inline uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* CaptureReader._full_decode for a TCP packet with its whole header captured, or a UDP
+ * packet with its header: the Packet.  NULL without an error set: a case for Python
+ * (greeting, warning, ICMP); NULL with an error set: a Python error. */
+static PyObject *make_packet(const ctx_t *c, int64_t p, int64_t incl, uint32_t orig, int64_t frame, const hit_t *h,
+                             uint64_t ts_a, uint64_t ts_b, PyObject *packet_type, PyObject *div, PyObject *tsoff)
+{
+    const uint8_t *b = c->b;
+    const int64_t n = c->n, end = p + incl, l3 = h->l3, l4 = h->l4;
+    int64_t ip_end;
+    PyObject *v[14] = {NULL};
+    PyObject *pkt;
+    int i;
+
+    if (h->greet >= 0 || (h->proto != 6 && h->proto != 17) || l3 < 0 || l4 < 0 || end < 0)
+        return NULL;
+    if (h->proto == 6 ? (l4 + 20 > end || l4 + 20 > n) : (l4 + 8 > end || l4 + 8 > n))
+        return NULL; /* a TCP header cut short (a warning) or a UDP one (nothing): Python's */
+    if (h->ver == 4) {
+        int64_t total;
+        if (l3 + 4 > n)
+            return NULL;
+        total = be16(b + l3 + 2);
+        v[3] = slice(b, n, l3 + 12, l3 + 16);
+        v[4] = slice(b, n, l3 + 16, l3 + 20);
+        ip_end = total ? l3 + total : end; /* 0 = TSO super-frame: trust the capture */
+    }
+    else {
+        int64_t plen;
+        if (l3 + 6 > n)
+            return NULL;
+        plen = be16(b + l3 + 4);
+        v[3] = slice(b, n, l3 + 8, l3 + 24);
+        v[4] = slice(b, n, l3 + 24, l3 + 40);
+        ip_end = plen ? l3 + 40 + plen : end;
+    }
+    if (h->proto == 6) {
+        const uint8_t *t = b + l4;
+        int64_t data = l4 + ((t[12] >> 4) << 2);
+        v[5] = PyLong_FromLong((long)be16(t));
+        v[6] = PyLong_FromLong((long)be16(t + 2));
+        v[7] = PyLong_FromUnsignedLong(be32(t + 4));
+        v[8] = PyLong_FromUnsignedLong(be32(t + 8));
+        v[9] = PyLong_FromLong(t[13]);
+        v[10] = PyLong_FromLong((long)be16(t + 14));
+        v[11] = data < end ? slice(b, n, data, ip_end <= end ? ip_end : end) : PyBytes_FromStringAndSize(NULL, 0);
+        v[12] = PyLong_FromLongLong(ip_end > data ? ip_end - data : 0);
+    }
+    else {
+        const uint8_t *u = b + l4;
+        int64_t ulen = be16(u + 4);
+        int64_t stop = l4 + (ulen > 8 ? ulen : 8);
+        v[5] = PyLong_FromLong((long)be16(u));
+        v[6] = PyLong_FromLong((long)be16(u + 2));
+        v[7] = PyLong_FromLong(0);
+        v[8] = PyLong_FromLong(0);
+        v[9] = PyLong_FromLong(0);
+        v[10] = PyLong_FromLong(0);
+        v[11] = slice(b, n, l4 + 8, stop <= end ? stop : end);
+        v[12] = PyLong_FromLongLong(ulen > 8 ? ulen - 8 : 0);
+    }
+    v[0] = PyLong_FromLongLong(frame);
+    v[1] = timestamp(ts_a, ts_b, div, tsoff);
+    v[2] = PyLong_FromLong(h->proto);
+    v[13] = PyLong_FromUnsignedLong(orig);
+    for (i = 0; i < 14; i++)
+        if (v[i] == NULL)
+            goto fail;
+    /* tuple.__new__(Packet, fields), as CPython's tuple_subtype_new does it */
+    pkt = ((PyTypeObject *)packet_type)->tp_alloc((PyTypeObject *)packet_type, 14);
+    if (pkt == NULL)
+        goto fail;
+    for (i = 0; i < 14; i++)
+        PyTuple_SET_ITEM(pkt, i, v[i]); /* steals */
+    return pkt;
+fail:
+    for (i = 0; i < 14; i++)
+        Py_XDECREF(v[i]);
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_SystemError, "_fastscan: could not build a Packet");
+    return NULL;
+}
+
 /* Append one entry; returns -1 on a Python error. */
 static int add_entry(PyObject *list, int64_t rec_off, int64_t nxt, int64_t frame, int64_t p, int64_t incl,
                      uint32_t orig, const hit_t *h, uint64_t ts_a, uint64_t ts_b, int64_t ifid)
@@ -262,6 +388,56 @@ static int add_entry(PyObject *list, int64_t rec_off, int64_t nxt, int64_t frame
     return rc;
 }
 
+/* Append what Python gets for one kept record -- its Packet when C can build it, else the
+ * raw entry -- and note the offset of the record after it.  -1 on a Python error. */
+static int emit(PyObject *list, int64_t *nexts, const ctx_t *c, int64_t rec_off, int64_t nxt, int64_t frame,
+                int64_t p, int64_t incl, uint32_t orig, const hit_t *h, uint64_t ts_a, uint64_t ts_b, int64_t ifid,
+                PyObject *packet_type, PyObject *div, PyObject *tsoff)
+{
+    nexts[PyList_GET_SIZE(list)] = nxt;
+    if (div != NULL) {
+        PyObject *pkt = make_packet(c, p, incl, orig, frame, h, ts_a, ts_b, packet_type, div, tsoff);
+        if (pkt != NULL) {
+            int rc = PyList_Append(list, pkt);
+            Py_DECREF(pkt);
+            return rc;
+        }
+        if (PyErr_Occurred())
+            return -1;
+    }
+    return add_entry(list, rec_off, nxt, frame, p, incl, orig, h, ts_a, ts_b, ifid);
+}
+
+static int check_packet_type(PyObject *packet_type)
+{
+    PyTypeObject *t = (PyTypeObject *)packet_type;
+    if (!PyType_Check(packet_type) || !PyType_IsSubtype(t, &PyTuple_Type) || t->tp_basicsize != PyTuple_Type.tp_basicsize
+        || t->tp_itemsize != PyTuple_Type.tp_itemsize || t->tp_alloc == NULL) {
+        PyErr_SetString(PyExc_TypeError, "packet_type must be a tuple subclass without instance fields");
+        return -1;
+    }
+    return 0;
+}
+
+/* The (divisor, offset) pair of a tsinfo item, borrowed; 0 when it is not one. */
+static int ts_pair(PyObject *item, PyObject **div, PyObject **tsoff)
+{
+    if (item == NULL || !PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
+        return 0;
+    *div = PyTuple_GET_ITEM(item, 0);
+    *tsoff = PyTuple_GET_ITEM(item, 1);
+    return 1;
+}
+
+static PyObject *result_tuple(int64_t pos, long long frame, int reason, PyObject *list, const int64_t *nexts)
+{
+    PyObject *nb = PyBytes_FromStringAndSize((const char *)nexts,
+                                             PyList_GET_SIZE(list) * (Py_ssize_t)sizeof(int64_t));
+    if (nb == NULL)
+        return NULL;
+    return Py_BuildValue("(LLiON)", (long long)pos, frame, reason, list, nb);
+}
+
 static int check_maps(Py_buffer *tcp, Py_buffer *ctl, Py_buffer *udp)
 {
     if (tcp->len != PORT_MAP_SIZE || ctl->len != PORT_MAP_SIZE || udp->len != PORT_MAP_SIZE) {
@@ -292,15 +468,26 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
     Py_ssize_t off, max_bytes, max_sel;
     int big, etoff, l3off, flags;
     long long limit, frame;
-    PyObject *list = NULL, *result = NULL;
+    PyObject *list = NULL, *result = NULL, *packet_type, *tsinfo, *div = NULL, *tsoff = NULL;
+    int64_t *nexts = NULL;
     int reason = STOP_NEED_MORE;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "y*npLiiLw*y*y*inn:scan_pcap", &buf, &off, &big, &limit, &etoff, &l3off, &frame,
-                          &tcp, &ctl, &udp, &flags, &max_bytes, &max_sel))
+    if (!PyArg_ParseTuple(args, "y*npLiiLw*y*y*innOO:scan_pcap", &buf, &off, &big, &limit, &etoff, &l3off, &frame,
+                          &tcp, &ctl, &udp, &flags, &max_bytes, &max_sel, &packet_type, &tsinfo))
         return NULL;
-    if (check_maps(&tcp, &ctl, &udp) < 0 || check_common(off, max_bytes, max_sel) < 0)
+    if (check_maps(&tcp, &ctl, &udp) < 0 || check_common(off, max_bytes, max_sel) < 0
+        || check_packet_type(packet_type) < 0)
         goto done;
+    if (!ts_pair(tsinfo, &div, &tsoff)) {
+        PyErr_SetString(PyExc_TypeError, "tsinfo must be a (divisor, offset) pair");
+        goto done;
+    }
+    nexts = PyMem_Malloc((size_t)max_sel * sizeof(int64_t));
+    if (nexts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (etoff > 0xFFFF || etoff < -1 || l3off < 0 || l3off > 0xFFFF) {
         PyErr_SetString(PyExc_ValueError, "bad link layout");
         goto done;
@@ -349,7 +536,8 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
             }
             frame++;
             if ((flags & F_DECODE) && decide(&c, pos + 16, (int64_t)incl, etoff, l3off, &h)) {
-                if (add_entry(list, pos, nxt, frame, pos + 16, (int64_t)incl, orig, &h, ts_s, ts_f, -1) < 0)
+                if (emit(list, nexts, &c, pos, nxt, frame, pos + 16, (int64_t)incl, orig, &h, ts_s, ts_f, -1,
+                         packet_type, div, tsoff) < 0)
                     goto done;
                 if (PyList_GET_SIZE(list) >= max_sel) {
                     pos = nxt;
@@ -359,9 +547,10 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
             }
             pos = nxt;
         }
-        result = Py_BuildValue("(LLiO)", (long long)pos, frame, reason, list);
+        result = result_tuple(pos, frame, reason, list, nexts);
     }
 done:
+    PyMem_Free(nexts);
     Py_XDECREF(list);
     PyBuffer_Release(&buf);
     if (tcp.obj)
@@ -388,15 +577,26 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
     Py_ssize_t off, max_bytes, max_sel;
     int big, flags;
     long long frame;
-    PyObject *list = NULL, *result = NULL;
+    PyObject *list = NULL, *result = NULL, *packet_type, *tsinfo;
+    int64_t *nexts = NULL;
     int reason = STOP_NEED_MORE;
     (void)self;
 
-    if (!PyArg_ParseTuple(args, "y*npy*Lw*y*y*inn:scan_pcapng", &buf, &off, &big, &ifb, &frame, &tcp, &ctl, &udp,
-                          &flags, &max_bytes, &max_sel))
+    if (!PyArg_ParseTuple(args, "y*npy*Lw*y*y*innOO:scan_pcapng", &buf, &off, &big, &ifb, &frame, &tcp, &ctl, &udp,
+                          &flags, &max_bytes, &max_sel, &packet_type, &tsinfo))
         return NULL;
-    if (check_maps(&tcp, &ctl, &udp) < 0 || check_common(off, max_bytes, max_sel) < 0)
+    if (check_maps(&tcp, &ctl, &udp) < 0 || check_common(off, max_bytes, max_sel) < 0
+        || check_packet_type(packet_type) < 0)
         goto done;
+    if (!PyList_Check(tsinfo)) {
+        PyErr_SetString(PyExc_TypeError, "tsinfo must be a list of (divisor, offset) pairs");
+        goto done;
+    }
+    nexts = PyMem_Malloc((size_t)max_sel * sizeof(int64_t));
+    if (nexts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (ifb.len % (Py_ssize_t)(2 * sizeof(int32_t))) {
         PyErr_SetString(PyExc_ValueError, "interface table must hold pairs of int32");
         goto done;
@@ -468,7 +668,11 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
                 if (IFACE(ifid, 0) != IFACE_NONE
                     && decide(&c, pos + 28, (int64_t)incl, IFACE(ifid, 0), IFACE(ifid, 1), &h)) {
                     uint64_t ts = ((uint64_t)ts_hi << 32) | ts_lo;
-                    if (add_entry(list, pos, nxt, frame, pos + 28, (int64_t)incl, orig, &h, 0, ts, ifid) < 0)
+                    PyObject *div = NULL, *tsoff = NULL;
+                    if (ifid >= PyList_GET_SIZE(tsinfo) || !ts_pair(PyList_GET_ITEM(tsinfo, ifid), &div, &tsoff))
+                        div = NULL; /* Python decodes it */
+                    if (emit(list, nexts, &c, pos, nxt, frame, pos + 28, (int64_t)incl, orig, &h, 0, ts, ifid,
+                             packet_type, div, tsoff) < 0)
                         goto done;
                     if (PyList_GET_SIZE(list) >= max_sel) {
                         pos = nxt;
@@ -485,7 +689,11 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
                 frame++;
                 if (nif > 0 && IFACE(0, 0) != IFACE_NONE
                     && decide(&c, pos + 12, incl, IFACE(0, 0), IFACE(0, 1), &h)) {
-                    if (add_entry(list, pos, nxt, frame, pos + 12, incl, orig, &h, 0, 0, 0) < 0)
+                    PyObject *div = NULL, *tsoff = NULL;
+                    if (PyList_GET_SIZE(tsinfo) < 1 || !ts_pair(PyList_GET_ITEM(tsinfo, 0), &div, &tsoff))
+                        div = NULL;
+                    if (emit(list, nexts, &c, pos, nxt, frame, pos + 12, incl, orig, &h, 0, 0, 0, packet_type, div,
+                             tsoff) < 0)
                         goto done;
                     if (PyList_GET_SIZE(list) >= max_sel) {
                         pos = nxt;
@@ -501,9 +709,10 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
             pos = nxt;
         }
 #undef IFACE
-        result = Py_BuildValue("(LLiO)", (long long)pos, frame, reason, list);
+        result = result_tuple(pos, frame, reason, list, nexts);
     }
 done:
+    PyMem_Free(nexts);
     Py_XDECREF(list);
     PyBuffer_Release(&buf);
     if (ifb.obj)

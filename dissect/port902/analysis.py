@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from . import frames
 from .capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
@@ -23,6 +21,9 @@ from .correlate import Handoff, find_handoffs
 from .flows import FlowTable
 from .results import SessionRecord, summarize
 from .session import MAX_RECORDS, Interner, Session, Weird
+
+if TYPE_CHECKING:  # pandas loads when a frame is asked for: the command line does not pay for it
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -59,7 +60,7 @@ class Analysis:
         """The console diagnosis (``diagnose.Diagnostics``) when it ran, else None."""
         return self.extras.get("diagnostics")
 
-    def findings_frame(self) -> pd.DataFrame:
+    def findings_frame(self) -> "pd.DataFrame":
         """Diagnosis findings, ranked; an empty frame with columns when the diagnosis did not run."""
         from .diagnose import Diagnostics
 
@@ -80,25 +81,25 @@ class Analysis:
 
     # -- DataFrames --------------------------------------------------------------------
 
-    def sessions_frame(self) -> pd.DataFrame:
+    def sessions_frame(self) -> "pd.DataFrame":
         return frames.sessions_frame(self.sessions)
 
-    def tls_records_frame(self) -> pd.DataFrame:
+    def tls_records_frame(self) -> "pd.DataFrame":
         return frames.tls_records_frame(self.sessions)
 
-    def handshakes_frame(self) -> pd.DataFrame:
+    def handshakes_frame(self) -> "pd.DataFrame":
         return frames.handshakes_frame(self.sessions)
 
-    def dialogue_frame(self) -> pd.DataFrame:
+    def dialogue_frame(self) -> "pd.DataFrame":
         return frames.dialogue_frame(self.sessions)
 
-    def weird_frame(self) -> pd.DataFrame:
+    def weird_frame(self) -> "pd.DataFrame":
         return frames.weird_frame(self.weird)
 
-    def handoffs_frame(self) -> pd.DataFrame:
+    def handoffs_frame(self) -> "pd.DataFrame":
         return frames.handoffs_frame(self.handoffs)
 
-    def features_frame(self) -> pd.DataFrame:
+    def features_frame(self) -> "pd.DataFrame":
         """The classifier's inputs, one row per session (``frames.describe('features')``)."""
         return frames.features_frame(self.sessions)
 

@@ -17,13 +17,16 @@ flat however large the capture.
 
 Two engines make that decision.  The C extension ``_fastscan`` (built by ``setup.py``
 when a compiler is there) walks the records of a buffer -- the memory-mapped file, or
-the decompressed chunks of a gzip stream -- and hands back only the records to keep;
-Python then decodes those in full with the same ``_full_decode`` as the pure-Python
-engine, and handles every unusual record (corrupt lengths, pcapng section and interface
-blocks, packet blocks that need a warning) with the same code, so both engines select
-the same packets and report the same damage.  The pure-Python loop below is the
-fallback when the extension is not built, and can be forced with the environment
-variable ``DISSECT902_PURE_PYTHON=1`` or ``CaptureReader(..., engine="python")``.
+the decompressed chunks of a gzip stream -- and hands back only the records to keep: a
+plain TCP or UDP packet as its finished :class:`Packet` (the fields ``_full_decode``
+would produce), anything else (an authd greeting, a TCP header cut by the snaplen, ICMP)
+as offsets that Python decodes with ``_full_decode``.  Every unusual record (corrupt
+lengths, pcapng section and interface blocks, packet blocks that need a warning) is
+handled here in Python with the same code as the pure-Python engine, so both engines
+select the same packets and report the same damage (``tests/test_fastscan.py`` checks
+that on samples, damaged and fuzzed files).  The pure-Python loop below is the fallback
+when the extension is not built, and can be forced with the environment variable
+``DISSECT902_PURE_PYTHON=1`` or ``CaptureReader(..., engine="python")``.
 
 Damage is reported, not raised: a file cut off mid-record, a corrupt block or a
 snaplen-truncated packet yields a :class:`CaptureWarning` naming the byte offset,
@@ -108,13 +111,14 @@ try:  # the C engine; optional (setup.py builds it when a compiler is available)
 except ImportError:  # pragma: no cover - depends on the build
     _fastscan = None
 else:
-    if getattr(_fastscan, "API_VERSION", None) != 1 or getattr(_fastscan, "GREETING", None) != AUTHD_GREETING:
+    if getattr(_fastscan, "API_VERSION", None) != 2 or getattr(_fastscan, "GREETING", None) != AUTHD_GREETING:
         _fastscan = None  # a stale build from another version: do not trust it
 
 ENGINES = ("c", "python")
 FAST_BATCH = 4096  # selected records per call into the C scanner
 MMAP_WINDOW = 32 << 20  # bytes scanned between progress reports / releases of mapped pages
 MAX_SCAN = sys.maxsize  # no window: scan a chunk buffer to its end
+_NEXT = struct.Struct("=q")  # the scanner's next-record offsets
 
 
 def default_engine() -> str:
@@ -534,6 +538,7 @@ class CaptureReader:
         big = endian == ">"
         etoff, l3off = layout if layout is not None else (-1, 0)
         decode_flag = _fastscan.F_DECODE if layout is not None else 0
+        tsinfo = (ticks, 0)
         scan = _fastscan.scan_pcap
         need_more, slow = _fastscan.STOP_NEED_MORE, _fastscan.STOP_SLOW
         ports = _PortMaps(self.selection)
@@ -548,23 +553,29 @@ class CaptureReader:
         while True:
             budget = MMAP_WINDOW if buf is self._mm else MAX_SCAN
             while True:
-                off, frame, reason, hits = scan(buf, off, big, limit, etoff, l3off, frame, ports.tcp, ports.ctl,
-                                                ports.udp, ports.flags | decode_flag, budget, FAST_BATCH)
-                for rec_off, nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet in hits:
-                    if greet >= 0:
-                        ports.greeting(greet)
-                    ts = ts_a + ts_b / ticks + 0
-                    pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
-                    if pkt is not None:
-                        stats.selected += 1
-                        if stats.first_ts is None:
-                            stats.first_ts = pkt.ts
-                        stats.last_ts = pkt.ts
-                        yield pkt
-                        if tcp_ports != snap_tcp or ctl_ports != snap_ctl or udp_ports != snap_udp:
-                            ports.rebuild()  # the consumer changed the selection: rescan from here
-                            off, frame, reason = nxt, frm, -1
-                            break
+                off, frame, reason, hits, nexts = scan(buf, off, big, limit, etoff, l3off, frame, ports.tcp,
+                                                       ports.ctl, ports.udp, ports.flags | decode_flag, budget,
+                                                       FAST_BATCH, Packet, tsinfo)
+                for item in hits:
+                    if item.__class__ is Packet:  # built by the scanner
+                        pkt = item
+                    else:  # greeting, snaplen-cut TCP header, ICMP: decoded here
+                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet = item
+                        if greet >= 0:
+                            ports.greeting(greet)
+                        ts = ts_a + ts_b / ticks + 0
+                        pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
+                        if pkt is None:
+                            continue
+                    stats.selected += 1
+                    if stats.first_ts is None:
+                        stats.first_ts = pkt.ts
+                    stats.last_ts = pkt.ts
+                    yield pkt
+                    if tcp_ports != snap_tcp or ctl_ports != snap_ctl or udp_ports != snap_udp:
+                        ports.rebuild()  # the consumer changed the selection: rescan after this packet
+                        off, frame, reason = _after(hits, item, nexts), pkt.frame, -1
+                        break
                 if reason == need_more:
                     break
                 if reason == slow:  # a record claiming more than the limit
@@ -593,6 +604,7 @@ class CaptureReader:
         epb = struct.Struct("<IIIII")
         ifaces: list[tuple | None] = []  # per interface: (layout, ticks per second, ts offset)
         iftab = array("i")  # the same for the scanner: (EtherType offset, network offset) pairs
+        tsinfo: list[tuple[int, int] | None] = []  # and (ticks per second, ts offset)
         iface_none = _fastscan.IFACE_NONE
         decode = self._decoder()  # for the rare packet block handled here
         scan = _fastscan.scan_pcapng
@@ -609,24 +621,29 @@ class CaptureReader:
             budget = MMAP_WINDOW if buf is self._mm else MAX_SCAN
             end = len(buf)
             while True:
-                off, frame, reason, hits = scan(buf, off, endian == ">", iftab, frame, ports.tcp, ports.ctl,
-                                                ports.udp, ports.flags, budget, FAST_BATCH)
-                for rec_off, nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet in hits:
-                    if greet >= 0:
-                        ports.greeting(greet)
-                    _layout, div, tsoff = ifaces[ifid]
-                    ts = ts_a + ts_b / div + tsoff
-                    pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
-                    if pkt is not None:
-                        stats.selected += 1
-                        if stats.first_ts is None:
-                            stats.first_ts = pkt.ts
-                        stats.last_ts = pkt.ts
-                        yield pkt
-                        if tcp_ports != snap_tcp or ctl_ports != snap_ctl or udp_ports != snap_udp:
-                            ports.rebuild()  # the consumer changed the selection: rescan from here
-                            off, frame, reason = nxt, frm, -1
-                            break
+                off, frame, reason, hits, nexts = scan(buf, off, endian == ">", iftab, frame, ports.tcp, ports.ctl,
+                                                       ports.udp, ports.flags, budget, FAST_BATCH, Packet, tsinfo)
+                for item in hits:
+                    if item.__class__ is Packet:  # built by the scanner
+                        pkt = item
+                    else:  # greeting, snaplen-cut TCP header, ICMP: decoded here
+                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet = item
+                        if greet >= 0:
+                            ports.greeting(greet)
+                        _layout, div, tsoff = ifaces[ifid]
+                        ts = ts_a + ts_b / div + tsoff
+                        pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
+                        if pkt is None:
+                            continue
+                    stats.selected += 1
+                    if stats.first_ts is None:
+                        stats.first_ts = pkt.ts
+                    stats.last_ts = pkt.ts
+                    yield pkt
+                    if tcp_ports != snap_tcp or ctl_ports != snap_ctl or udp_ports != snap_udp:
+                        ports.rebuild()  # the consumer changed the selection: rescan after this packet
+                        off, frame, reason = _after(hits, item, nexts), pkt.frame, -1
+                        break
                 if reason == need_more:
                     break
                 if reason != slow:
@@ -651,6 +668,7 @@ class CaptureReader:
                     blen = blk.unpack_from(buf, off)[1]
                     ifaces = []
                     iftab = array("i")
+                    tsinfo = []
                 if blen < 12 or blen % 4 or blen > MAX_RECORD:
                     self._warn(base + off, frame + 1, "corrupt_record",
                                f"block of type {btype:#x} claims length {blen}; stopping here")
@@ -693,6 +711,7 @@ class CaptureReader:
                     iface = self._parse_idb(buf, off, blen, endian, base)
                     ifaces.append(iface)
                     iftab.extend(iface[0] if iface is not None else (iface_none, 0))
+                    tsinfo.append(iface[1:] if iface is not None else None)
                 off = nxt
                 if pkt is not None:
                     yield pkt
@@ -821,7 +840,8 @@ class CaptureReader:
                 return None
             sp, dp, ulen = _UDP.unpack_from(buf, l4)
             payload = buf[l4 + 8:min(l4 + max(ulen, 8), end)]
-            return Packet(frame, ts, proto, src, dst, sp, dp, 0, 0, 0, 0, payload, max(0, ulen - 8), orig)
+            return _tuple_new(Packet, (frame, ts, proto, src, dst, sp, dp, 0, 0, 0, 0, payload, max(0, ulen - 8),
+                                       orig))
         # ICMP / ICMPv6: keep errors only (dest unreachable, time exceeded, packet too big)
         if l4 + 8 > end:
             return None
@@ -830,6 +850,12 @@ class CaptureReader:
             return None
         payload = buf[l4 + 8:min(ip_end, end)]
         return Packet(frame, ts, proto, src, dst, itype, icode, 0, 0, 0, 0, payload, max(0, ip_end - l4 - 8), orig)
+
+
+def _after(hits: list, item: object, nexts: bytes) -> int:
+    """Offset of the record after ``item`` (one of the scanner's ``hits``)."""
+    i = next(i for i, x in enumerate(hits) if x is item)
+    return _NEXT.unpack_from(nexts, 8 * i)[0]
 
 
 def _port_flags(ports) -> bytearray:

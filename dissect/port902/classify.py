@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .features import FEATURES, View
+from .features import FEATURES, IDLE_S, View, compute
 
 LABELS = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE", "UNKNOWN")
 TOKEN_MAX = 32  # the MKS token is 16 bytes; CBC padding and record splitting blur the estimate up to ~32
@@ -181,11 +181,12 @@ def _shape_votes(votes: _Votes, f: dict, weight: float) -> None:
                                  f"(keys, pointer, update requests) with {idle} pause(s) > 1 s: an interactive console")
     if n < MIN_SHAPE_MSGS:
         return
-    if (median is not None and median <= NFC_REQUEST_MAX and alt is not None and alt >= 0.5 and idle == 0
-            and regular is not None and regular >= 0.7 and large is not None and large >= 0.3):
+    full = f["later_server_full_share"] or 0.0
+    if (median is not None and median <= NFC_REQUEST_MAX and idle == 0 and regular is not None and regular >= 0.7
+            and ((alt is not None and alt >= 0.5 and large is not None and large >= 0.3) or full >= 0.5)):
         votes.add("NFC", weight, f"{_pct(regular)} of {n} requests are ~{median:.0f} bytes (fixed-size, like NFC's "
-                                 f"AIO IO or 264-byte messages), answered in lockstep by {_pct(large)} ≥ 1 KiB "
-                                 "replies without pauses: a block read")
+                                 f"AIO IO or 264-byte messages), answered by bulk replies ({_pct(full)} of server "
+                                 "records full-size) without pauses: a block read")
     if median is not None and median >= NFC_MESSAGE_MIN and sbytes is not None and sbytes < 0.3 and idle == 0:
         votes.add("NFC", weight, f"the client sends the bulk ({_pct(1 - sbytes)} of the bytes) in "
                                  f"~{median:.0f}-byte messages without pauses: upload")
@@ -225,13 +226,30 @@ def _single_handshake(rec, f: dict) -> Verdict:
 def _midstream(rec, f: dict) -> Verdict:
     """The capture began inside the connection: no greeting, maybe no handshake; the shape
     (and a hand-off handshake, if one is visible) is what is left.  Confidence stays ≤ 0.8."""
+    if rec.handshakes and not f["handoff_seen_midway"]:
+        # nothing protected before the first visible handshake: the capture began either just before
+        # TLS #1 (greeting missed) or right at the hand-off.  Judge it as TLS #1 first; if that
+        # places nothing, as what follows a hand-off.
+        inner = _second_handshake(rec, f) if len(rec.handshakes) >= 2 else _single_handshake(rec, f)
+        if inner.label != "UNKNOWN":
+            inner.confidence = min(inner.confidence, 0.8)
+            inner.reasons.append("capture began after the greeting, just before TLS #1")
+            return inner
+        f = compute(rec, as_handoff=True)
     votes = _Votes()
-    first = f["later_client_first"]
-    if first is not None:
+    first, n = f["later_client_first"], f["later_client_msgs"]
+    if first is not None and n >= 3:  # a hand-off is followed by its protocol, not by a lone message
         if first <= TOKEN_MAX:
             votes.add("MKS", 3, f"first message after a visible handshake is ~{first} bytes: the 16-byte MKS token")
         elif NFC_MESSAGE_MIN <= first <= NFC_REQUEST_MAX:
             votes.add("NFC", 2, f"first message after a visible handshake is ~{first} bytes: a 264-byte NFC message")
+    alt = f["later_alternation"]
+    crec, srec = f["later_client_record_max"] or 0, f["later_server_record_max"] or 0
+    if (n >= 2 and alt is not None and alt >= 0.85 and crec <= MIDSTREAM_LOGIN_SIZED
+            and srec <= MIDSTREAM_LOGIN_SIZED and (f["later_idle_max_s"] or 0.0) < IDLE_S):
+        votes.add("NONE", 1.5, f"strict request/reply of short records only (≤ {max(crec, srec)} bytes, "
+                               f"alternation {alt:.2f}) back to back, no pause ≥ {IDLE_S:g} s: USER/PASS answered "
+                               "by 331/530 rather than a console waiting for its user")
     _shape_votes(votes, f, weight=1)
     if not votes.votes:
         _size_classes(votes, f)

@@ -73,6 +73,8 @@ MAX_EVIDENCE = 8
 MAX_ICMP_GROUPS = 1024
 MAX_HEARTBEAT_FLOWS = 1024
 MAX_FINDINGS_PER_KIND = 25
+MAX_DNS_MEMO = 4096  # DNS message summaries remembered (cleared when full)
+MAX_DNS_MEMO_BYTES = 512  # longer payloads are summarised every time
 
 #: kind -> what it means (JSON, DataFrame categories, ``dissect902 doctor --help``)
 FINDING_KINDS = {
@@ -385,6 +387,46 @@ def _ip(raw: bytes) -> str:
     return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
+# -- DNS summary ----------------------------------------------------------------------------------------
+
+TRACKED_QTYPES = frozenset((1, 28, 255))  # A, AAAA, ANY: lookups of a host's address
+_MISS = object()
+_IGNORED = ()  # a message without a question, or not a standard query (opcode != 0)
+
+
+def dns_summary(payload: bytes) -> tuple | None:
+    """What the diagnosis reads of one DNS message, without its id.
+
+    None for bytes that are not DNS (``dns.parse(payload, strict=False)`` raises), ``()`` for a
+    message the diagnosis ignores (no question, opcode other than QUERY), else the tuple
+    ``(is_response, name, name.lower(), qtype, tracked, type name, family, outcome, cut,
+    addresses)``: for a response to a tracked query (A / AAAA / ANY) ``outcome`` is the RCODE
+    name, or ``NOERROR`` / ``no_address`` for RCODE 0 with / without an address answer, ``cut``
+    says the server truncated it (TC) without an address, and ``addresses`` are the A / AAAA
+    answers in order; otherwise those three are None, False and ().
+
+    Same values as reading ``dns.parse``'s Message (``tests/test_doctor.py`` compares both on
+    every sample and on fuzzed messages); the answer section is walked only for responses to
+    tracked queries."""
+    try:
+        flags, name, qtype, pos = dnsmod.scan_question(payload)
+    except Malformed:
+        return None
+    if name is None or flags & 0x7800:
+        return _IGNORED
+    tracked = qtype in TRACKED_QTYPES
+    head = (name, name.lower(), qtype, tracked, dnsmod.type_name(qtype), 1 if qtype == 28 else 0)
+    if not flags & dnsmod.QR:
+        return (False, *head, None, False, ())
+    if not tracked:
+        return (True, *head, None, False, ())
+    addresses = tuple(dnsmod.answer_addresses(payload, pos, (payload[6] << 8) | payload[7]))
+    rcode = flags & 0xF
+    outcome = dnsmod.rcode_name(rcode) if rcode else ("NOERROR" if addresses else "no_address")
+    cut = bool(flags & dnsmod.TC) and not addresses and rcode == 0
+    return (True, *head, outcome, cut, addresses)
+
+
 # -- session helpers -------------------------------------------------------------------------------------
 
 def is_mks(s) -> bool:
@@ -445,6 +487,9 @@ class Diagnostics:
 
     name = "diagnostics"
 
+    #: payload -> summary of a DNS message (see :func:`dns_summary`); a subclass may swap in another reader
+    summarize_dns = staticmethod(dns_summary)
+
     def __init__(self, show_secrets: bool = False) -> None:
         self.show_secrets = show_secrets
         self.findings: list[Finding] = []
@@ -455,6 +500,7 @@ class Diagnostics:
         self._counts: Counter = Counter()
         # DNS
         self._pending: OrderedDict[tuple, _Query] = OrderedDict()  # oldest first: evicted when full
+        self._dns_memo: dict[bytes, tuple | None] = {}  # payload[2:] -> dns_summary(payload)
         self._names: dict[tuple, NameLookup] = {}
         # UDP 902
         self._heartbeats: dict[tuple, HeartbeatFlow] = {}
@@ -489,81 +535,87 @@ class Diagnostics:
 
     # -- DNS ---------------------------------------------------------------------------------------------------
 
-    def _name_entry(self, client: str, name: str, ts: float, frame: int) -> NameLookup | None:
-        key = (client, name.lower())
-        entry = self._names.get(key)
-        if entry is None:
-            if len(self._names) >= MAX_NAMES:
-                self._counts["dns_names_not_kept"] += 1
-                return None
-            entry = self._names[key] = NameLookup(client, name, self._source_index, ts, frame)
-        return entry
-
     def _dns(self, pkt: Packet) -> None:
-        try:
-            msg = dnsmod.parse(pkt.payload, strict=False)
-        except Malformed:
+        """One UDP 53 payload.  What the message says does not depend on its id, so the summary
+        (:func:`dns_summary`) is memoised on the payload without its first two bytes: a
+        resolver's answers for one name, and a client's queries for it, repeat byte for byte."""
+        payload = pkt.payload
+        key = payload[2:]
+        memo = self._dns_memo
+        info = memo.get(key, _MISS)
+        if info is _MISS:
+            info = self.summarize_dns(payload)
+            if len(key) <= MAX_DNS_MEMO_BYTES:
+                if len(memo) >= MAX_DNS_MEMO:
+                    memo.clear()
+                memo[key] = info
+        if info is None:
             self._counts["dns_malformed"] += 1
             return
-        q = msg.question
-        if q is None or msg.opcode != 0:
-            return
-        self._counts["dns_messages"] += 1
-        tracked = q.qtype in (1, 28, 255)
-        if not msg.is_response:
-            if pkt.dport != DNS_PORT:
+        if not info:
+            return  # no question, or not a standard query
+        counts = self._counts
+        counts["dns_messages"] += 1
+        is_response, name, lname, qtype, tracked, tname, fam, outcome, cut, addresses = info
+        _frame, ts, _proto, src, dst, sport, dport = pkt[:7]
+        txid = (payload[0] << 8) | payload[1]
+        if not is_response:
+            if dport != DNS_PORT:
                 return
-            self._counts["dns_queries"] += 1
-            key = (self._source_index, pkt.src, pkt.sport, pkt.dst, msg.id)
+            counts["dns_queries"] += 1
+            key = (self._source_index, src, sport, dst, txid)
             pending = self._pending.get(key)
             if pending is not None:
                 pending.sends += 1
             else:
                 if len(self._pending) >= MAX_PENDING_DNS:
                     self._expire(*self._pending.popitem(last=False), None)
-                self._pending[key] = _Query(q.name, q.qtype, pkt.ts, pkt.frame)
+                self._pending[key] = _Query(name, qtype, ts, pkt.frame)
             if tracked:
-                entry = self._name_entry(_ip(pkt.src), q.name, pkt.ts, pkt.frame)
+                entry = self._name_entry(_ip(src), name, lname, ts, pkt.frame)
                 if entry is not None:
                     entry.queries += 1
-                    entry.qtypes.add(dnsmod.type_name(q.qtype))
-                    entry.fam_queries[1 if q.qtype == 28 else 0] += 1
-                    entry.last_ts = pkt.ts
+                    entry.qtypes.add(tname)
+                    entry.fam_queries[fam] += 1
+                    entry.last_ts = ts
                     if len(entry.resolvers) < 8:
-                        entry.resolvers.add(_ip(pkt.dst))
+                        entry.resolvers.add(_ip(dst))
                     if len(entry.query_frames) < MAX_EVIDENCE:
                         entry.query_frames.append(pkt.frame)
             return
-        if pkt.sport != DNS_PORT:
+        if sport != DNS_PORT:
             return
-        self._counts["dns_responses"] += 1
-        self._pending.pop((self._source_index, pkt.dst, pkt.dport, pkt.src, msg.id), None)
+        counts["dns_responses"] += 1
+        self._pending.pop((self._source_index, dst, dport, src, txid), None)
         if not tracked:
             return
-        entry = self._name_entry(_ip(pkt.dst), q.name, pkt.ts, pkt.frame)
+        entry = self._name_entry(_ip(dst), name, lname, ts, pkt.frame)
         if entry is None:
             return
         entry.responses += 1
-        entry.last_ts = pkt.ts
-        fam = 1 if q.qtype == 28 else 0
-        addresses = msg.addresses()
-        if msg.tc and not addresses and msg.rcode == 0:
-            self._counts["dns_truncated"] += 1  # the client retries over TCP 53: not an answer either way
+        entry.last_ts = ts
+        if cut:
+            counts["dns_truncated"] += 1  # the client retries over TCP 53: not an answer either way
             return
-        if msg.rcode != 0:
-            outcome = msg.rcode_name
-        elif addresses:
-            outcome = "NOERROR"
-        else:
-            outcome = "no_address"
         entry.outcomes[outcome] += 1
         if addresses:
-            entry.ok_ts = pkt.ts
+            entry.ok_ts = ts
+            kept = entry.addresses
             for a in addresses:
-                if a not in entry.addresses and len(entry.addresses) < 16:
-                    entry.addresses.append(a)
+                if a not in kept and len(kept) < 16:
+                    kept.append(a)
         else:
-            self._fail(entry, fam, pkt.ts, pkt.frame)
+            self._fail(entry, fam, ts, pkt.frame)
+
+    def _name_entry(self, client: str, name: str, lname: str, ts: float, frame: int) -> NameLookup | None:
+        """The lookups of ``name`` (``lname`` in lower case) by ``client``; None beyond MAX_NAMES."""
+        entry = self._names.get((client, lname))
+        if entry is None:
+            if len(self._names) >= MAX_NAMES:
+                self._counts["dns_names_not_kept"] += 1
+                return None
+            entry = self._names[(client, lname)] = NameLookup(client, name, self._source_index, ts, frame)
+        return entry
 
     def _fail(self, entry: NameLookup, fam: int, ts: float, frame: int) -> None:
         entry.fam_fail[fam] = max(ts, entry.fam_fail[fam] or ts)

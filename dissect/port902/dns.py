@@ -10,7 +10,10 @@ name decompression with loop protection.
 
 Pipeline stage: a side analysis (``diagnose.py``) hands one UDP payload in and gets a
 :class:`Message` back, or :class:`~dissect.port902.errors.Malformed` for bytes that are not
-DNS.  A capture is hostile input: names keep their bytes (decoded latin-1, a ``.`` inside a
+DNS.  Its per-packet path uses the two fast readers instead, :func:`scan_question` and
+:func:`answer_addresses`: they build no objects beyond what the diagnosis keeps, and give
+exactly what ``parse(data, strict=False)`` gives for those fields (``tests/test_dns.py``
+proves it on fuzzed and mutated messages).  A capture is hostile input: names keep their bytes (decoded latin-1, a ``.`` inside a
 label escaped as ``\\.``) and are escaped only where they meet a terminal (``report.safe``).
 """
 
@@ -19,11 +22,14 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
+from socket import AF_INET, inet_ntop
 
 from .errors import Malformed
 
 __all__ = ["HEADER", "RR_FIXED", "QUESTION_FIXED", "RCODES", "TYPES", "CLASSES", "OPCODES",
-           "Question", "Record", "Message", "parse", "parse_name", "rcode_name", "type_name"]
+           "Question", "Record", "Message", "parse", "parse_name", "rcode_name", "type_name",
+           "scan_question", "answer_addresses"]
 
 # -- wire layout (RFC 1035 §4.1), in wire order ---------------------------------------------------
 
@@ -236,3 +242,157 @@ def parse(data: bytes, strict: bool = True) -> Message:
             break
         answers.append(rec)
     return Message(txid, flags, questions, answers, ns, ar, truncated)
+
+
+# -- fast readers for the per-packet path -------------------------------------------------------------
+#
+# ``parse`` builds a Message, a Question and a Record per answer, and the text of every name; a
+# diagnosis that sees every DNS packet of a busy capture needs much less: the flags, the first
+# question and the address answers.  The two readers below walk the same bytes with the same
+# checks as ``parse(data, strict=False)`` (the section order, every bound, the pointer rules of
+# ``parse_name``) and return only those fields.  Keep them in step with ``parse``.
+
+_RR_UNPACK = RR_FIXED.unpack_from
+
+
+def scan_question(data: bytes) -> tuple[int, str | None, int, int]:
+    """(flags, first question name or None, its qtype, offset after the question section).
+
+    Raises :class:`Malformed` exactly when ``parse(data, strict=False)`` does (only the
+    header and the question section can make it raise); the name is the one
+    ``parse(...).question.name`` gives.  A message without a question gives (flags, None, 0, 12).
+    """
+    n = len(data)
+    if n < 12:
+        raise Malformed(f"dns: {n} bytes, a header needs {HEADER.size}")
+    flags = (data[2] << 8) | data[3]
+    if flags & 0x0040:
+        raise Malformed("dns: reserved Z bit set")
+    qd = (data[4] << 8) | data[5]
+    if qd > 4:
+        raise Malformed(f"dns: {qd} questions")
+    if not qd:
+        return flags, None, 0, 12
+    # the first name: plain labels inline; a pointer or a reserved label type goes to parse_name
+    pos = 12
+    octets = 0
+    labels = []
+    while True:
+        if pos >= n:
+            raise Malformed("dns: name at 12 runs past the end of the message")
+        length = data[pos]
+        if not length:
+            break
+        if length & 0xC0:
+            labels = None
+            break
+        octets += length + 1
+        if octets > MAX_NAME:
+            raise Malformed(f"dns: name at 12 longer than {MAX_NAME} octets")
+        end = pos + 1 + length
+        if end > n:
+            raise Malformed(f"dns: label at {pos} runs past the end of the message")
+        labels.append(data[pos + 1:end])
+        pos = end
+    if labels is None:
+        name, pos = parse_name(data, 12)
+    else:
+        pos += 1
+        if not labels:
+            name = "."
+        else:
+            raw = b".".join(labels)
+            if b"\\" in raw or raw.count(b".") != len(labels) - 1:  # a dot or backslash inside a label
+                name = ".".join(_label_text(label) for label in labels)
+            else:
+                name = raw.decode("latin-1")
+    if pos + 4 > n:
+        raise Malformed("dns: question cut short")
+    qtype = (data[pos] << 8) | data[pos + 1]
+    pos += 4
+    for _ in range(qd - 1):
+        _name, pos = parse_name(data, pos)
+        if pos + 4 > n:
+            raise Malformed("dns: question cut short")
+        pos += 4
+    return flags, name, qtype, pos
+
+
+def _name_end(buf: bytes, pos: int, n: int, jumps: int = 0) -> int:
+    """Offset after the (possibly compressed) name at ``pos``, or -1 where ``parse_name`` raises;
+    ``jumps`` pointers were already followed to get here (the count that bounds loops)."""
+    end = -1
+    octets = 0
+    while True:
+        if pos >= n:
+            return -1
+        length = buf[pos]
+        if length >= 0xC0:
+            if pos + 1 >= n:
+                return -1
+            target = ((length & 0x3F) << 8) | buf[pos + 1]
+            if end < 0:
+                end = pos + 2
+            jumps += 1
+            if jumps > MAX_POINTERS or target >= pos:
+                return -1
+            pos = target
+            continue
+        if length & 0xC0:
+            return -1
+        if not length:
+            return pos + 1 if end < 0 else end
+        octets += length + 1
+        if octets > MAX_NAME:
+            return -1
+        pos += 1 + length
+        if pos > n:
+            return -1
+
+
+@lru_cache(maxsize=4096)
+def _address_text(raw: bytes) -> str:
+    """``str(ipaddress.ip_address(raw))`` (inet_ntop writes IPv4 the same way)."""
+    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
+
+
+def answer_addresses(data: bytes, pos: int, count: int) -> list[str]:
+    """``parse(data, strict=False).addresses()`` for a message whose question section ends at
+    ``pos`` and whose header claims ``count`` answers: the A / AAAA values in order, up to the
+    first record the lenient parse stops at."""
+    out: list[str] = []
+    n = len(data)
+    valid_targets: dict[int, bool] = {}  # a name that is only a pointer: does the name it points at read?
+    for _ in range(min(count, MAX_RECORDS)):
+        if pos >= n:
+            break
+        if data[pos] >= 0xC0 and pos + 1 < n:
+            target = ((data[pos] & 0x3F) << 8) | data[pos + 1]
+            if target >= pos:
+                break
+            ok = valid_targets.get(target)
+            if ok is None:
+                ok = valid_targets[target] = _name_end(data, target, n, 1) >= 0
+            if not ok:
+                break
+            pos += 2
+        else:
+            pos = _name_end(data, pos, n)
+            if pos < 0:
+                break
+        if pos + 10 > n:
+            break
+        rtype, rclass, _ttl, rdlength = _RR_UNPACK(data, pos)
+        pos += 10
+        if pos + rdlength > n:
+            break
+        if rclass == 1 and (rtype == 1 or rtype == 28):
+            if rdlength != (4 if rtype == 1 else 16):
+                break
+            out.append(_address_text(data[pos:pos + rdlength]))
+        elif rtype == 5:
+            after = _name_end(data, pos, n)
+            if after < 0 or after > pos + rdlength:
+                break
+        pos += rdlength
+    return out

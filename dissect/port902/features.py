@@ -117,16 +117,27 @@ class View:
     later: list[Message] = field(default_factory=list)  # TLS #2 and beyond, or mid-stream data
 
     @classmethod
-    def of(cls, rec) -> "View":
+    def of(cls, rec, as_handoff: bool = False) -> "View":
+        """``as_handoff``: judge what follows the first visible handshake as post-hand-off traffic
+        even though no protected data preceded it (a capture that began right at the hand-off)."""
         msgs = messages(rec)
         v = cls(rec, msgs)
-        if rec.handshakes and seen_from_start(rec):
+        if as_handoff and rec.handshakes:
+            v.later = [m for m in msgs if m.ts >= rec.handshakes[0].ts]
+        elif rec.handshakes and seen_from_start(rec):
             v.tls1 = [m for m in msgs if m.handshake == 1]
             v.later = [m for m in msgs if m.handshake >= 2]
         elif rec.handshakes:
-            # picked up mid-way: the first visible handshake may be TLS #2, so everything from it
-            # on is judged as what follows a hand-off
-            v.later = [m for m in msgs if m.handshake >= 1]
+            start = rec.handshakes[0].ts
+            if data_before_handshake(rec):
+                # protected data came before the first visible handshake: that handshake is a
+                # hand-off (TLS #2), and everything from it on is what follows the hand-off (by time:
+                # a side whose hello preceded the capture files its records under no handshake)
+                v.later = [m for m in msgs if m.ts >= start]
+            else:
+                # nothing before it: the capture began just before TLS #1 (the greeting was missed)
+                v.tls1 = [m for m in msgs if m.handshake <= 1 and m.ts >= start]
+                v.later = [m for m in msgs if m.handshake >= 2]
         else:
             v.later = msgs
         return v
@@ -138,6 +149,14 @@ class View:
 def seen_from_start(rec) -> bool:
     """The capture holds the connection's start: its SYN, or at least the server's greeting."""
     return rec.banner is not None or rec.roles_from == "handshake"
+
+
+def data_before_handshake(rec) -> bool:
+    """Application data was captured before the first visible handshake began."""
+    if not rec.handshakes:
+        return False
+    start = rec.handshakes[0].ts
+    return any(ct == 23 and ts < start for ts, _, _, ct, _, _ in rec.records())
 
 
 def _regularity(sizes: list[int]) -> float | None:
@@ -208,6 +227,8 @@ FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
                      lambda v: sum(v.rec.nfc_message_types.values()) + sum(v.rec.nfc_aio_types.values())),
     "midstream": ("the capture began inside the connection (no SYN, no greeting)",
                   lambda v: not seen_from_start(v.rec)),
+    "handoff_seen_midway": ("mid-stream: a handshake follows captured protected data (a hand-off's TLS #2)",
+                            lambda v: data_before_handshake(v.rec)),
     "tls1_client_msgs": ("client messages inside TLS #1 (authd commands)", lambda v: len(v.side(v.tls1, C2S))),
     "tls1_server_msgs": ("server messages inside TLS #1 (authd replies)", lambda v: len(v.side(v.tls1, S2C))),
     "tls1_client_last": ("plaintext bytes of the last client message in TLS #1 (CONNECT is long, PROXY short)",
@@ -263,9 +284,9 @@ FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
 }
 
 
-def compute(rec) -> dict:
+def compute(rec, as_handoff: bool = False) -> dict:
     """All features of one session record (one DataFrame row)."""
-    v = View.of(rec)
+    v = View.of(rec, as_handoff)
     out = {"uid": rec.uid}
     for name, (_doc, fn) in FEATURES.items():
         out[name] = fn(v)

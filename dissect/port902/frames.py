@@ -9,9 +9,10 @@ column documentation.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported when a frame is built, not when the package loads
+    import pandas as pd
 
 from . import tls as tlsmod
 from .features import FEATURES as FEATURE_FUNCTIONS
@@ -145,7 +146,7 @@ HANDOFFS: Schema = {
 
 FEATURES: Schema = {
     "uid": ("string", "session id"),
-    **{name: ("float64" if name not in ("continued_in_clear", "midstream") else "boolean", doc)
+    **{name: ("float64" if name not in ("continued_in_clear", "midstream", "handoff_seen_midway") else "boolean", doc)
        for name, (doc, _fn) in FEATURE_FUNCTIONS.items()},
     "feature": ("category", "classifier label"),
     "confidence": ("float64", "classifier confidence"),
@@ -162,8 +163,10 @@ SCHEMAS = {
 }
 
 
-def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> pd.DataFrame:
+def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFrame":
     """A frame with exactly the schema's columns and dtypes, also when ``rows`` is empty."""
+    import pandas as pd
+
     cols = list(schema)
     df = pd.DataFrame(list(rows), columns=cols)
     for col, (dtype, _doc) in schema.items():
@@ -188,7 +191,7 @@ def _first_hello(rec):
     return None
 
 
-def sessions_frame(sessions) -> pd.DataFrame:
+def sessions_frame(sessions) -> "pd.DataFrame":
     rows = []
     for s in sessions:
         ch = _first_hello(s)
@@ -222,7 +225,7 @@ def sessions_frame(sessions) -> pd.DataFrame:
     return build(SESSIONS, rows)
 
 
-def tls_records_frame(sessions) -> pd.DataFrame:
+def tls_records_frame(sessions) -> "pd.DataFrame":
     rows = []
     names = tlsmod.CONTENT_TYPES
     for s in sessions:
@@ -231,7 +234,7 @@ def tls_records_frame(sessions) -> pd.DataFrame:
     return build(TLS_RECORDS, rows)
 
 
-def handshakes_frame(sessions) -> pd.DataFrame:
+def handshakes_frame(sessions) -> "pd.DataFrame":
     rows = []
     for s in sessions:
         for h in s.handshakes:
@@ -253,7 +256,7 @@ def handshakes_frame(sessions) -> pd.DataFrame:
     return build(HANDSHAKES, rows)
 
 
-def dialogue_frame(sessions) -> pd.DataFrame:
+def dialogue_frame(sessions) -> "pd.DataFrame":
     rows = []
     for s in sessions:
         for ln in s.dialogue:
@@ -262,15 +265,15 @@ def dialogue_frame(sessions) -> pd.DataFrame:
     return build(DIALOGUE, rows)
 
 
-def weird_frame(weird) -> pd.DataFrame:
+def weird_frame(weird) -> "pd.DataFrame":
     return build(WEIRD, [(w.uid, w.source, w.ts, w.frame, w.offset, w.kind, w.detail) for w in weird])
 
 
-def handoffs_frame(handoffs) -> pd.DataFrame:
+def handoffs_frame(handoffs) -> "pd.DataFrame":
     return build(HANDOFFS, [h.to_dict() for h in handoffs])
 
 
-def features_frame(sessions) -> pd.DataFrame:
+def features_frame(sessions) -> "pd.DataFrame":
     rows = []
     for s in sessions:
         row = compute_features(s)
