@@ -205,9 +205,12 @@ def _single_handshake(rec, f: dict) -> Verdict:
     cmax, smax = f["tls1_client_max"], f["tls1_server_max"]
     if not n:
         return Verdict("NONE", 0.9, ["TLS handshake only: no authd command was sent"])
-    if cmax is not None and smax is not None and cmax >= SOAP_SIZED and smax >= SOAP_SIZED:
+    if cmax is not None and smax is not None and SOAP_REQUEST_MIN <= cmax < BULK and smax >= SOAP_SIZED:
         return Verdict("SOAP", 0.9, [f"HTTP/SOAP-sized requests (up to ~{cmax} bytes) and replies (up to ~{smax} bytes) "
                                      "inside TLS #1 after the login"])
+    if (cmax or 0) >= BULK:
+        return Verdict("UNKNOWN", 0.4, [f"client messages up to ~{cmax} bytes inside the only visible handshake: "
+                                        "file data, not authd commands, yet no hand-off was seen"])
     if _looks_like_login(f) and n % 2 == 0:
         return Verdict("NONE", 0.85, [f"only login-sized exchanges: {n // 2} USER/PASS pair(s) with short replies "
                                       "(331 / 230 / 530), then the session ended"])
@@ -226,7 +229,9 @@ def _single_handshake(rec, f: dict) -> Verdict:
 def _midstream(rec, f: dict) -> Verdict:
     """The capture began inside the connection: no greeting, maybe no handshake; the shape
     (and a hand-off handshake, if one is visible) is what is left.  Confidence stays ≤ 0.8."""
-    if rec.handshakes and not f["handoff_seen_midway"]:
+    opening = f["tls1_client_first"]
+    nfc_opening = opening is not None and NFC_MESSAGE_MIN <= opening <= NFC_REQUEST_MAX
+    if rec.handshakes and not f["handoff_seen_midway"] and not nfc_opening:
         # nothing protected before the first visible handshake: the capture began either just before
         # TLS #1 (greeting missed) or right at the hand-off.  Judge it as TLS #1 first; if that
         # places nothing, as what follows a hand-off.
@@ -235,6 +240,9 @@ def _midstream(rec, f: dict) -> Verdict:
             inner.confidence = min(inner.confidence, 0.8)
             inner.reasons.append("capture began after the greeting, just before TLS #1")
             return inner
+    if rec.handshakes and not f["handoff_seen_midway"]:
+        # an NFC-sized first message (not an authd line) or nothing placeable as TLS #1:
+        # judge what follows the visible handshake as a hand-off
         f = compute(rec, as_handoff=True)
     votes = _Votes()
     first, n = f["later_client_first"], f["later_client_msgs"]

@@ -231,6 +231,8 @@ FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
                             lambda v: data_before_handshake(v.rec)),
     "tls1_client_msgs": ("client messages inside TLS #1 (authd commands)", lambda v: len(v.side(v.tls1, C2S))),
     "tls1_server_msgs": ("server messages inside TLS #1 (authd replies)", lambda v: len(v.side(v.tls1, S2C))),
+    "tls1_client_first": ("plaintext bytes of the first client message in TLS #1 (a USER / SESSION line)",
+                          lambda v: _first(v.side(v.tls1, C2S))),
     "tls1_client_last": ("plaintext bytes of the last client message in TLS #1 (CONNECT is long, PROXY short)",
                          lambda v: _last(v.side(v.tls1, C2S))),
     "tls1_server_last": ("plaintext bytes of the last server message in TLS #1 ('200 Connect <vmx>' is long)",

@@ -19,6 +19,7 @@ to ``max_records`` (counters continue past it), record bodies are never buffered
 
 from __future__ import annotations
 
+import bisect
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -135,6 +136,61 @@ def side_untouched(side: "_Side") -> bool:
     return side.tls is None and side.nfc is None and side.mode == "sniff"
 
 
+class MidstreamSync:
+    """The first bytes of a stream seen mid-way, holes included (snapshot length, loss), kept
+    until TLS record boundaries can be found in them: a header whose length points at the next
+    header, three times over, where all three headers lie in bytes that were captured."""
+
+    MAX_PIECES = 4096
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[int, bytearray, float, int]] = []  # (stream offset, bytes, ts, frame)
+        self.starts: list[int] = []
+        self.end = 0
+        self.known = 0
+
+    def data(self, data: bytes, ts: float, frame: int) -> None:
+        if self.pieces and self.starts[-1] + len(self.pieces[-1][1]) == self.end:
+            self.pieces[-1][1].extend(data)
+        else:
+            self.pieces.append((self.end, bytearray(data), ts, frame))
+            self.starts.append(self.end)
+        self.end += len(data)
+        self.known += len(data)
+
+    def gap(self, nbytes: int) -> None:
+        self.end += nbytes
+
+    @property
+    def full(self) -> bool:
+        return self.known >= MIDSTREAM_SYNC_WINDOW or len(self.pieces) >= self.MAX_PIECES
+
+    def _header(self, pos: int):
+        i = bisect.bisect_right(self.starts, pos) - 1
+        if i < 0:
+            return None
+        off, buf, _, _ = self.pieces[i]
+        j = pos - off
+        return (buf, j) if j + 5 <= len(buf) else None
+
+    def find(self, links: int = 3) -> int | None:
+        """Stream offset of the first header that starts a chain of ``links`` headers."""
+        plausible = tlsmod.plausible_record_header
+        for off, buf, _, _ in self.pieces:
+            for i in range(len(buf) - 4):
+                pos, seen = off + i, 0
+                while True:
+                    hit = self._header(pos)
+                    if hit is None or not plausible(hit[0], hit[1]):
+                        break
+                    b, j = hit
+                    pos += 5 + ((b[j + 3] << 8) | b[j + 4])
+                    seen += 1
+                    if seen >= links:
+                        return off + i
+        return None
+
+
 def find_record_chain(data: bytes, links: int = 3) -> int | None:
     """Offset of the first position where ``links`` TLS record headers follow each other:
     where the record boundaries are in a stream picked up mid-way.  Three chained headers
@@ -171,7 +227,7 @@ class _Side:
     """Parser state of one direction."""
 
     __slots__ = ("mode", "lines", "tls", "nfc", "opaque_bytes", "hs", "app_since_hs", "inner", "clear_bytes",
-                 "sniff_buf", "midstream_skipped")
+                 "sniff_buf", "midstream_skipped", "sync")
 
     def __init__(self) -> None:
         self.mode = "sniff"
@@ -185,6 +241,7 @@ class _Side:
         self.clear_bytes = 0
         self.sniff_buf = b""
         self.midstream_skipped: int | None = None  # bytes before the first record boundary found
+        self.sync: MidstreamSync | None = None  # collecting a mid-way stream until records are found
 
 
 class Session:
@@ -261,6 +318,11 @@ class Session:
         if side.mode == "nfc" and side.nfc is not None:
             self._nfc_events(side.nfc.gap(nbytes, ts, frame))
             return
+        if side.mode == "sniff" and (side.sync is not None or (self._midstream(from_client) and not side.sniff_buf)):
+            if side.sync is None:
+                side.sync = MidstreamSync()
+            side.sync.gap(nbytes)  # a hole in what is being searched for record boundaries
+            return
         self.weird_event(ts, frame, "content_gap", f"{nbytes} {who} bytes missing from the capture in {side.mode} mode")
         if side.mode == "lines":
             held = side.lines
@@ -278,28 +340,19 @@ class Session:
         return d.isn is None and side_untouched(self.sides[from_client])
 
     def _sniff(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
+        if side.sync is not None or (self._midstream(from_client) and not side.sniff_buf
+                                     and not looks_like_line(data) and not nfcmod.looks_like_nfc(data)):
+            # the capture began inside a TLS stream: find where records start, treat them as encrypted
+            if side.sync is None:
+                side.sync = MidstreamSync()
+            side.sync.data(data, ts, frame)
+            self._try_sync(side, from_client, ts, frame)
+            return b""
         data = side.sniff_buf + data
         side.sniff_buf = b""
         if len(data) < 5 and not data.startswith(b"2") and not data[:1].isalpha():
             side.sniff_buf = data
             return b""
-        if self._midstream(from_client) and not looks_like_line(data) and not nfcmod.looks_like_nfc(data):
-            # the capture began inside a TLS stream: find where records start, treat them as encrypted
-            at = find_record_chain(data)
-            if at is None:
-                if len(data) < MIDSTREAM_SYNC_WINDOW:
-                    side.sniff_buf = data
-                    return b""
-                side.mode = "opaque"
-                self.weird_event(ts, frame, "midstream_no_sync",
-                                 f"no TLS record boundary in the first {len(data)} bytes of a stream seen mid-way")
-                return data
-            else:
-                side.sniff_buf = b""
-                self._enter_tls(side, from_client)
-                side.tls.mark_encrypted()
-                side.midstream_skipped = at
-                return data[at:]
         if tlsmod.plausible_record_header(data):
             self._enter_tls(side, from_client)
         elif side.tls is not None and nfcmod.looks_like_nfc(data):
@@ -325,6 +378,43 @@ class Session:
             self.tls_ended_in_clear = True
             self.clear_after_tls_ts, self.clear_after_tls_frame = ts, frame
         return data
+
+    def _try_sync(self, side: _Side, from_client: bool, ts: float, frame: int, links: int = 3) -> None:
+        """Look for chained record headers in what was collected; on success replay it into a
+        TLS parser (holes become gaps the parser can step over); give up past the window."""
+        sync = side.sync
+        at = sync.find(links)
+        if at is None:
+            if not sync.full and links > 1:
+                return
+            side.sync = None
+            side.mode = "opaque"
+            side.opaque_bytes += sync.known
+            self.weird_event(ts, frame, "midstream_no_sync",
+                             f"no TLS record boundary in the first {sync.known} bytes of a stream seen mid-way")
+            return
+        side.sync = None
+        self._enter_tls(side, from_client)
+        side.tls.mark_encrypted()
+        side.midstream_skipped = at
+        pos = at
+        for off, buf, pts, pframe in sync.pieces:
+            end = off + len(buf)
+            if end <= pos:
+                continue
+            start = max(off, pos)
+            chunk = bytes(buf[start - off:])
+            if side.mode != "tls":  # the stream left TLS during the replay: the rest goes on as usual
+                self._data(from_client, chunk, pts, pframe)
+            else:
+                if start > pos:
+                    self._tls_events(side, from_client, side.tls.gap(start - pos, pts, pframe))
+                rest = self._tls_events(side, from_client, side.tls.feed(chunk, pts, pframe)) if side.mode == "tls" else chunk
+                if rest:
+                    self._data(from_client, rest, pts, pframe)
+            pos = end
+        if sync.end > pos and side.mode == "tls":
+            self._tls_events(side, from_client, side.tls.gap(sync.end - pos, ts, frame))
 
     def _enter_tls(self, side: _Side, from_client: bool) -> None:
         side.mode = "tls"
@@ -482,6 +572,8 @@ class Session:
         """The connection ended: parse what was held back and report what was cut short."""
         ts, frame = self.conn.end, self.conn.last_frame
         for from_client, side in self.sides.items():
+            if side.sync is not None:  # the stream ended before three chained headers: accept one
+                self._try_sync(side, from_client, ts, frame, links=1)
             if side.sniff_buf:
                 held, side.sniff_buf = side.sniff_buf, b""
                 if self._midstream(from_client) and find_record_chain(held, links=1) is not None:
