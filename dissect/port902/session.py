@@ -148,6 +148,8 @@ class MidstreamSync:
         self.starts: list[int] = []
         self.end = 0
         self.known = 0
+        self.scanned = 0  # stream offset up to which start positions were judged
+        self.retry: list[int] = []  # starts whose chain ran past the data: judged again later
 
     def data(self, data: bytes, ts: float, frame: int) -> None:
         if self.pieces and self.starts[-1] + len(self.pieces[-1][1]) == self.end:
@@ -173,22 +175,36 @@ class MidstreamSync:
         j = pos - off
         return (buf, j) if j + 5 <= len(buf) else None
 
-    def find(self, links: int = 3) -> int | None:
-        """Stream offset of the first header that starts a chain of ``links`` headers."""
+    def _chain(self, pos: int, links: int) -> bool | None:
+        """True: ``links`` chained headers start at ``pos``; False: never (a header is implausible
+        or falls in a hole); None: not yet (the chain runs past what has arrived)."""
         plausible = tlsmod.plausible_record_header
-        for off, buf, _, _ in self.pieces:
-            for i in range(len(buf) - 4):
-                pos, seen = off + i, 0
-                while True:
-                    hit = self._header(pos)
-                    if hit is None or not plausible(hit[0], hit[1]):
-                        break
-                    b, j = hit
-                    pos += 5 + ((b[j + 3] << 8) | b[j + 4])
-                    seen += 1
-                    if seen >= links:
-                        return off + i
-        return None
+        for _ in range(links):
+            if pos + 5 > self.end:
+                return None
+            hit = self._header(pos)
+            if hit is None or not plausible(hit[0], hit[1]):
+                return False
+            b, j = hit
+            pos += 5 + ((b[j + 3] << 8) | b[j + 4])
+        return True
+
+    def find(self, links: int = 3) -> int | None:
+        """Stream offset of the first header that starts a chain of ``links`` headers.  Each
+        position is judged once; only chains that ran past the data so far are tried again, so
+        collecting a window costs time linear in its size."""
+        retry, self.retry = self.retry, []
+        fresh = [off + i for off, buf, _, _ in self.pieces if off + len(buf) > self.scanned
+                 for i in range(max(0, self.scanned - off), len(buf))]
+        self.scanned = self.end
+        found = None
+        for pos in sorted(retry) + fresh:
+            state = self._chain(pos, links)
+            if state and found is None:
+                found = pos
+            elif state is None:
+                self.retry.append(pos)
+        return found
 
 
 def find_record_chain(data: bytes, links: int = 3) -> int | None:
@@ -573,6 +589,7 @@ class Session:
         ts, frame = self.conn.end, self.conn.last_frame
         for from_client, side in self.sides.items():
             if side.sync is not None:  # the stream ended before three chained headers: accept one
+                side.sync.scanned, side.sync.retry = 0, []
                 self._try_sync(side, from_client, ts, frame, links=1)
             if side.sniff_buf:
                 held, side.sniff_buf = side.sniff_buf, b""
