@@ -159,3 +159,143 @@ def test_fuzz_mutated_response(noise, at):
         dns.parse(bytes(msg), strict=False)
     except Malformed:
         pass
+
+
+# -- the fast readers (scan_question, answer_addresses) give exactly what parse gives ---------------------------
+
+def full_parse_view(data: bytes):
+    """What the diagnosis reads of ``parse(data, strict=False)``: None when it raises, else
+    (flags, first question name, its qtype, addresses)."""
+    try:
+        m = dns.parse(data, strict=False)
+    except Malformed:
+        return None
+    q = m.question
+    return m.flags, q.name if q else None, q.qtype if q else 0, m.addresses()
+
+
+def fast_view(data: bytes):
+    try:
+        flags, name, qtype, pos = dns.scan_question(data)
+    except Malformed:
+        return None
+    return flags, name, qtype, dns.answer_addresses(data, pos, (data[6] << 8) | data[7])
+
+
+def assert_same_view(data: bytes):
+    assert fast_view(data) == full_parse_view(data), data.hex()
+
+
+@pytest.mark.parametrize("data", [
+    QUERY,
+    bytes.fromhex("0001 0100 0001 0000 0000 0000") + b"\x00\x00\x02\x00\x01",  # the root
+    bytes.fromhex("0001 0100 0001 0000 0000 0000") + b"\x04\x1b[.b\x03c\\m\x00\x00\x01\x00\x01",  # dot, backslash
+    bytes.fromhex("0001 0100 0001 0000 0000 0000") + b"\x2e" + b"a" * 46 + b"\x00\x00\x01\x00\x01",  # length 0x2e
+    bytes.fromhex("0001 0100 0001 0000 0000 0000") + b"\x01a\xc0\x00\x00\x01\x00\x01",  # pointer into the header
+    bytes.fromhex("0001 0100 0002 0000 0000 0000") + QUERY[12:] + b"\xc0\x0c\x00\x1c\x00\x01",  # 2nd question
+    bytes.fromhex("0001 0100 0002 0000 0000 0000") + QUERY[12:] + b"\xc0\x40\x00\x1c\x00\x01",  # bad 2nd one
+    bytes.fromhex("0001 2100 0001 0000 0000 0000") + QUERY[12:],  # opcode 4
+    QUERY[:-1], QUERY[:-2], QUERY[:-3], QUERY[:-4], QUERY[:-5], QUERY[:12],
+    bytes.fromhex("0001 0100 0001 0000 0000 0000") + b"\x03a.b\x03com\x00\x00\x01\x00\x01",  # a dot, no backslash
+    bytes.fromhex("0001 8180 0000 0001 0000 0000") + struct.pack("!HHHIH", 0xC00C, 1, 1, 5, 4) + bytes(4),
+])
+def test_fast_readers_on_edge_cases(data):
+    assert_same_view(data)
+
+
+def test_fast_readers_on_every_answer_shape():
+    a = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + bytes([10, 0, 0, 1])
+    aaaa = struct.pack("!HHHIH", 0xC00C, 28, 1, 60, 16) + bytes(range(16))
+    chaos_a = struct.pack("!HHHIH", 0xC00C, 1, 3, 60, 4) + bytes(4)  # class CH: no address
+    bad_len = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 3) + bytes(3)
+    cname_bad = struct.pack("!HHHIH", 0xC00C, 5, 1, 60, 2) + b"\xc0\xff"  # target points forward
+    cname_long = struct.pack("!HHHIH", 0xC00C, 5, 1, 60, 1) + b"\x01a\x00"  # target past its rdata
+    forward = struct.pack("!HHHIH", 0xC0FF, 1, 1, 60, 4) + bytes(4)
+    # a CNAME whose target ("a" + pointer) runs 2 bytes past its rdata, into a record that would read
+    cname_overlap = struct.pack("!HHHIH", 0xC00C, 5, 1, 60, 2) + b"\x01a" + a
+    to_header = struct.pack("!HHHIH", 0xC002, 1, 1, 60, 4) + bytes(4)  # points at the flags: label type 0x80
+    reserved = b"\x41" + b"a" * 65 + b"\x00" + a[2:]  # label type 0x40
+    for answers in ([a, aaaa], [a, chaos_a, aaaa], [a, bad_len, aaaa], [a, cname_bad, aaaa], [a, cname_long, aaaa],
+                    [forward, a], [a, a[:9]], [a] * 300, [qname("x.y") + a[2:]], [cname_overlap, a],
+                    [to_header, a], [reserved, a], [a, to_header, a]):
+        data = bytes.fromhex(f"0001 8180 0001 {len(answers):04x} 0000 0000") + QUERY[12:] + b"".join(answers)
+        assert_same_view(data)
+        assert_same_view(data[:-1])
+
+
+@pytest.mark.parametrize("octets", [254, 255, 256])
+def test_fast_readers_at_the_name_length_limit(octets):
+    labels = [b"a" * 63] * ((octets - 1) // 64) + [b"b" * ((octets - 1) % 64 - 1)]
+    long_name = b"".join(bytes([len(x)]) + x for x in labels if x) + b"\x00"
+    a = struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 0, 0, 1])
+    head = bytes.fromhex("0001 8180 0001 0002 0000 0000")
+    assert_same_view(head + long_name + b"\x00\x01\x00\x01")  # the question
+    assert_same_view(head + QUERY[12:] + long_name + a + b"\xc0\x0c" + a)  # an owner name
+    cname = struct.pack("!HHHIH", 0xC00C, 5, 1, 60, len(long_name)) + long_name
+    assert_same_view(head + QUERY[12:] + cname + b"\xc0\x0c" + a)  # a CNAME target
+    suffix = 12 + len(QUERY[12:]) + 12  # a pointer whose target makes the name too long
+    assert_same_view(head + QUERY[12:] + cname + b"\x01z\xc0" + bytes([suffix]) + a)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300))
+def test_fast_readers_on_random_bytes(data):
+    assert_same_view(data)
+    assert_same_view(bytes.fromhex("0001 8180 0001 0003 0000 0000") + data)
+
+
+@st.composite
+def dns_messages(draw):
+    """Messages shaped like DNS, with compression pointers (good and bad), odd labels,
+    every answer type the readers treat differently, then cut or overwritten."""
+    def name(at: int) -> bytes:
+        out = b""
+        for label in draw(st.lists(st.binary(min_size=0, max_size=66), max_size=4)):
+            out += bytes([min(len(label), 63) | draw(st.sampled_from([0, 0, 0, 0x40, 0x80]))]) + label[:63]
+        end = draw(st.sampled_from(["zero", "zero", "pointer", "pointer12"]))
+        if end == "zero":
+            return out + b"\x00"
+        target = 12 if end == "pointer12" else draw(st.integers(0, at + len(out) + 4))
+        return out + struct.pack("!H", 0xC000 | target)
+
+    flags = draw(st.sampled_from([0x0100, 0x8180, 0x8183, 0x8182, 0x8380, 0x8580, 0x0140, 0x2900])) \
+        ^ draw(st.sampled_from([0, 0, 0, draw(st.integers(0, 0xFFFF))]))
+    qd = draw(st.sampled_from([0, 1, 1, 1, 2, 5]))
+    rrs = draw(st.integers(0, 4))
+    an = draw(st.sampled_from([rrs, rrs, rrs + 1, 300]))
+    m = struct.pack("!HHHHHH", draw(st.integers(0, 0xFFFF)), flags, qd, an, 0, 0)
+    for _ in range(min(qd, 3)):
+        m += name(len(m)) + struct.pack("!HH", draw(st.sampled_from([1, 28, 255, 5, 12])), 1)
+    for _ in range(rrs):
+        m += b"\xc0\x0c" if draw(st.booleans()) else name(len(m))
+        rtype = draw(st.sampled_from([1, 28, 5, 1, 28, 2]))
+        rclass = draw(st.sampled_from([1, 1, 1, 3]))
+        if rtype == 5:
+            rdata = name(len(m) + 10)
+        else:
+            rdata = draw(st.binary(min_size=0, max_size=20)) if draw(st.booleans()) else \
+                bytes(draw(st.sampled_from([4, 16])))
+        rdlength = len(rdata) + draw(st.sampled_from([0, 0, 0, -1, 1]))
+        m += struct.pack("!HHIH", rtype, rclass, 300, max(0, rdlength)) + rdata
+    if draw(st.booleans()):
+        m = m[:draw(st.integers(0, len(m)))]
+    if m and draw(st.booleans()):
+        at = draw(st.integers(0, len(m) - 1))
+        m = m[:at] + bytes([draw(st.integers(0, 255))]) + m[at + 1:]
+    return m
+
+
+@settings(max_examples=1500, deadline=None)
+@given(dns_messages())
+def test_fast_readers_on_structured_messages(data):
+    assert_same_view(data)
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=1, max_size=80), st.integers(0, 200))
+def test_fast_readers_on_mutated_responses(noise, at):
+    q = background.dns_query(7, "esx-01.corp.example", 28)
+    msg = bytearray(background.dns_response(q, [bytes(range(16)), bytes(16)]))
+    at %= len(msg)
+    msg[at:at + len(noise)] = noise
+    assert_same_view(bytes(msg))

@@ -430,3 +430,322 @@ def test_shared_sample_with_failed_attempts():
     _, diag = diagnose_file(ROOT / "samples" / "unanswered-syn.pcap")
     assert {f.kind for f in diag.problems} == {"syn_no_answer", "refused"}
     assert os.path.basename(diag.problems[0].source) == "unanswered-syn.pcap"
+
+
+# -- the fast paths give exactly what the full parse and eager findings give ------------------------------------
+#
+# ``Diagnostics._dns`` reads DNS through ``dns_summary`` (fast readers, memoised per payload) and
+# ``finish`` renders only the findings ranking keeps.  These tests run the same captures and packet
+# streams through a Diagnostics that reads every message with ``dns.parse`` instead, and rank every
+# finding fully rendered as ``_rank`` did before it deferred the texts; every output must be equal.
+
+from collections import Counter  # noqa: E402
+
+from dissect.port902 import dns as dnsmod  # noqa: E402
+from dissect.port902.errors import Malformed  # noqa: E402
+from dissect.port902.lab.ip import udp_packet  # noqa: E402
+from dissect.port902.lab.pcapwriter import CaptureWriter  # noqa: E402
+from dissect.port902.lab.tcp import TcpConversation  # noqa: E402
+
+
+def full_parse_summary(payload: bytes):
+    """``diagnose.dns_summary`` written over ``dns.parse``'s Message."""
+    try:
+        msg = dnsmod.parse(payload, strict=False)
+    except Malformed:
+        return None
+    q = msg.question
+    if q is None or msg.opcode != 0:
+        return ()
+    tracked = q.qtype in (1, 28, 255)
+    head = (q.name, q.name.lower(), q.qtype, tracked, dnsmod.type_name(q.qtype), 1 if q.qtype == 28 else 0)
+    if not msg.is_response or not tracked:
+        return (msg.is_response, *head, None, False, ())
+    addresses = tuple(msg.addresses())
+    outcome = msg.rcode_name if msg.rcode != 0 else ("NOERROR" if addresses else "no_address")
+    return (True, *head, outcome, msg.tc and not addresses and msg.rcode == 0, addresses)
+
+
+class FullParseDiagnostics(Diagnostics):
+    """Reads every DNS message with ``dns.parse`` and keeps its books as ``Diagnostics._dns`` did
+    before the fast path (no summary, no memo): the reference the fast path must equal."""
+
+    def _dns(self, pkt: Packet) -> None:
+        try:
+            msg = dnsmod.parse(pkt.payload, strict=False)
+        except Malformed:
+            self._counts["dns_malformed"] += 1
+            return
+        q = msg.question
+        if q is None or msg.opcode != 0:
+            return
+        self._counts["dns_messages"] += 1
+        tracked = q.qtype in (1, 28, 255)
+        if not msg.is_response:
+            if pkt.dport != 53:
+                return
+            self._counts["dns_queries"] += 1
+            key = (self._source_index, pkt.src, pkt.sport, pkt.dst, msg.id)
+            pending = self._pending.get(key)
+            if pending is not None:
+                self._pending[key] = pending._replace(sends=pending.sends + 1)
+            else:
+                if len(self._pending) >= diagnose.MAX_PENDING_DNS:
+                    self._expire(*self._pending.popitem(last=False), None)
+                self._pending[key] = diagnose._Query(q.name, q.qtype, pkt.ts, pkt.frame)
+            if tracked:
+                entry = self._name_entry(pkt.src, q.name, q.name.lower(), pkt.ts, pkt.frame)
+                if entry is not None:
+                    entry.queries += 1
+                    entry.qtypes.add(dnsmod.type_name(q.qtype))
+                    entry.fam_queries[1 if q.qtype == 28 else 0] += 1
+                    entry.last_ts = pkt.ts
+                    if len(entry.resolvers) < 8:
+                        entry.resolvers.add(diagnose._ip(pkt.dst))
+                    if len(entry.query_frames) < diagnose.MAX_EVIDENCE:
+                        entry.query_frames.append(pkt.frame)
+            return
+        if pkt.sport != 53:
+            return
+        self._counts["dns_responses"] += 1
+        self._pending.pop((self._source_index, pkt.dst, pkt.dport, pkt.src, msg.id), None)
+        if not tracked:
+            return
+        entry = self._name_entry(pkt.dst, q.name, q.name.lower(), pkt.ts, pkt.frame)
+        if entry is None:
+            return
+        entry.responses += 1
+        entry.last_ts = pkt.ts
+        addresses = msg.addresses()
+        if msg.tc and not addresses and msg.rcode == 0:
+            self._counts["dns_truncated"] += 1
+            return
+        if msg.rcode != 0:
+            outcome = msg.rcode_name
+        elif addresses:
+            outcome = "NOERROR"
+        else:
+            outcome = "no_address"
+        entry.outcomes[outcome] += 1
+        if addresses:
+            entry.ok_ts = pkt.ts
+            for a in addresses:
+                if a not in entry.addresses and len(entry.addresses) < 16:
+                    entry.addresses.append(a)
+        else:
+            self._fail(entry, 1 if q.qtype == 28 else 0, pkt.ts, pkt.frame)
+
+
+def eager_rank(findings: list, counts: Counter) -> list:
+    """``_rank`` as it was before findings were rendered lazily: render all, then sort and cap."""
+    for f in findings:
+        f.likelihood = round(diagnose._clamp(f.likelihood), 3)
+        f.evidence = sorted({x for x in f.evidence if x is not None})
+        f.hosts = list(dict.fromkeys(f.hosts))
+    findings.sort(key=lambda f: (f.severity != "problem", -f.likelihood, f.first_ts or 0.0, f.kind))
+    per_kind: Counter = Counter()
+    kept = []
+    for f in findings:
+        per_kind[f.kind] += 1
+        if per_kind[f.kind] > diagnose.MAX_FINDINGS_PER_KIND:
+            counts["findings_suppressed"] += 1
+            continue
+        kept.append(f)
+    for i, f in enumerate(kept, 1):
+        f.rank = i
+    return kept
+
+
+@pytest.fixture
+def checked_rank(monkeypatch):
+    """Wraps ``_rank``: every candidate renders to a finding with the kind, likelihood, time and
+    severity it was ranked by, and the lazy ranking equals the eager one.  Yields render counts."""
+    real_rank = diagnose._rank
+    stats = Counter()
+
+    def rank(candidates, counts):
+        expected_counts: Counter = Counter(counts)
+        rendered = []
+        for c in candidates:
+            f = c.render(*c.args)
+            assert (f.kind, f.likelihood, f.first_ts, f.severity) == (c.kind, c.likelihood, c.first_ts, c.severity)
+            rendered.append(f)
+        expected = eager_rank(rendered, expected_counts)
+
+        def counting(render):
+            def wrapper(*args):
+                stats["rendered"] += 1
+                return render(*args)
+            return wrapper
+
+        for c in candidates:
+            c.render = counting(c.render)
+        stats["candidates"] += len(candidates)
+        got = real_rank(candidates, counts)
+        assert [f.to_dict() for f in got] == [f.to_dict() for f in expected]
+        assert counts == expected_counts
+        return got
+
+    monkeypatch.setattr(diagnose, "_rank", rank)
+    return stats
+
+
+def diagnosis_outputs(diag: Diagnostics) -> tuple:
+    frames = tuple((df.to_json(orient="split", date_format="iso", date_unit="ns"), df.dtypes.to_dict())
+                   for df in (getattr(diag, m)() for m in ("findings_frame", "heartbeats_frame",
+                                                           "console_paths_frame", "dns_frame")))
+    return json.dumps(diag.to_json(), default=str), dict(diag._counts), frames
+
+
+ALL_CAPTURES = sorted(DOCTOR.glob("*.pcap")) + sorted(p for p in (ROOT / "samples").iterdir()
+                                                        if p.suffix in (".pcap", ".pcapng"))
+
+
+@pytest.mark.parametrize("path", ALL_CAPTURES, ids=lambda p: p.name)
+def test_fast_path_gives_the_full_parse_diagnosis(path, checked_rank):
+    fast = analyze(path, observers=[Diagnostics()]).extras["diagnostics"]
+    full = analyze(path, observers=[FullParseDiagnostics()]).extras["diagnostics"]
+    assert diagnosis_outputs(fast) == diagnosis_outputs(full)
+    assert checked_rank["rendered"] == len(fast.findings) * 2  # once per run, only the kept ones
+
+
+def failure_flood(path: Path, n: int = 240) -> None:
+    """Many failed attempts of every kind that scales with the capture: unanswered and refused
+    902, blocked relays, and failing lookups, with equal timestamps and likelihoods (ties)."""
+    resolver = "10.0.0.53"
+    packets = []
+    for i in range(n):
+        client, server = f"10.1.{i // 200}.{i % 200 + 1}", f"10.2.0.{i % 40 + 1}"
+        conv = TcpConversation(client, 40000 + i, server, (902, 902, 7343, 7331)[i % 4], 1000.0 + (i % 7))
+        if i % 5 == 0:
+            conv.refuse(retries=(1.0,) * (i % 2))
+        else:
+            conv.syn_unanswered(retries=() if i % 3 == 0 else (1.0, 2.0))
+        packets += conv.packets()
+        query = background.dns_query(i, f"esx{i % 60}.lab.example", (1, 28)[i % 2])
+        packets.append((990.0 + i % 5, udp_packet(ipaddress.ip_address(client).packed,
+                                                  ipaddress.ip_address(resolver).packed, 30000 + i, 53, query)))
+        if i % 3:
+            answer = bytearray(query)
+            answer[2:4] = (0x8183 if i % 3 == 1 else 0x8182).to_bytes(2, "big")
+            packets.append((990.5 + i % 5, udp_packet(ipaddress.ip_address(resolver).packed,
+                                                      ipaddress.ip_address(client).packed, 53, 30000 + i,
+                                                      bytes(answer))))
+    packets.append((1100.0, udp_packet(bytes(4), bytes(4), 1, 53, b"")))  # the capture runs on
+    packets.sort(key=lambda p: p[0])
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in packets:
+            w.write(ts, pkt)
+
+
+@pytest.mark.parametrize("stem,expected", [
+    ("certificate-rejected", [("certificate_rejected", 0.9)]),
+    ("client-retry", [("reset_midstream", 0.5), ("console_retry", 0.15)]),  # 0.70 - 0.20 for the retry
+    ("connect-failed", [("connect_failed", 0.9), ("connect_failed", 0.7)]),
+    ("dns-no-address", [("dns_no_address", 0.85)]),  # 0.40 + 0.25 no 902 after + 0.15 esx name + 0.05 twice
+    ("dns-nxdomain", [("dns_nxdomain", 0.85)]),
+    ("icmp-prohibited", [("icmp_unreachable", 0.95)]),
+    ("login-530", [("login_rejected", 0.8)]),
+    ("refused", [("refused", 0.85)]),
+    ("relay-blocked", [("console_path_blocked", 0.7)]),
+    ("reset-midstream", [("reset_midstream", 0.7)]),
+    ("syn-no-answer", [("syn_no_answer", 0.9)]),  # 0.85 + 0.05: the host answered on 443
+    ("tls-version-alert", [("tls_alert", 0.85)]),
+    ("vmotion", [("console_followed_vm", 0.1)]),
+])
+def test_likelihoods_follow_the_documented_rules(stem, expected):
+    _, diag = diagnose_file(DOCTOR / f"{stem}.pcap")
+    assert [(f.kind, f.likelihood) for f in diag.findings] == expected
+
+
+def test_a_flood_of_failures_renders_only_what_is_kept(tmp_path, checked_rank):
+    failure_flood(tmp_path / "flood.pcap")
+    fast = analyze(tmp_path / "flood.pcap", observers=[Diagnostics()]).extras["diagnostics"]
+    kinds = Counter(f.kind for f in fast.findings)
+    assert {"syn_no_answer", "refused", "console_path_blocked", "dns_nxdomain", "dns_servfail",
+            "dns_no_answer"} <= set(kinds)
+    assert max(kinds.values()) == diagnose.MAX_FINDINGS_PER_KIND
+    assert fast._counts["findings_suppressed"] == checked_rank["candidates"] - len(fast.findings) > 100
+    assert checked_rank["rendered"] == len(fast.findings)
+    full = analyze(tmp_path / "flood.pcap", observers=[FullParseDiagnostics()]).extras["diagnostics"]
+    assert diagnosis_outputs(fast) == diagnosis_outputs(full)
+
+
+@st.composite
+def dns_streams(draw):
+    """Lookups between a few clients and resolvers, interleaved: queries (some retransmitted,
+    some never answered) and their answers with few distinct ids, so payloads repeat under other
+    ids and ids repeat on one port; every RCODE and flag mix, truncation, odd ports, random bytes."""
+    names = ["esx-01.lab", "ESX-01.lab", "vc.lab", "a\\.b.lab", "_ldap._tcp.lab"]
+    flag_words = [0x8180, 0x8100, 0x8380, 0x8300, 0x8580, 0x8183, 0x8182, 0x8185, 0x818E, 0x8980]
+    events = []
+    for _ in range(draw(st.integers(1, 30))):
+        client = draw(st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1"]))
+        server = draw(st.sampled_from(["10.0.0.53", "10.0.0.54"] if ":" not in client else ["fd00::53"]))
+        port = draw(st.sampled_from([40000, 40000, 40001, 53]))
+        to_port = draw(st.sampled_from([53, 53, 53, 5353, 1053]))
+        txid = draw(st.sampled_from([1, 2, 0x0101, 0x0102, draw(st.integers(0, 0xFFFF))]))
+        query = background.dns_query(txid, draw(st.sampled_from(names)), draw(st.sampled_from([1, 28, 255, 12, 65])))
+        for _ in range(draw(st.integers(0, 2))):
+            events.append((client, server, port, to_port, query))
+        kind = draw(st.sampled_from(["none", "answer", "answer", "flags", "garbage"]))
+        if kind == "garbage":
+            events.append((server, client, 53, port, draw(st.binary(max_size=60))))
+        elif kind != "none":
+            addresses = draw(st.lists(st.sampled_from([bytes(16), *(bytes([10, 1, 0, k]) for k in range(20))]),
+                                      max_size=8))
+            answer = bytearray(background.dns_response(query, addresses))
+            if kind == "flags":
+                answer[2:4] = draw(st.sampled_from(flag_words)).to_bytes(2, "big")
+            events.append((server, client, to_port, port, bytes(answer)))
+    return draw(st.permutations(events)) if draw(st.booleans()) else events
+
+
+@settings(max_examples=300, deadline=None)
+@given(dns_streams(), st.booleans())
+def test_fast_path_gives_the_full_parse_lookups_on_fuzzed_dns(events, small_memo):
+    outs = []
+    for cls in (Diagnostics, FullParseDiagnostics):
+        diag = cls()
+        diag.select(Selection())
+        for n, (src, dst, sport, dport, payload) in enumerate(events, 1):
+            diag.packet(udp(n, src, dst, sport, dport, payload))
+            if small_memo and len(diag._dns_memo) > 2:
+                diag._dns_memo.clear()
+        diag.finish(Analysis())
+        outs.append(diagnosis_outputs(diag))
+    assert outs[0] == outs[1]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from([b"", bytes.fromhex("0001 8180 0001 0002 0000 0000"),
+                                                  bytes.fromhex("0001 0100 0001 0000 0000 0000")]))
+def test_dns_summary_matches_the_full_parse(data, head):
+    assert diagnose.dns_summary(head + data) == full_parse_summary(head + data)
+
+
+def test_dns_memo_is_bounded():
+    diag = Diagnostics()
+    diag.select(Selection())
+    for i in range(diagnose.MAX_DNS_MEMO + 10):
+        diag.packet(udp(i + 1, "10.0.0.1", "10.0.0.2", 40000, 53, background.dns_query(i & 0xFFFF, f"h{i}.example")))
+    assert len(diag._dns_memo) <= diagnose.MAX_DNS_MEMO
+    big = background.dns_query(1, "x.example") + bytes(diagnose.MAX_DNS_MEMO_BYTES)
+    diag.packet(udp(1, "10.0.0.1", "10.0.0.2", 40000, 53, big))
+    assert big[2:] not in diag._dns_memo
+
+
+def test_fast_path_keeps_the_first_16_addresses_like_the_full_parse():
+    outs = []
+    for cls in (Diagnostics, FullParseDiagnostics):
+        diag = cls()
+        diag.select(Selection())
+        for k in range(3):
+            query = background.dns_query(k, "esx-01.lab")
+            answer = background.dns_response(query, [bytes([10, 1, k, i]) for i in range(8)] + [bytes([10, 1, 0, 0])])
+            diag.packet(udp(2 * k + 1, "10.0.0.1", "10.0.0.53", 40000, 53, query))
+            diag.packet(udp(2 * k + 2, "10.0.0.53", "10.0.0.1", 53, 40000, answer))
+        diag.finish(Analysis())
+        outs.append(diagnosis_outputs(diag))
+        assert len(diag.lookups[0].addresses) == 16
+    assert outs[0] == outs[1]

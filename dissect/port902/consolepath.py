@@ -294,12 +294,11 @@ class ConsolePathTracker:
         return conn
 
     def feed(self, pkt: Packet) -> None:
-        if pkt.proto != IPPROTO_TCP:
+        frame, ts, proto, src, dst, sport, dport, _seq, _ack, flags, _window, payload, _plen, _wlen = pkt
+        if proto != IPPROTO_TCP:
             return
         self.packets += 1
-        fwd = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        rev = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
-        flags = pkt.flags
+        fwd = (src, sport, dst, dport)
         live = self.live
         if flags & SYN and not flags & ACK:  # a client opens
             conn = live.get(fwd)
@@ -309,49 +308,49 @@ class ConsolePathTracker:
             if conn is None:
                 conn = self._new(fwd, pkt, True)
             key, from_client = fwd, True
-        elif fwd in live:
-            key = fwd
-            conn = live[key]
-            from_client = True
-        elif rev in live:
-            key = rev
-            conn = live[key]
-            from_client = False
-        else:  # picked up mid-way: the side on a console port is the server
-            if not pkt.payload:
-                return  # a lone FIN/RST of a connection already retired (or begun before the capture)
-            client_is_src = pkt.dport in self.ports and not (pkt.sport in self.ports and pkt.sport < pkt.dport)
-            key = fwd if client_is_src else rev
-            conn = self._new(key, pkt, client_is_src)
-            from_client = client_is_src
-        conn.end, conn.last_frame = pkt.ts, pkt.frame
+        else:
+            conn = live.get(fwd)
+            if conn is not None:
+                key, from_client = fwd, True
+            else:
+                rev = (dst, dport, src, sport)
+                conn = live.get(rev)
+                if conn is not None:
+                    key, from_client = rev, False
+                else:  # picked up mid-way: the side on a console port is the server
+                    if not payload:
+                        return  # a lone FIN/RST of a connection already retired (or begun before the capture)
+                    client_is_src = dport in self.ports and not (sport in self.ports and sport < dport)
+                    key = fwd if client_is_src else rev
+                    conn = self._new(key, pkt, client_is_src)
+                    from_client = client_is_src
+        conn.end, conn.last_frame = ts, frame
         if flags & SYN:
             if from_client:
                 conn.syn_count += 1
                 if conn.syn_frame is None:
-                    conn.syn_frame = pkt.frame
+                    conn.syn_frame = frame
             elif conn.synack_frame is None:
-                conn.synack_frame = pkt.frame
-        payload = pkt.payload
+                conn.synack_frame = frame
         if payload:
             first = payload[0]
             if from_client:
                 if first == 0x16 and conn.hello_frame is None:
                     info = client_hello_info(payload)
                     if info is not None:
-                        conn.hello_frame = pkt.frame
+                        conn.hello_frame = frame
                         conn.sni, conn.alpn, _complete = info
                 elif conn.request_frame is None and 0x41 <= first <= 0x5A:
                     req = parse_http_request(payload)
                     if req is not None:
-                        conn.request_frame = pkt.frame
+                        conn.request_frame = frame
                         conn.method, conn.target, conn.http_host = req.method, req.target, req.host
                         conn.upgrade = req.upgrade
             elif first == 0x16 and conn.server_hello_frame is None and len(payload) >= 6 and payload[5] == 2:
-                conn.server_hello_frame = pkt.frame
+                conn.server_hello_frame = frame
         if flags & RST:
             conn.rst_from = "client" if from_client else "server"
-            conn.rst_frame = pkt.frame
+            conn.rst_frame = frame
             self._retire(key)
             return
         if flags & FIN:

@@ -25,7 +25,11 @@ separates problems from notes (a console that followed its VM is not a failure).
 are ranked problems first, most likely first.
 
 Memory stays bounded on busy captures: per-kind tables have caps (counters continue past
-them) and ``packet()`` does O(1) work per packet.
+them) and ``packet()`` does O(1) work per packet.  It is also cheap, because ``analyze`` runs
+it by default: a DNS message is read by ``dns.scan_question`` / ``dns.answer_addresses`` (the
+answers only of responses to A / AAAA / ANY queries) into a summary memoised on the payload
+without its id (:func:`dns_summary`; bounded), and ``finish()`` decides every likelihood first
+and writes the text of only the findings ranking keeps (:class:`_Candidate`).
 """
 
 from __future__ import annotations
@@ -37,8 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from socket import AF_INET, inet_ntop
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import dns as dnsmod
 from . import heartbeat as hbmod
@@ -49,6 +52,9 @@ from .consolepath import ConsoleConn, ConsolePathTracker, classify
 from .errors import Malformed
 from .flows import hostport
 from .frames import Schema, build
+
+if TYPE_CHECKING:  # pandas loads when a frame is built (frames.build): analyze runs this observer by default
+    import pandas as pd
 
 __all__ = ["Diagnostics", "Finding", "FINDING_KINDS", "FINDINGS", "HEARTBEATS", "CONSOLE_PATHS", "DNS_LOOKUPS",
            "SCHEMAS", "is_mks"]
@@ -204,8 +210,10 @@ def _plural(n: int, word: str) -> str:
 
 # -- DNS bookkeeping -----------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Query:
+class _Query(NamedTuple):
+    """A query waiting for its response (a tuple: cheap to make, and of no interest to the
+    garbage collector); a retransmission replaces it with ``sends`` + 1."""
+
     name: str
     qtype: int
     ts: float
@@ -501,7 +509,7 @@ class Diagnostics:
         # DNS
         self._pending: OrderedDict[tuple, _Query] = OrderedDict()  # oldest first: evicted when full
         self._dns_memo: dict[bytes, tuple | None] = {}  # payload[2:] -> dns_summary(payload)
-        self._names: dict[tuple, NameLookup] = {}
+        self._names: dict[tuple, NameLookup] = {}  # (client address bytes, name in lower case) -> lookups
         # UDP 902
         self._heartbeats: dict[tuple, HeartbeatFlow] = {}
         # ICMP
@@ -521,14 +529,15 @@ class Diagnostics:
         self._paths.source_index = self._source_index
 
     def packet(self, pkt: Packet) -> None:
-        proto = pkt.proto
+        proto = pkt[2]
         if proto == IPPROTO_UDP:
-            if pkt.sport == DNS_PORT or pkt.dport == DNS_PORT:
+            sport, dport = pkt[5], pkt[6]
+            if sport == DNS_PORT or dport == DNS_PORT:
                 self._dns(pkt)
-            elif pkt.sport == HEARTBEAT_PORT or pkt.dport == HEARTBEAT_PORT:
+            elif sport == HEARTBEAT_PORT or dport == HEARTBEAT_PORT:
                 self._heartbeat(pkt)
         elif proto == IPPROTO_TCP:
-            if pkt.sport in CONTROL_PORTS or pkt.dport in CONTROL_PORTS:
+            if pkt[5] in CONTROL_PORTS or pkt[6] in CONTROL_PORTS:
                 self._paths.feed(pkt)
         elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
             self._icmp_error(pkt)
@@ -536,10 +545,10 @@ class Diagnostics:
     # -- DNS ---------------------------------------------------------------------------------------------------
 
     def _dns(self, pkt: Packet) -> None:
-        """One UDP 53 payload.  What the message says does not depend on its id, so the summary
-        (:func:`dns_summary`) is memoised on the payload without its first two bytes: a
-        resolver's answers for one name, and a client's queries for it, repeat byte for byte."""
-        payload = pkt.payload
+        """One UDP 53 payload.  What a message says does not depend on its id, so its summary
+        (:func:`dns_summary`) is memoised on the payload without the first two bytes: a
+        client's queries for a name, and its resolver's answers, repeat byte for byte."""
+        frame, ts, _proto, src, dst, sport, dport, _seq, _ack, _flags, _window, payload, _plen, _wlen = pkt
         key = payload[2:]
         memo = self._dns_memo
         info = memo.get(key, _MISS)
@@ -549,30 +558,27 @@ class Diagnostics:
                 if len(memo) >= MAX_DNS_MEMO:
                     memo.clear()
                 memo[key] = info
-        if info is None:
-            self._counts["dns_malformed"] += 1
-            return
         if not info:
-            return  # no question, or not a standard query
+            if info is None:
+                self._counts["dns_malformed"] += 1
+            return  # () : no question, or not a standard query
         counts = self._counts
         counts["dns_messages"] += 1
         is_response, name, lname, qtype, tracked, tname, fam, outcome, cut, addresses = info
-        _frame, ts, _proto, src, dst, sport, dport = pkt[:7]
-        txid = (payload[0] << 8) | payload[1]
         if not is_response:
             if dport != DNS_PORT:
                 return
             counts["dns_queries"] += 1
-            key = (self._source_index, src, sport, dst, txid)
+            key = (self._source_index, src, sport, dst, payload[:2])
             pending = self._pending.get(key)
             if pending is not None:
-                pending.sends += 1
+                self._pending[key] = pending._replace(sends=pending.sends + 1)  # keeps its place
             else:
                 if len(self._pending) >= MAX_PENDING_DNS:
                     self._expire(*self._pending.popitem(last=False), None)
-                self._pending[key] = _Query(name, qtype, ts, pkt.frame)
+                self._pending[key] = _Query(name, qtype, ts, frame)
             if tracked:
-                entry = self._name_entry(_ip(src), name, lname, ts, pkt.frame)
+                entry = self._names.get((src, lname)) or self._name_entry(src, name, lname, ts, frame)
                 if entry is not None:
                     entry.queries += 1
                     entry.qtypes.add(tname)
@@ -581,15 +587,15 @@ class Diagnostics:
                     if len(entry.resolvers) < 8:
                         entry.resolvers.add(_ip(dst))
                     if len(entry.query_frames) < MAX_EVIDENCE:
-                        entry.query_frames.append(pkt.frame)
+                        entry.query_frames.append(frame)
             return
         if sport != DNS_PORT:
             return
         counts["dns_responses"] += 1
-        self._pending.pop((self._source_index, dst, dport, src, txid), None)
+        self._pending.pop((self._source_index, dst, dport, src, payload[:2]), None)
         if not tracked:
             return
-        entry = self._name_entry(_ip(dst), name, lname, ts, pkt.frame)
+        entry = self._names.get((dst, lname)) or self._name_entry(dst, name, lname, ts, frame)
         if entry is None:
             return
         entry.responses += 1
@@ -605,16 +611,19 @@ class Diagnostics:
                 if a not in kept and len(kept) < 16:
                     kept.append(a)
         else:
-            self._fail(entry, fam, ts, pkt.frame)
+            self._fail(entry, fam, ts, frame)
 
-    def _name_entry(self, client: str, name: str, lname: str, ts: float, frame: int) -> NameLookup | None:
-        """The lookups of ``name`` (``lname`` in lower case) by ``client``; None beyond MAX_NAMES."""
-        entry = self._names.get((client, lname))
+    def _name_entry(self, client: bytes, name: str, lname: str, ts: float, frame: int) -> NameLookup | None:
+        """The lookups of ``name`` (``lname`` in lower case) by the address ``client``; None
+        beyond MAX_NAMES.  Keyed by the address bytes: ``_ip`` is one-to-one, so the entries are
+        those of the address text, without writing it for every packet."""
+        key = (client, lname)
+        entry = self._names.get(key)
         if entry is None:
             if len(self._names) >= MAX_NAMES:
                 self._counts["dns_names_not_kept"] += 1
                 return None
-            entry = self._names[(client, lname)] = NameLookup(client, name, self._source_index, ts, frame)
+            entry = self._names[key] = NameLookup(_ip(client), name, self._source_index, ts, frame)
         return entry
 
     def _fail(self, entry: NameLookup, fam: int, ts: float, frame: int) -> None:
@@ -631,7 +640,7 @@ class Diagnostics:
         if capture_end is not None and capture_end - q.ts < DNS_TIMEOUT_S:
             self._counts["dns_cut_by_capture_end"] += 1
             return
-        entry = self._names.get((_ip(key[1]), q.name.lower()))
+        entry = self._names.get((key[1], q.name.lower()))
         if entry is None:
             return
         entry.outcomes["no_answer"] += q.sends
@@ -705,11 +714,11 @@ class Diagnostics:
         self._paths.close()
         sessions = [s for s in analysis.sessions if s.server_port in AUTHD_PORTS or s.banner is not None]
         ctx = _Context(self, sessions)
-        findings: list[Finding] = []
+        candidates: list[_Candidate] = []
         for builder in (_icmp_findings, _tls_findings, _syn_findings, _refused_findings, _login_findings,
                         _connect_findings, _reset_findings, _dns_findings, _reconnect_findings, _path_findings):
-            findings.extend(builder(ctx))
-        self.findings = _rank(findings, self._counts)
+            candidates.extend(builder(ctx))
+        self.findings = _rank(candidates, self._counts)
         self.console_paths = ctx.console_paths()
         self.checked = ctx.checked(self.findings)
 
@@ -946,7 +955,24 @@ class _Context:
         return rows
 
 
-def _icmp_findings(ctx: _Context) -> list[Finding]:
+@dataclass(slots=True)
+class _Candidate:
+    """A finding before its text: what ranking needs (kind, severity, likelihood, first_ts), and
+    ``render(*args)``, which writes the :class:`Finding` (with that likelihood) when it is kept.
+
+    Builders decide every likelihood (and mark what a finding explains) up front; only the
+    MAX_FINDINGS_PER_KIND best of a kind are rendered, so a capture with thousands of failed
+    attempts does not pay for thousands of texts that ranking drops."""
+
+    kind: str
+    likelihood: float
+    first_ts: float | None
+    render: Callable[..., Finding]
+    args: tuple
+    severity: str = "problem"
+
+
+def _icmp_findings(ctx: _Context) -> list[_Candidate]:
     """ICMP errors quoting a packet to 902/903/912, 443/7331/7343 or DNS 53.
 
     Likelihood: administratively prohibited 0.95 (a firewall says so), host/net unreachable 0.90,
@@ -969,43 +995,49 @@ def _icmp_findings(ctx: _Context) -> list[Finding]:
             if s.state in ("no_answer", "refused") or any(g.sport == s.client_port for g in groups):
                 related.append(s.uid)
                 ctx.explained[s.uid] = "icmp_unreachable"
-        frames = [f for g in groups for f in g.frames]
-        quoted_frames = [f for uid in related for s in ctx.by_pair[(source, client, server, dport)] if s.uid == uid
-                         for f in (s.first_frame, s.last_frame)]
-        reporters = sorted({g.reporter for g in groups})
-        texts = sorted({g.text for g in groups})
-        total = sum(g.count for g in groups)
-        what = {53: "DNS", 443: "HTTPS (vCenter / ESXi API, WebMKS)", 7331: "the vCenter console relay",
-                7343: "the vCenter console relay"}.get(dport, "authd (console / NFC)")
-        by_host = [r for r in reporters if r == server]
-        who = (f"the host {server} itself" if by_host and len(reporters) == 1
-               else "router/firewall " + ", ".join(reporters))
-        detail = (f"{_plural(total, 'ICMP error')} ({'; '.join(texts)}) from {who} for packets "
-                  f"{client} -> {hostport(server, dport)} ({what}), {_frames(frames)}, "
-                  f"{_when(groups[0].first_ts)}" + ("" if total == 1 else f" to {_when(groups[-1].last_ts)}") + ".")
-        if related:
-            detail += f" They answer the attempt(s) {', '.join(related)}."
-        if key == "prohibited":
-            advice = (f"A firewall ({', '.join(reporters)}) rejects {dport}/tcp to {server} on purpose: add a rule "
-                      f"allowing {client} (or its network) to reach {server} on TCP {dport}.")
-        elif key == "mtu":
-            advice = ("Path MTU problem: check MTU/MSS clamping on the path (VPN, tunnels); big TLS records will "
-                      "stall while small packets pass.")
-        elif key == "ttl":
-            advice = f"Packets to {server} loop or expire on the way: check routing between {client} and {server}."
-        elif key == "port":
-            advice = f"{server} says nothing listens on {dport}: check the service (or the address is not the host)."
-        else:
-            advice = (f"{server} is not reachable from {client}: check routing, VLANs and that the host is up "
-                      f"(seed article: the client must reach the ESXi host itself, not only vCenter).")
-        out.append(Finding("icmp_unreachable", f"ICMP {texts[0]} for {hostport(server, dport)}", detail, likelihood,
-                           advice, [client, server, *[r for r in reporters if r not in (client, server)]],
-                           groups[0].first_ts, max(g.last_ts for g in groups), frames + quoted_frames, related,
-                           source=ctx.diag._source(groups[0].source_index)))
+        out.append(_Candidate("icmp_unreachable", likelihood, groups[0].first_ts, _render_icmp,
+                              (ctx, client, server, dport, groups, key, likelihood, related, source)))
     return out
 
 
-def _tls_findings(ctx: _Context) -> list[Finding]:
+def _render_icmp(ctx: _Context, client: str, server: str, dport: int, groups: list[IcmpGroup], key: str,
+                 likelihood: float, related: list[str], source: str | None) -> Finding:
+    frames = [f for g in groups for f in g.frames]
+    quoted_frames = [f for uid in related for s in ctx.by_pair[(source, client, server, dport)] if s.uid == uid
+                     for f in (s.first_frame, s.last_frame)]
+    reporters = sorted({g.reporter for g in groups})
+    texts = sorted({g.text for g in groups})
+    total = sum(g.count for g in groups)
+    what = {53: "DNS", 443: "HTTPS (vCenter / ESXi API, WebMKS)", 7331: "the vCenter console relay",
+            7343: "the vCenter console relay"}.get(dport, "authd (console / NFC)")
+    by_host = [r for r in reporters if r == server]
+    who = (f"the host {server} itself" if by_host and len(reporters) == 1
+           else "router/firewall " + ", ".join(reporters))
+    detail = (f"{_plural(total, 'ICMP error')} ({'; '.join(texts)}) from {who} for packets "
+              f"{client} -> {hostport(server, dport)} ({what}), {_frames(frames)}, "
+              f"{_when(groups[0].first_ts)}" + ("" if total == 1 else f" to {_when(groups[-1].last_ts)}") + ".")
+    if related:
+        detail += f" They answer the attempt(s) {', '.join(related)}."
+    if key == "prohibited":
+        advice = (f"A firewall ({', '.join(reporters)}) rejects {dport}/tcp to {server} on purpose: add a rule "
+                  f"allowing {client} (or its network) to reach {server} on TCP {dport}.")
+    elif key == "mtu":
+        advice = ("Path MTU problem: check MTU/MSS clamping on the path (VPN, tunnels); big TLS records will "
+                  "stall while small packets pass.")
+    elif key == "ttl":
+        advice = f"Packets to {server} loop or expire on the way: check routing between {client} and {server}."
+    elif key == "port":
+        advice = f"{server} says nothing listens on {dport}: check the service (or the address is not the host)."
+    else:
+        advice = (f"{server} is not reachable from {client}: check routing, VLANs and that the host is up "
+                  f"(seed article: the client must reach the ESXi host itself, not only vCenter).")
+    return Finding("icmp_unreachable", f"ICMP {texts[0]} for {hostport(server, dport)}", detail, likelihood,
+                   advice, [client, server, *[r for r in reporters if r not in (client, server)]],
+                   groups[0].first_ts, max(g.last_ts for g in groups), frames + quoted_frames, related,
+                   source=ctx.diag._source(groups[0].source_index))
+
+
+def _tls_findings(ctx: _Context) -> list[_Candidate]:
     """TLS alerts in a 902 handshake, and clients that hang up right after the server's hello.
 
     * a client alert about the certificate (unknown_ca, bad_certificate, …): ``certificate_rejected``
@@ -1054,62 +1086,75 @@ def _tls_findings(ctx: _Context) -> list[Finding]:
         sessions = [s for s, _ in items]
         for s in sessions:
             ctx.explained[s.uid] = kind
-        s0, (_, h0, ts0, frame0, who0, desc0) = items[0]
-        cert = next((h.certificates[0] for _, (_, h, *_rest) in items if h.certificates), None)
-        cert_frame = next((h.certificate_frame for _, (_, h, *_rest) in items if h.certificates), None)
-        frames = []
-        for s, (_, h, ts, frame, who, desc) in items:
-            frames += [h.frame, h.server_hello_frame, h.certificate_frame, frame]
+        desc0 = items[0][1][5]
         descs = sorted({d for _, (_, _, _, _, _, d) in items if d})
-        server = hostport(server_ip, port)
         if kind == "certificate_rejected":
-            parts = []
-            for s, (_, h, ts, frame, who, desc) in items[:5]:
-                if desc:
-                    parts.append(f"{s.uid}: TLS alert '{desc}' from the client in frame {frame}")
-                else:
-                    after = s.end - (_record_ts(s, h.server_hello_frame) or h.ts)
-                    how = "RST" if s.rst_frame and _ender(s) == "client" and "R" in s.history else "FIN"
-                    parts.append(f"{s.uid}: {how} from the client in frame {frame}, {after:.3f} s after the server "
-                                 f"hello (frame {h.server_hello_frame}), without a single authd command")
-            if len(items) > 5:
-                parts.append(f"and {len(items) - 5} more")
             likelihood = _LIKELIHOOD["cert_alert" if descs else "cert_abort"]
-            cert_text = ""
-            if cert is not None:
-                cn = cert.common_name or cert.subject
-                cert_text = (f" The certificate (frame {cert_frame}) is for '{cn}', SHA-1 {cert.sha1}"
-                             + (f", valid until {cert.not_after.date()}" if cert.not_after else "") + ".")
-                if cert.not_after is not None and cert.not_after.timestamp() < s0.start:
-                    cert_text += " It had EXPIRED when the session ran."
-                elif cert.not_before is not None and cert.not_before.timestamp() > s0.start:
-                    cert_text += " It was NOT YET VALID when the session ran (check clocks)."
-            detail = (f"{client} opened TLS to {server} and gave up on the host certificate "
-                      f"({_plural(len(items), 'session')}): " + "; ".join(parts) + "." + cert_text)
-            advice = ("The console client pins the host's SHA-1 thumbprint from its ticket: if the ESXi certificate "
-                      "was renewed or regenerated, reconnect the host in vCenter (or accept the new certificate in "
-                      "VMRC); check that the certificate is not expired and that the client reached the right host.")
-            title = f"client rejected the certificate of {server}"
         else:
             likelihood = _LIKELIHOOD["tls_alert" if desc0 in VERSION_ALERTS else "tls_alert_other"]
-            detail = (f"TLS alert '{', '.join(descs)}' from the {who0} (frame {frame0}) ended the handshake between "
-                      f"{client} and {server} ({_plural(len(items), 'session')}); the client offered "
-                      f"{', '.join(_offered(h0)) or 'unknown versions'}.")
-            advice = ("A TLS version or cipher mismatch: newer ESXi releases disable TLS 1.0/1.1 (TLS profiles, the "
-                      "TLS reconfigurator); update the console client (VMRC) or align the host's TLS settings.")
-            title = f"TLS alert '{desc0}' on {server}"
         later = ctx.later_worked(sessions[-1])
         if later is not None:
             likelihood = _LIKELIHOOD["transient"]
-            detail += f" A later session ({later.uid}, frame {later.first_frame}) worked."
-        if kind == "certificate_rejected" and not descs and (len(prober[client]) >= 3 or len(items) >= 5):
+        probing = kind == "certificate_rejected" and not descs and (len(prober[client]) >= 3 or len(items) >= 5)
+        if probing:
             likelihood = _LIKELIHOOD["brute"]
-            detail += (f" {client} does this to {_plural(len(prober[client]), 'host')} "
-                       f"({_plural(len(items), 'time')} here): a health check or a scanner rather than a console?")
-        out.append(Finding(kind, title, detail, likelihood, advice, [client, server_ip],
-                           sessions[0].start, sessions[-1].end, frames, [s.uid for s in sessions],
-                           source=ctx.source(sessions[0])))
+        out.append(_Candidate(kind, likelihood, sessions[0].start, _render_tls,
+                              (ctx, kind, client, server_ip, port, items, sessions, descs, likelihood, later,
+                               len(prober[client]) if probing else None)))
     return out
+
+
+def _render_tls(ctx: _Context, kind: str, client: str, server_ip: str, port: int, items: list, sessions: list,
+                descs: list[str], likelihood: float, later, probed_hosts: int | None) -> Finding:
+    s0, (_, h0, ts0, frame0, who0, desc0) = items[0]
+    cert = next((h.certificates[0] for _, (_, h, *_rest) in items if h.certificates), None)
+    cert_frame = next((h.certificate_frame for _, (_, h, *_rest) in items if h.certificates), None)
+    frames = []
+    for s, (_, h, ts, frame, who, desc) in items:
+        frames += [h.frame, h.server_hello_frame, h.certificate_frame, frame]
+    server = hostport(server_ip, port)
+    if kind == "certificate_rejected":
+        parts = []
+        for s, (_, h, ts, frame, who, desc) in items[:5]:
+            if desc:
+                parts.append(f"{s.uid}: TLS alert '{desc}' from the client in frame {frame}")
+            else:
+                after = s.end - (_record_ts(s, h.server_hello_frame) or h.ts)
+                how = "RST" if s.rst_frame and _ender(s) == "client" and "R" in s.history else "FIN"
+                parts.append(f"{s.uid}: {how} from the client in frame {frame}, {after:.3f} s after the server "
+                             f"hello (frame {h.server_hello_frame}), without a single authd command")
+        if len(items) > 5:
+            parts.append(f"and {len(items) - 5} more")
+        cert_text = ""
+        if cert is not None:
+            cn = cert.common_name or cert.subject
+            cert_text = (f" The certificate (frame {cert_frame}) is for '{cn}', SHA-1 {cert.sha1}"
+                         + (f", valid until {cert.not_after.date()}" if cert.not_after else "") + ".")
+            if cert.not_after is not None and cert.not_after.timestamp() < s0.start:
+                cert_text += " It had EXPIRED when the session ran."
+            elif cert.not_before is not None and cert.not_before.timestamp() > s0.start:
+                cert_text += " It was NOT YET VALID when the session ran (check clocks)."
+        detail = (f"{client} opened TLS to {server} and gave up on the host certificate "
+                  f"({_plural(len(items), 'session')}): " + "; ".join(parts) + "." + cert_text)
+        advice = ("The console client pins the host's SHA-1 thumbprint from its ticket: if the ESXi certificate "
+                  "was renewed or regenerated, reconnect the host in vCenter (or accept the new certificate in "
+                  "VMRC); check that the certificate is not expired and that the client reached the right host.")
+        title = f"client rejected the certificate of {server}"
+    else:
+        detail = (f"TLS alert '{', '.join(descs)}' from the {who0} (frame {frame0}) ended the handshake between "
+                  f"{client} and {server} ({_plural(len(items), 'session')}); the client offered "
+                  f"{', '.join(_offered(h0)) or 'unknown versions'}.")
+        advice = ("A TLS version or cipher mismatch: newer ESXi releases disable TLS 1.0/1.1 (TLS profiles, the "
+                  "TLS reconfigurator); update the console client (VMRC) or align the host's TLS settings.")
+        title = f"TLS alert '{desc0}' on {server}"
+    if later is not None:
+        detail += f" A later session ({later.uid}, frame {later.first_frame}) worked."
+    if probed_hosts is not None:
+        detail += (f" {client} does this to {_plural(probed_hosts, 'host')} "
+                   f"({_plural(len(items), 'time')} here): a health check or a scanner rather than a console?")
+    return Finding(kind, title, detail, likelihood, advice, [client, server_ip],
+                   sessions[0].start, sessions[-1].end, frames, [s.uid for s in sessions],
+                   source=ctx.source(sessions[0]))
 
 
 def _offered(h) -> list[str]:
@@ -1127,29 +1172,39 @@ def _attempt_groups(ctx: _Context, state: str) -> dict[tuple, list]:
     return groups
 
 
-def _context_notes(ctx: _Context, sessions: list) -> tuple[str, float]:
-    """Extra sentences (and a likelihood change) every unreachable-host finding shares."""
-    notes, delta = "", 0.0
+def _context_facts(ctx: _Context, sessions: list) -> tuple:
+    """What every unreachable-host finding looks up: (the console session this attempt followed,
+    another client that reached the host, a 443 answer from the host, the likelihood change)."""
+    delta = 0.0
     s = sessions[0]
     moved_from = next((a for a in (ctx.followed_from(x) for x in sessions) if a is not None), None)
+    if moved_from is not None:
+        delta += 0.05
+    other = ctx.other_client_reached(s)
+    web = ctx.answered_443(s.source, s.client_ip, s.server_ip)
+    if web is not None:
+        delta += 0.05
+    return moved_from, other, web, delta
+
+
+def _context_notes(sessions: list, moved_from, other, web) -> str:
+    """The extra sentences of :func:`_context_facts`."""
+    notes = ""
+    s = sessions[0]
     if moved_from is not None:
         notes += (f" It came {sessions[0].start - moved_from.end:.1f} s after the console session to "
                   f"{moved_from.server} ended ({moved_from.uid}): the console was following its VM to this host "
                   f"(likely vMotion) and could not reach it.")
-        delta += 0.05
-    other = ctx.other_client_reached(s)
     if other is not None:
         notes += (f" Another client ({other.client_ip}, frame {other.first_frame}) did reach {s.server}: "
                   "the block is on this client's path.")
-    web = ctx.answered_443(s.source, s.client_ip, s.server_ip)
     if web is not None:
         notes += (f" The host answered this client on {web.server_port} (frame {web.synack_frame}), so it is up: "
                   f"only {s.server_port} is blocked.")
-        delta += 0.05
-    return notes, delta
+    return notes
 
 
-def _syn_findings(ctx: _Context) -> list[Finding]:
+def _syn_findings(ctx: _Context) -> list[_Candidate]:
     """SYNs to 902 never answered (no SYN-ACK, no RST, no ICMP error), per client and host.
 
     Likelihood 0.85 when retried (several SYNs or attempts), 0.60 for a single SYN (the capture
@@ -1159,62 +1214,80 @@ def _syn_findings(ctx: _Context) -> list[Finding]:
     out = []
     for (client, server_ip, port, _source), sessions in _attempt_groups(ctx, "no_answer").items():
         syns = sum(max(1, s.syn_count) for s in sessions)
-        server = hostport(server_ip, port)
-        frames = [f for s in sessions for f in (s.first_frame, s.last_frame)]
         likelihood = _LIKELIHOOD["syn_no_answer" if syns > 1 else "syn_single"]
-        detail = (f"{client} sent {_plural(syns, 'SYN')} to {server} in {_plural(len(sessions), 'attempt')} from "
-                  f"{_when(sessions[0].start)} to {_when(sessions[-1].end)} ({_frames(frames)}); none was answered: "
-                  f"no SYN-ACK, no RST, no ICMP error.")
-        notes, delta = _context_notes(ctx, sessions)
-        detail += notes
-        likelihood += delta
+        facts = _context_facts(ctx, sessions)
+        likelihood += facts[3]
         later = ctx.later_worked(sessions[-1])
         if later is not None:
             likelihood = _LIKELIHOOD["transient"]
-            detail += f" A later attempt worked ({later.uid}, frame {later.first_frame}): the block was transient."
-        if client in ctx.scanners:
+        scan = client in ctx.scanners
+        if scan:
             likelihood = _LIKELIHOOD["brute"]
-            detail += f" {client} failed towards {SCAN_SERVERS}+ hosts: this looks like a scan."
-        advice = (f"Something drops TCP {port} between {client} and {server_ip} (a firewall on the path or the host's "
-                  f"own firewall), or the host is down. Open TCP {port} from the client to the ESXi host (the "
-                  f"console client connects to the host itself, not only to vCenter) and test with "
-                  f"`nc -vz {server_ip} {port}` or `Test-NetConnection {server_ip} -Port {port}`.")
-        out.append(Finding("syn_no_answer", f"{server} never answered {client}", detail, likelihood, advice,
-                           [client, server_ip], sessions[0].start, sessions[-1].end, frames,
-                           [s.uid for s in sessions], source=ctx.source(sessions[0])))
+        out.append(_Candidate("syn_no_answer", likelihood, sessions[0].start, _render_syn,
+                              (ctx, client, server_ip, port, sessions, syns, likelihood, facts, later, scan)))
     return out
 
 
-def _refused_findings(ctx: _Context) -> list[Finding]:
+def _render_syn(ctx: _Context, client: str, server_ip: str, port: int, sessions: list, syns: int,
+                likelihood: float, facts: tuple, later, scan: bool) -> Finding:
+    server = hostport(server_ip, port)
+    frames = [f for s in sessions for f in (s.first_frame, s.last_frame)]
+    detail = (f"{client} sent {_plural(syns, 'SYN')} to {server} in {_plural(len(sessions), 'attempt')} from "
+              f"{_when(sessions[0].start)} to {_when(sessions[-1].end)} ({_frames(frames)}); none was answered: "
+              f"no SYN-ACK, no RST, no ICMP error.")
+    detail += _context_notes(sessions, *facts[:3])
+    if later is not None:
+        detail += f" A later attempt worked ({later.uid}, frame {later.first_frame}): the block was transient."
+    if scan:
+        detail += f" {client} failed towards {SCAN_SERVERS}+ hosts: this looks like a scan."
+    advice = (f"Something drops TCP {port} between {client} and {server_ip} (a firewall on the path or the host's "
+              f"own firewall), or the host is down. Open TCP {port} from the client to the ESXi host (the "
+              f"console client connects to the host itself, not only to vCenter) and test with "
+              f"`nc -vz {server_ip} {port}` or `Test-NetConnection {server_ip} -Port {port}`.")
+    return Finding("syn_no_answer", f"{server} never answered {client}", detail, likelihood, advice,
+                   [client, server_ip], sessions[0].start, sessions[-1].end, frames,
+                   [s.uid for s in sessions], source=ctx.source(sessions[0]))
+
+
+def _refused_findings(ctx: _Context) -> list[_Candidate]:
     """SYN answered by RST (connection refused), per client and host: 0.85, 0.25 when a later
     attempt worked, 0.30 for a scanning client; +0.05 as for unanswered SYNs."""
     out = []
     for (client, server_ip, port, _source), sessions in _attempt_groups(ctx, "refused").items():
-        server = hostport(server_ip, port)
-        frames = [f for s in sessions for f in (s.first_frame, s.rst_frame, s.last_frame)]
-        syns = sum(max(1, s.syn_count) for s in sessions)
-        detail = (f"{server} answered {_plural(syns, 'SYN')} from {client} with RST ({_frames(frames)}, "
-                  f"{_when(sessions[0].start)}): nothing accepted the connection.")
-        notes, delta = _context_notes(ctx, sessions)
-        detail += notes
-        likelihood = _LIKELIHOOD["refused"] + delta
+        facts = _context_facts(ctx, sessions)
+        likelihood = _LIKELIHOOD["refused"] + facts[3]
         later = ctx.later_worked(sessions[-1])
         if later is not None:
             likelihood = _LIKELIHOOD["transient"]
-            detail += f" A later attempt worked ({later.uid}, frame {later.first_frame})."
-        if client in ctx.scanners:
+        scan = client in ctx.scanners
+        if scan:
             likelihood = _LIKELIHOOD["brute"]
-            detail += f" {client} failed towards {SCAN_SERVERS}+ hosts: this looks like a scan."
-        advice = (f"Nothing listens on {server}, or a firewall rejects with RST. Check that {server_ip} really is "
-                  f"the ESXi host the VM runs on (a stale DNS record pointing elsewhere?), that the host is not "
-                  f"restarting its management agents, and the firewall rules for TCP {port}.")
-        out.append(Finding("refused", f"{server} refused {client}", detail, likelihood, advice, [client, server_ip],
-                           sessions[0].start, sessions[-1].end, frames, [s.uid for s in sessions],
-                           source=ctx.source(sessions[0])))
+        out.append(_Candidate("refused", likelihood, sessions[0].start, _render_refused,
+                              (ctx, client, server_ip, port, sessions, likelihood, facts, later, scan)))
     return out
 
 
-def _login_findings(ctx: _Context) -> list[Finding]:
+def _render_refused(ctx: _Context, client: str, server_ip: str, port: int, sessions: list, likelihood: float,
+                    facts: tuple, later, scan: bool) -> Finding:
+    server = hostport(server_ip, port)
+    frames = [f for s in sessions for f in (s.first_frame, s.rst_frame, s.last_frame)]
+    syns = sum(max(1, s.syn_count) for s in sessions)
+    detail = (f"{server} answered {_plural(syns, 'SYN')} from {client} with RST ({_frames(frames)}, "
+              f"{_when(sessions[0].start)}): nothing accepted the connection.")
+    detail += _context_notes(sessions, *facts[:3])
+    if later is not None:
+        detail += f" A later attempt worked ({later.uid}, frame {later.first_frame})."
+    if scan:
+        detail += f" {client} failed towards {SCAN_SERVERS}+ hosts: this looks like a scan."
+    advice = (f"Nothing listens on {server}, or a firewall rejects with RST. Check that {server_ip} really is "
+              f"the ESXi host the VM runs on (a stale DNS record pointing elsewhere?), that the host is not "
+              f"restarting its management agents, and the firewall rules for TCP {port}.")
+    return Finding("refused", f"{server} refused {client}", detail, likelihood, advice, [client, server_ip],
+                   sessions[0].start, sessions[-1].end, frames, [s.uid for s in sessions],
+                   source=ctx.source(sessions[0]))
+
+
+def _login_findings(ctx: _Context) -> list[_Candidate]:
     """``530`` after PASS on daemons whose dialogue is visible (non-SSL authd, Workstation 912).
 
     0.80; 0.25 when a later login from the same client to the same host was accepted; 0.30
@@ -1225,9 +1298,7 @@ def _login_findings(ctx: _Context) -> list[Finding]:
             groups[(s.client_ip, s.server_ip, s.server_port, s.source)].append(s)
     out = []
     for (client, server_ip, port, _source), sessions in groups.items():
-        server = hostport(server_ip, port)
         fails = sum(s.logins_failed for s in sessions)
-        lines = [ln for s in sessions for ln in s.dialogue if not ln.from_client and ln.code == 530]
         users = []
         for s in sessions:
             for ln in s.dialogue:
@@ -1235,30 +1306,43 @@ def _login_findings(ctx: _Context) -> list[Finding]:
                     u = ln.text[5:].strip()
                     if u not in users:
                         users.append(u)
-        frames = [ln.frame for ln in lines]
         likelihood = _LIKELIHOOD["login"]
-        title = f"login rejected by {server}"
-        detail = (f"{server} answered {_plural(fails, 'login')} from {client} with 530 ({_frames(frames)}: "
-                  f"'{lines[0].text if lines else '530'}'); user(s): {', '.join(users) or 'not visible'}.")
         accepted = [t for t in ctx.by_pair[(sessions[0].source, client, server_ip, port)]
                     if t.login_outcome == "accepted" and t.start >= sessions[0].start]
-        if accepted and accepted[-1].end >= sessions[-1].start:
+        accepted_later = accepted[-1] if accepted and accepted[-1].end >= sessions[-1].start else None
+        if accepted_later is not None:
             likelihood = _LIKELIHOOD["transient"]
-            detail += f" A later login was accepted ({accepted[-1].uid})."
-        if fails >= 5 or len(users) >= 3:
+        guessing = fails >= 5 or len(users) >= 3
+        if guessing:
             likelihood = _LIKELIHOOD["brute"]
-            title = f"repeated login failures on {server} (password guessing?)"
         for s in sessions:
             ctx.explained.setdefault(s.uid, "login_rejected")
-        advice = ("Wrong user name or password for the host (authd checks host accounts, not vCenter's); on a "
-                  "console opened from vCenter this means a stale or foreign ticket: open the console again.")
-        out.append(Finding("login_rejected", title, detail, likelihood, advice, [client, server_ip],
-                           sessions[0].start, sessions[-1].end, frames, [s.uid for s in sessions],
-                           source=ctx.source(sessions[0])))
+        out.append(_Candidate("login_rejected", likelihood, sessions[0].start, _render_login,
+                              (ctx, client, server_ip, port, sessions, fails, users, likelihood, accepted_later,
+                               guessing)))
     return out
 
 
-def _connect_findings(ctx: _Context) -> list[Finding]:
+def _render_login(ctx: _Context, client: str, server_ip: str, port: int, sessions: list, fails: int,
+                  users: list[str], likelihood: float, accepted_later, guessing: bool) -> Finding:
+    server = hostport(server_ip, port)
+    lines = [ln for s in sessions for ln in s.dialogue if not ln.from_client and ln.code == 530]
+    frames = [ln.frame for ln in lines]
+    title = f"login rejected by {server}"
+    detail = (f"{server} answered {_plural(fails, 'login')} from {client} with 530 ({_frames(frames)}: "
+              f"'{lines[0].text if lines else '530'}'); user(s): {', '.join(users) or 'not visible'}.")
+    if accepted_later is not None:
+        detail += f" A later login was accepted ({accepted_later.uid})."
+    if guessing:
+        title = f"repeated login failures on {server} (password guessing?)"
+    advice = ("Wrong user name or password for the host (authd checks host accounts, not vCenter's); on a "
+              "console opened from vCenter this means a stale or foreign ticket: open the console again.")
+    return Finding("login_rejected", title, detail, likelihood, advice, [client, server_ip],
+                   sessions[0].start, sessions[-1].end, frames, [s.uid for s in sessions],
+                   source=ctx.source(sessions[0]))
+
+
+def _connect_findings(ctx: _Context) -> list[_Candidate]:
     """CONNECT/PROXY visible in clear and answered with an error (0.90) or followed by the end
     of the session with no reply within 10 s (0.70)."""
     out = []
@@ -1271,40 +1355,47 @@ def _connect_findings(ctx: _Context) -> list[Finding]:
             continue
         reply = next((ln for ln in s.dialogue if not ln.from_client and ln.code is not None and ln.ts >= cmd.ts
                       and ln.frame >= cmd.frame), None)
-        server = s.server
-        target = s.connect_target or "?"
         if s.connect_ok is False and reply is not None:
-            fallback = (f"error {reply.code} ({REPLY_CODES.get(reply.code, 'unknown')})",
-                        "Check the VM's state on the host.")
-            meaning, advice = CONNECT_CODES.get(reply.code, fallback)
-            detail = (f"{s.client_ip} asked {server} to connect to '{target}' (frame {cmd.frame}); authd answered "
-                      f"'{reply.text}' (frame {reply.frame}): {meaning}; the session ended {s.end - reply.ts:.3f} s "
-                      f"later (frame {s.last_frame}).")
             likelihood = _LIKELIHOOD["connect_code"]
-            frames = [cmd.frame, reply.frame, s.last_frame]
         elif s.connect_ok is None and s.state in ("closed", "reset") and s.end - cmd.ts <= ABORT_WINDOW_S:
-            who = _ender(s) or "one side"
-            detail = (f"{s.client_ip} asked {server} to connect to '{target}' (frame {cmd.frame}); no reply came and "
-                      f"the {who} ended the session {s.end - cmd.ts:.3f} s later "
-                      f"(frame {s.rst_frame or s.last_frame}): "
-                      "the VM was not found or not powered on, or the VMX refused the console.")
-            advice = ("Check that the VM is powered on and registered on this host (it may have moved); "
-                      "reopen the console from vCenter.")
             likelihood = _LIKELIHOOD["connect_silent"]
-            frames = [cmd.frame, s.rst_frame or s.last_frame]
+            reply = None
         else:
             continue
         ctx.explained.setdefault(s.uid, "connect_failed")
-        moved = ctx.followed_from(s)
-        out.append(Finding("connect_failed", f"CONNECT failed on {server}", detail, likelihood, advice,
-                           [s.client_ip, s.server_ip], s.start, s.end, frames, [s.uid],
-                           source=ctx.source(s)))
-        if moved is not None:
-            out[-1].detail += f" The VM's console had been on {moved.server} ({moved.uid}) until {_when(moved.end)}."
+        out.append(_Candidate("connect_failed", likelihood, s.start, _render_connect,
+                              (ctx, s, cmd, reply, likelihood, ctx.followed_from(s))))
     return out
 
 
-def _reset_findings(ctx: _Context) -> list[Finding]:
+def _render_connect(ctx: _Context, s, cmd, reply, likelihood: float, moved) -> Finding:
+    server = s.server
+    target = s.connect_target or "?"
+    if reply is not None:
+        fallback = (f"error {reply.code} ({REPLY_CODES.get(reply.code, 'unknown')})",
+                    "Check the VM's state on the host.")
+        meaning, advice = CONNECT_CODES.get(reply.code, fallback)
+        detail = (f"{s.client_ip} asked {server} to connect to '{target}' (frame {cmd.frame}); authd answered "
+                  f"'{reply.text}' (frame {reply.frame}): {meaning}; the session ended {s.end - reply.ts:.3f} s "
+                  f"later (frame {s.last_frame}).")
+        frames = [cmd.frame, reply.frame, s.last_frame]
+    else:
+        who = _ender(s) or "one side"
+        detail = (f"{s.client_ip} asked {server} to connect to '{target}' (frame {cmd.frame}); no reply came and "
+                  f"the {who} ended the session {s.end - cmd.ts:.3f} s later "
+                  f"(frame {s.rst_frame or s.last_frame}): "
+                  "the VM was not found or not powered on, or the VMX refused the console.")
+        advice = ("Check that the VM is powered on and registered on this host (it may have moved); "
+                  "reopen the console from vCenter.")
+        frames = [cmd.frame, s.rst_frame or s.last_frame]
+    f = Finding("connect_failed", f"CONNECT failed on {server}", detail, likelihood, advice,
+                [s.client_ip, s.server_ip], s.start, s.end, frames, [s.uid], source=ctx.source(s))
+    if moved is not None:
+        f.detail += f" The VM's console had been on {moved.server} ({moved.uid}) until {_when(moved.end)}."
+    return f
+
+
+def _reset_findings(ctx: _Context) -> list[_Candidate]:
     """Established 902 sessions ended by RST (not already explained by an earlier finding).
 
     From the server: 0.70; from the client: 0.45, or 0.35 for a console that ran over 10 s (a
@@ -1323,28 +1414,35 @@ def _reset_findings(ctx: _Context) -> list[Finding]:
             likelihood = _LIKELIHOOD["reset_client_long"]
         else:
             likelihood = _LIKELIHOOD["reset_client"]
-        what = "console (MKS) session" if mks else "session"
-        last_rec = s.rec_ts[-1] if len(s.rec_ts) else None
-        detail = (f"The {what} {s.client} -> {s.server} ({s.uid}) ran {s.duration_s:.1f} s and was reset by the "
-                  f"{who} at {_when(s.end)} (RST in frame {s.rst_frame}).")
-        idle = (s.end - last_rec) if last_rec is not None else None
-        if idle is not None and idle > 60:
-            detail += f" Nothing had been sent for {idle:.0f} s before: an idle timeout on a firewall or NAT?"
         reco = ctx.reconnects.get(s.uid)
-        if reco is not None and reco[0] == "retry":
+        retry = reco[2] if reco is not None and reco[0] == "retry" else None
+        if retry is not None:
             likelihood -= 0.2
-            b = reco[2]
-            detail += f" The client reconnected {b.start - s.end:.1f} s later ({b.uid}, frame {b.first_frame})."
-        if who == "server":
-            advice = ("The host (or a device in between) cut the session: check the VM (powered off, vMotion, "
-                      "crash), hostd/vmx logs, and firewalls or IPS devices with session limits.")
-        else:
-            advice = ("The client aborted: a closed console window ends that way; otherwise check the client "
-                      "(VMRC logs) and the network path for drops.")
-        out.append(Finding("reset_midstream", f"{what} to {s.server} reset by the {who}", detail, _clamp(likelihood),
-                           advice, [s.client_ip, s.server_ip], s.start, s.end,
-                           [s.first_frame, s.rst_frame], [s.uid], source=ctx.source(s)))
+        likelihood = _clamp(likelihood)
+        out.append(_Candidate("reset_midstream", likelihood, s.start, _render_reset,
+                              (ctx, s, who, mks, likelihood, retry)))
     return out
+
+
+def _render_reset(ctx: _Context, s, who: str, mks: bool, likelihood: float, retry) -> Finding:
+    what = "console (MKS) session" if mks else "session"
+    last_rec = s.rec_ts[-1] if len(s.rec_ts) else None
+    detail = (f"The {what} {s.client} -> {s.server} ({s.uid}) ran {s.duration_s:.1f} s and was reset by the "
+              f"{who} at {_when(s.end)} (RST in frame {s.rst_frame}).")
+    idle = (s.end - last_rec) if last_rec is not None else None
+    if idle is not None and idle > 60:
+        detail += f" Nothing had been sent for {idle:.0f} s before: an idle timeout on a firewall or NAT?"
+    if retry is not None:
+        detail += f" The client reconnected {retry.start - s.end:.1f} s later ({retry.uid}, frame {retry.first_frame})."
+    if who == "server":
+        advice = ("The host (or a device in between) cut the session: check the VM (powered off, vMotion, "
+                  "crash), hostd/vmx logs, and firewalls or IPS devices with session limits.")
+    else:
+        advice = ("The client aborted: a closed console window ends that way; otherwise check the client "
+                  "(VMRC logs) and the network path for drops.")
+    return Finding("reset_midstream", f"{what} to {s.server} reset by the {who}", detail, likelihood,
+                   advice, [s.client_ip, s.server_ip], s.start, s.end,
+                   [s.first_frame, s.rst_frame], [s.uid], source=ctx.source(s))
 
 
 def _noise_name(name: str) -> bool:
@@ -1353,7 +1451,10 @@ def _noise_name(name: str) -> bool:
     return (first.startswith("_") or first in _NOISE_LABELS or low.endswith((".arpa", ".local")) or name == ".")
 
 
-def _dns_findings(ctx: _Context) -> list[Finding]:
+_DNS_KINDS = {"NXDOMAIN": "dns_nxdomain", "no_answer": "dns_no_answer", "no_address": "dns_no_address"}
+
+
+def _dns_findings(ctx: _Context) -> list[_Candidate]:
     """Names that failed (and did not resolve afterwards) for the client that asked.
 
     Likelihood: 0.40, +0.25 when no 902 connection from that client followed within 60 s (the
@@ -1365,56 +1466,64 @@ def _dns_findings(ctx: _Context) -> list[Finding]:
         if not entry.failed or _noise_name(entry.name):
             continue
         outcome = entry.outcome
-        kind = {"NXDOMAIN": "dns_nxdomain", "no_answer": "dns_no_answer", "no_address": "dns_no_address"}.get(
-            outcome, "dns_servfail")
+        kind = _DNS_KINDS.get(outcome, "dns_servfail")
         likelihood = _LIKELIHOOD["dns"]
         t0 = entry.first_fail_ts or entry.first_ts
         followed = [s for s in ctx.by_client.get((ctx.diag._source(entry.source_index), entry.client), ())
                     if t0 <= s.start <= t0 + FOLLOW_WINDOW_S]
         fails = sum(v for k, v in entry.outcomes.items() if k != "NOERROR")
-        resolvers = ", ".join(sorted(entry.resolvers)) or "?"
-        said = {"NXDOMAIN": "answered NXDOMAIN (no such name)", "no_answer": "never answered",
-                "no_address": "answered without any address record"}.get(outcome, f"answered {outcome}")
-        detail = (f"{entry.client} asked {resolvers} for '{entry.name}' ({'/'.join(sorted(entry.qtypes))}; "
-                  f"{_plural(entry.queries, 'query')}, {_frames(entry.query_frames)}); the DNS server "
-                  f"{said} ({_plural(fails, 'time')}"
-                  + (f", {_frames(entry.fail_frames)}" if outcome != "no_answer" else "") + ").")
         if not followed:
             likelihood += 0.25
-            detail += (f" No 902 connection from {entry.client} followed within {FOLLOW_WINDOW_S:.0f} s: "
-                       "the console never got as far as the host.")
         else:
             likelihood -= 0.10
-            detail += (f" {entry.client} did open 902 to {followed[0].server} soon after (frame "
-                       f"{followed[0].first_frame}), perhaps by address or another name.")
         if _VSPHERE_NAME.search(entry.name.split(".", 1)[0]):
             likelihood += 0.15
         if fails > 1:
             likelihood += 0.05
-        if outcome == "NXDOMAIN":
-            advice = (f"'{entry.name}' does not exist in DNS for this client: add the A/AAAA record, fix the search "
-                      "domain, or make vCenter know the host by a name clients can resolve (the console client "
-                      "connects to the host by the name vCenter gives it).")
-        elif outcome == "no_answer":
-            advice = (f"The resolver {resolvers} did not answer: check that it is reachable from {entry.client} "
-                      "(UDP/TCP 53 through firewalls) and running.")
-        elif outcome == "no_address":
-            advice = f"'{entry.name}' exists but has no address record of the type asked: add the A (or AAAA) record."
-        else:
-            advice = (f"The resolver {resolvers} could not resolve '{entry.name}' ({outcome}): check its forwarders "
-                      "or the authoritative server of that zone.")
-        titles = {"dns_nxdomain": f"'{entry.name}' does not resolve (NXDOMAIN)",
-                  "dns_no_answer": f"no DNS answer for '{entry.name}'",
-                  "dns_no_address": f"'{entry.name}' has no address",
-                  "dns_servfail": f"DNS lookup of '{entry.name}' failed ({outcome})"}
-        out.append(Finding(kind, titles[kind], detail, _clamp(likelihood), advice,
-                           [entry.client, *sorted(entry.resolvers)], entry.first_ts, entry.last_ts,
-                           entry.query_frames + entry.fail_frames, [s.uid for s in followed[:1]],
-                           source=ctx.diag._source(entry.source_index)))
+        likelihood = _clamp(likelihood)
+        out.append(_Candidate(kind, likelihood, entry.first_ts, _render_dns,
+                              (ctx, entry, kind, outcome, followed, fails, likelihood)))
     return out
 
 
-def _reconnect_findings(ctx: _Context) -> list[Finding]:
+def _render_dns(ctx: _Context, entry: NameLookup, kind: str, outcome: str, followed: list, fails: int,
+                likelihood: float) -> Finding:
+    resolvers = ", ".join(sorted(entry.resolvers)) or "?"
+    said = {"NXDOMAIN": "answered NXDOMAIN (no such name)", "no_answer": "never answered",
+            "no_address": "answered without any address record"}.get(outcome, f"answered {outcome}")
+    detail = (f"{entry.client} asked {resolvers} for '{entry.name}' ({'/'.join(sorted(entry.qtypes))}; "
+              f"{_plural(entry.queries, 'query')}, {_frames(entry.query_frames)}); the DNS server "
+              f"{said} ({_plural(fails, 'time')}"
+              + (f", {_frames(entry.fail_frames)}" if outcome != "no_answer" else "") + ").")
+    if not followed:
+        detail += (f" No 902 connection from {entry.client} followed within {FOLLOW_WINDOW_S:.0f} s: "
+                   "the console never got as far as the host.")
+    else:
+        detail += (f" {entry.client} did open 902 to {followed[0].server} soon after (frame "
+                   f"{followed[0].first_frame}), perhaps by address or another name.")
+    if outcome == "NXDOMAIN":
+        advice = (f"'{entry.name}' does not exist in DNS for this client: add the A/AAAA record, fix the search "
+                  "domain, or make vCenter know the host by a name clients can resolve (the console client "
+                  "connects to the host by the name vCenter gives it).")
+    elif outcome == "no_answer":
+        advice = (f"The resolver {resolvers} did not answer: check that it is reachable from {entry.client} "
+                  "(UDP/TCP 53 through firewalls) and running.")
+    elif outcome == "no_address":
+        advice = f"'{entry.name}' exists but has no address record of the type asked: add the A (or AAAA) record."
+    else:
+        advice = (f"The resolver {resolvers} could not resolve '{entry.name}' ({outcome}): check its forwarders "
+                  "or the authoritative server of that zone.")
+    titles = {"dns_nxdomain": f"'{entry.name}' does not resolve (NXDOMAIN)",
+              "dns_no_answer": f"no DNS answer for '{entry.name}'",
+              "dns_no_address": f"'{entry.name}' has no address",
+              "dns_servfail": f"DNS lookup of '{entry.name}' failed ({outcome})"}
+    return Finding(kind, titles[kind], detail, likelihood, advice,
+                   [entry.client, *sorted(entry.resolvers)], entry.first_ts, entry.last_ts,
+                   entry.query_frames + entry.fail_frames, [s.uid for s in followed[:1]],
+                   source=ctx.diag._source(entry.source_index))
+
+
+def _reconnect_findings(ctx: _Context) -> list[_Candidate]:
     """Notes, not problems: a console session followed within 60 s by one from the same client
     to another host (``console_followed_vm``, 0.10: the console followed its VM, likely after a
     vMotion; a 443 connection to vCenter in between is named) or to the same host
@@ -1425,71 +1534,98 @@ def _reconnect_findings(ctx: _Context) -> list[Finding]:
         if kind == "moved":
             if not _console_ok(b):
                 continue  # the failed attempt carries the story in its own finding
-            gap = b.start - a.end
-            vc = ctx.vcenter_between(a.source, a.client_ip, a.end, b.start, {a.server_ip, b.server_ip})
-            detail = (f"The console of {a.client_ip} on {a.server} ({a.uid}, frames {a.first_frame}-{a.last_frame}) "
-                      f"ended at {_when(a.end)}; {gap:.1f} s later the same client opened a console on {b.server} "
-                      f"({b.uid}, frame {b.first_frame}).")
-            frames = [a.first_frame, a.last_frame, b.first_frame]
-            hosts = [a.client_ip, a.server_ip, b.server_ip]
-            if vc is not None:
-                detail += (f" In between it talked to {vc.server_ip}:{vc.server_port}"
-                           + (f" ('{vc.sni}')" if vc.sni else "") + f" (frame {vc.first_frame}): asking vCenter where "
-                           "the VM went.")
-                frames.append(vc.first_frame)
-                hosts.append(vc.server_ip)
-            detail += " This is a console following its VM to another host, most likely after a vMotion."
-            out.append(Finding("console_followed_vm", f"console moved from {a.server_ip} to {b.server_ip} (vMotion?)",
-                               detail, _LIKELIHOOD["followed"],
-                               "Nothing to fix if the new console works; if consoles break after migrations, every "
-                               "host in the cluster must be resolvable and reachable on 902 from the client.",
-                               hosts, a.start, b.start, frames, [a.uid, b.uid], severity="info", source=ctx.source(a)))
+            out.append(_Candidate("console_followed_vm", _LIKELIHOOD["followed"], a.start, _render_moved,
+                                  (ctx, a, b), severity="info"))
         else:
-            gap = b.start - a.end
-            how = {"no_answer": "was never answered", "refused": "was refused", "reset": "was reset"}.get(
-                a.state, "ended")
-            detail = (f"{a.client_ip}'s session to {a.server} ({a.uid}, frame {a.first_frame}) {how} at "
-                      f"{_when(a.end)}; "
-                      f"{gap:.1f} s later the client opened the console on the same host again ({b.uid}, frame "
-                      f"{b.first_frame}), which worked.")
-            out.append(Finding("console_retry", f"console to {a.server} reconnected", detail, _LIKELIHOOD["retry"],
-                               "A retry that worked: if it happens often, look at the first session's failure.",
-                               [a.client_ip, a.server_ip], a.start, b.start, [a.first_frame, b.first_frame],
-                               [a.uid, b.uid], severity="info", source=ctx.source(a)))
+            out.append(_Candidate("console_retry", _LIKELIHOOD["retry"], a.start, _render_retry, (ctx, a, b),
+                                  severity="info"))
     return out
 
 
-def _path_findings(ctx: _Context) -> list[Finding]:
+def _render_moved(ctx: _Context, a, b) -> Finding:
+    gap = b.start - a.end
+    vc = ctx.vcenter_between(a.source, a.client_ip, a.end, b.start, {a.server_ip, b.server_ip})
+    detail = (f"The console of {a.client_ip} on {a.server} ({a.uid}, frames {a.first_frame}-{a.last_frame}) "
+              f"ended at {_when(a.end)}; {gap:.1f} s later the same client opened a console on {b.server} "
+              f"({b.uid}, frame {b.first_frame}).")
+    frames = [a.first_frame, a.last_frame, b.first_frame]
+    hosts = [a.client_ip, a.server_ip, b.server_ip]
+    if vc is not None:
+        detail += (f" In between it talked to {vc.server_ip}:{vc.server_port}"
+                   + (f" ('{vc.sni}')" if vc.sni else "") + f" (frame {vc.first_frame}): asking vCenter where "
+                   "the VM went.")
+        frames.append(vc.first_frame)
+        hosts.append(vc.server_ip)
+    detail += " This is a console following its VM to another host, most likely after a vMotion."
+    return Finding("console_followed_vm", f"console moved from {a.server_ip} to {b.server_ip} (vMotion?)",
+                   detail, _LIKELIHOOD["followed"],
+                   "Nothing to fix if the new console works; if consoles break after migrations, every "
+                   "host in the cluster must be resolvable and reachable on 902 from the client.",
+                   hosts, a.start, b.start, frames, [a.uid, b.uid], severity="info", source=ctx.source(a))
+
+
+def _render_retry(ctx: _Context, a, b) -> Finding:
+    gap = b.start - a.end
+    how = {"no_answer": "was never answered", "refused": "was refused", "reset": "was reset"}.get(
+        a.state, "ended")
+    detail = (f"{a.client_ip}'s session to {a.server} ({a.uid}, frame {a.first_frame}) {how} at "
+              f"{_when(a.end)}; "
+              f"{gap:.1f} s later the client opened the console on the same host again ({b.uid}, frame "
+              f"{b.first_frame}), which worked.")
+    return Finding("console_retry", f"console to {a.server} reconnected", detail, _LIKELIHOOD["retry"],
+                   "A retry that worked: if it happens often, look at the first session's failure.",
+                   [a.client_ip, a.server_ip], a.start, b.start, [a.first_frame, b.first_frame],
+                   [a.uid, b.uid], severity="info", source=ctx.source(a))
+
+
+def _path_findings(ctx: _Context) -> list[_Candidate]:
     """Console paths other than 902 that were not answered or refused: the vCenter relay
     (7331/7343) or 443 of a known ESXi host or vCenter — 0.70."""
     groups: dict[tuple, list[ConsoleConn]] = defaultdict(list)
     for c in ctx.conns:
-        if c.state in ("no_answer", "refused") and (c.server_port in (7331, 7343) or c.kind != "https"):
-            groups[(c.client_ip, c.server_ip, c.server_port, c.state, c.source_index)].append(c)
-    out = []
-    for (client, server_ip, port, state, _index), conns in groups.items():
-        server = hostport(server_ip, port)
-        frames = [f for c in conns for f in c.frames]
-        role = ("vCenter console relay" if port in (7331, 7343) else
-                "ESXi host" if server_ip in ctx.esxi_ips else "vCenter")
-        frames += [c.last_frame for c in conns]
-        how = "never answered" if state == "no_answer" else "refused (RST)"
-        syns = sum(max(1, c.syn_count) for c in conns)
-        detail = (f"{client} sent {_plural(syns, 'SYN')} to {server} ({role}) in {_plural(len(conns), 'attempt')} "
-                  f"from {_when(conns[0].start)} to {_when(conns[-1].end)}: {how} ({_frames(frames)}).")
-        if port in (7331, 7343):
-            detail += " The web client console (Mac / HTML5) goes through this relay, not through 902."
-        advice = (f"Allow TCP {port} from {client} to {server_ip}"
-                  + (" (the web client console relay runs on vCenter)" if port in (7331, 7343) else "") + ".")
-        out.append(Finding("console_path_blocked", f"{role} {server} not reachable from {client}", detail,
-                           _LIKELIHOOD["path_blocked"], advice, [client, server_ip], conns[0].start, conns[-1].end,
-                           frames, [], source=ctx.diag._source(conns[0].source_index)))
-    return out
+        if c.server_port in (7331, 7343) or c.kind != "https":
+            state = c.state
+            if state == "no_answer" or state == "refused":
+                groups[(c.client_ip, c.server_ip, c.server_port, state, c.source_index)].append(c)
+    return [_Candidate("console_path_blocked", _LIKELIHOOD["path_blocked"], conns[0].start, _render_path,
+                       (ctx, key, conns))
+            for key, conns in groups.items()]
 
 
-def _rank(findings: list[Finding], counts: Counter) -> list[Finding]:
-    """Problems before notes, most likely first; at most MAX_FINDINGS_PER_KIND per kind."""
-    for f in findings:
+def _render_path(ctx: _Context, key: tuple, conns: list[ConsoleConn]) -> Finding:
+    client, server_ip, port, state, _index = key
+    server = hostport(server_ip, port)
+    frames = [f for c in conns for f in c.frames]
+    role = ("vCenter console relay" if port in (7331, 7343) else
+            "ESXi host" if server_ip in ctx.esxi_ips else "vCenter")
+    frames += [c.last_frame for c in conns]
+    how = "never answered" if state == "no_answer" else "refused (RST)"
+    syns = sum(max(1, c.syn_count) for c in conns)
+    detail = (f"{client} sent {_plural(syns, 'SYN')} to {server} ({role}) in {_plural(len(conns), 'attempt')} "
+              f"from {_when(conns[0].start)} to {_when(conns[-1].end)}: {how} ({_frames(frames)}).")
+    if port in (7331, 7343):
+        detail += " The web client console (Mac / HTML5) goes through this relay, not through 902."
+    advice = (f"Allow TCP {port} from {client} to {server_ip}"
+              + (" (the web client console relay runs on vCenter)" if port in (7331, 7343) else "") + ".")
+    return Finding("console_path_blocked", f"{role} {server} not reachable from {client}", detail,
+                   _LIKELIHOOD["path_blocked"], advice, [client, server_ip], conns[0].start, conns[-1].end,
+                   frames, [], source=ctx.diag._source(conns[0].source_index))
+
+
+def _rank(candidates: list[_Candidate], counts: Counter) -> list[Finding]:
+    """Problems before notes, most likely first; at most MAX_FINDINGS_PER_KIND per kind.  Only
+    the findings kept are rendered; the others are counted (``findings_suppressed``).  The sort
+    is stable: equal keys keep the builders' order."""
+    ordered = sorted(candidates, key=lambda c: (c.severity != "problem", -round(_clamp(c.likelihood), 3),
+                                                c.first_ts or 0.0, c.kind))
+    per_kind: Counter = Counter()
+    kept = []
+    for c in ordered:
+        per_kind[c.kind] += 1
+        if per_kind[c.kind] > MAX_FINDINGS_PER_KIND:
+            counts["findings_suppressed"] += 1
+            continue
+        f = c.render(*c.args)
         f.likelihood = round(_clamp(f.likelihood), 3)
         f.evidence = sorted({x for x in f.evidence if x is not None})
         seen = []
@@ -1497,14 +1633,6 @@ def _rank(findings: list[Finding], counts: Counter) -> list[Finding]:
             if h not in seen:
                 seen.append(h)
         f.hosts = seen
-    findings.sort(key=lambda f: (f.severity != "problem", -f.likelihood, f.first_ts or 0.0, f.kind))
-    per_kind: Counter = Counter()
-    kept = []
-    for f in findings:
-        per_kind[f.kind] += 1
-        if per_kind[f.kind] > MAX_FINDINGS_PER_KIND:
-            counts["findings_suppressed"] += 1
-            continue
         kept.append(f)
     for i, f in enumerate(kept, 1):
         f.rank = i

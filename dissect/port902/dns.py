@@ -13,8 +13,10 @@ Pipeline stage: a side analysis (``diagnose.py``) hands one UDP payload in and g
 DNS.  Its per-packet path uses the two fast readers instead, :func:`scan_question` and
 :func:`answer_addresses`: they build no objects beyond what the diagnosis keeps, and give
 exactly what ``parse(data, strict=False)`` gives for those fields (``tests/test_dns.py``
-proves it on fuzzed and mutated messages).  A capture is hostile input: names keep their bytes (decoded latin-1, a ``.`` inside a
-label escaped as ``\\.``) and are escaped only where they meet a terminal (``report.safe``).
+proves it on fuzzed and mutated messages).
+
+A capture is hostile input: names keep their bytes (decoded latin-1, a ``.`` inside a label
+escaped as ``\\.``) and are escaped only where they meet a terminal (``report.safe``).
 """
 
 from __future__ import annotations
