@@ -127,7 +127,8 @@ def render_json(analysis, out: TextIO, records: bool = False) -> None:
     """Indented for a person at a terminal; compact (and several times faster to write) into
     a file or a pipe."""
     indent = 2 if getattr(out, "isatty", lambda: False)() else None
-    json.dump(analysis.to_dict(records=records), out, ensure_ascii=True, indent=indent, default=str)
+    # json.dumps, not json.dump: dump always takes the pure-Python encoder, dumps the C one
+    out.write(json.dumps(analysis.to_dict(records=records), ensure_ascii=True, indent=indent, default=str))
     out.write("\n")
 
 
