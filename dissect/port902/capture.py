@@ -373,15 +373,68 @@ class CaptureReader:
 
     # -- pcapng -------------------------------------------------------------------------
 
+    def _pcapng_block(self, buf, off: int, end: int, base: int, frame: int, sec: "_Section", decode):
+        """Handle the pcapng block at ``off`` (both engines: the pure loop for every block, the C
+        driver for the blocks its scanner hands back).  Returns (status, frame, next offset, packet):
+        status ``_BLOCK_STOP`` (corrupt: stop here), ``_BLOCK_MORE`` (the block runs past the data)
+        or ``_BLOCK_OK``."""
+        btype, blen = sec.blk.unpack_from(buf, off)
+        if btype == PCAPNG_SHB:
+            bom = struct.unpack_from("<I", buf, off + 8)[0]
+            if bom == PCAPNG_BYTE_ORDER_MAGIC:
+                sec.reset("<")
+            elif bom == 0x4D3C2B1A:
+                sec.reset(">")
+            else:
+                self._warn(base + off, None, "corrupt_record", "section header with a bad byte-order magic; stopping")
+                return _BLOCK_STOP, frame, off, None
+            blen = sec.blk.unpack_from(buf, off)[1]
+        if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            self._warn(base + off, frame + 1, "corrupt_record",
+                       f"block of type {btype:#x} claims length {blen}; stopping here")
+            return _BLOCK_STOP, frame, off, None
+        nxt = off + blen
+        if nxt > end:
+            return _BLOCK_MORE, frame, off, None
+        pkt = None
+        ifaces = sec.ifaces
+        if btype == 6 or btype == 2:  # EPB, obsolete OPB
+            frame += 1
+            if off + 28 > end:  # a block shorter than its header, at the end of the data
+                self._warn(base + off, frame, "corrupt_record",
+                           f"packet block of {blen} bytes is too short for its header; skipped")
+                return _BLOCK_OK, frame, nxt, None
+            if btype == 6:
+                ifid, ts_hi, ts_lo, incl, orig = sec.epb.unpack_from(buf, off + 8)
+            else:
+                ifid_drops, ts_hi, ts_lo, incl, orig = sec.epb.unpack_from(buf, off + 8)
+                ifid = ifid_drops >> 16 if sec.endian == ">" else ifid_drops & 0xFFFF
+            if incl > blen - 32:
+                self._warn(base + off, frame, "corrupt_record",
+                           f"packet block claims {incl} captured bytes in a {blen}-byte block; skipped")
+            elif ifid < len(ifaces) and ifaces[ifid] is not None:
+                layout, div, tsoff = ifaces[ifid]
+                pkt = decode(buf, off + 28, incl, orig, layout, frame, 0, (ts_hi << 32) | ts_lo, div,
+                             base + off, tsoff)
+            elif ifid >= len(ifaces):
+                self._warn(base + off, frame, "corrupt_record", f"packet names interface {ifid}, which was never described")
+        elif btype == 3:  # SPB: no timestamp, interface 0
+            frame += 1
+            orig = struct.unpack_from(sec.endian + "I", buf, off + 8)[0]
+            incl = min(orig, blen - 16)
+            if ifaces and ifaces[0] is not None:
+                layout, div, tsoff = ifaces[0]
+                pkt = decode(buf, off + 12, incl, orig, layout, frame, 0, 0, div, base + off, tsoff)
+        elif btype == 1:  # IDB
+            sec.add_interface(self._parse_idb(buf, off, blen, sec.endian, base))
+        return _BLOCK_OK, frame, nxt, pkt
+
     def _iter_pcapng(self) -> Iterator[Packet]:
         frame = 0
         base = 0
         buf = b""
         off = 0
-        endian = "<"
-        blk = struct.Struct("<II")
-        epb = struct.Struct("<IIIII")
-        ifaces: list[tuple | None] = []  # per interface: (layout, ticks per second, ts offset)
+        sec = _Section()
         decode = self._decoder()
         stats = self.stats
         for chunk in self._chunks(self._head):
@@ -390,64 +443,14 @@ class CaptureReader:
             off = 0
             end = len(buf)
             while off + 12 <= end:
-                btype, blen = blk.unpack_from(buf, off)
-                if btype == PCAPNG_SHB:
-                    bom = struct.unpack_from("<I", buf, off + 8)[0]
-                    if bom == PCAPNG_BYTE_ORDER_MAGIC:
-                        endian = "<"
-                    elif bom == 0x4D3C2B1A:
-                        endian = ">"
-                    else:
-                        self._warn(base + off, None, "corrupt_record", "section header with a bad byte-order magic; stopping")
-                        stats.packets = frame
-                        return
-                    blk = struct.Struct(endian + "II")
-                    epb = struct.Struct(endian + "IIIII")
-                    blen = blk.unpack_from(buf, off)[1]
-                    ifaces = []
-                if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                    self._warn(base + off, frame + 1, "corrupt_record",
-                               f"block of type {btype:#x} claims length {blen}; stopping here")
+                status, frame, nxt, pkt = self._pcapng_block(buf, off, end, base, frame, sec, decode)
+                if status == _BLOCK_STOP:
                     stats.packets = frame
                     return
-                nxt = off + blen
-                if nxt > end:
+                if status == _BLOCK_MORE:
                     break
-                if btype == 6 or btype == 2:  # EPB, obsolete OPB
-                    if off + 28 > end:  # a block shorter than its header, at the end of the data
-                        frame += 1
-                        self._warn(base + off, frame, "corrupt_record",
-                                   f"packet block of {blen} bytes is too short for its header; skipped")
-                        off = nxt
-                        continue
-                    if btype == 6:
-                        ifid, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
-                    else:
-                        ifid_drops, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
-                        ifid = ifid_drops >> 16 if endian == ">" else ifid_drops & 0xFFFF
-                    frame += 1
-                    if incl > blen - 32:
-                        self._warn(base + off, frame, "corrupt_record",
-                                   f"packet block claims {incl} captured bytes in a {blen}-byte block; skipped")
-                    elif ifid < len(ifaces) and ifaces[ifid] is not None:
-                        layout, div, tsoff = ifaces[ifid]
-                        pkt = decode(buf, off + 28, incl, orig, layout, frame, 0, (ts_hi << 32) | ts_lo, div,
-                                     base + off, tsoff)
-                        if pkt is not None:
-                            yield pkt
-                    elif ifid >= len(ifaces):
-                        self._warn(base + off, frame, "corrupt_record", f"packet names interface {ifid}, which was never described")
-                elif btype == 3:  # SPB: no timestamp, interface 0
-                    frame += 1
-                    orig = struct.unpack_from(endian + "I", buf, off + 8)[0]
-                    incl = min(orig, blen - 16)
-                    if ifaces and ifaces[0] is not None:
-                        layout, div, tsoff = ifaces[0]
-                        pkt = decode(buf, off + 12, incl, orig, layout, frame, 0, 0, div, base + off, tsoff)
-                        if pkt is not None:
-                            yield pkt
-                elif btype == 1:  # IDB
-                    ifaces.append(self._parse_idb(buf, off, blen, endian, base))
+                if pkt is not None:
+                    yield pkt
                 off = nxt
         stats.packets = frame
         if off < len(buf):
@@ -599,13 +602,7 @@ class CaptureReader:
 
     def _fast_pcapng(self) -> Iterator[Packet]:
         frame = 0
-        endian = "<"
-        blk = struct.Struct("<II")
-        epb = struct.Struct("<IIIII")
-        ifaces: list[tuple | None] = []  # per interface: (layout, ticks per second, ts offset)
-        iftab = array("i")  # the same for the scanner: (EtherType offset, network offset) pairs
-        tsinfo: list[tuple[int, int] | None] = []  # and (ticks per second, ts offset)
-        iface_none = _fastscan.IFACE_NONE
+        sec = _Section()  # interfaces, also in the scanner's form (iftab, tsinfo)
         decode = self._decoder()  # for the rare packet block handled here
         scan = _fastscan.scan_pcapng
         need_more, slow = _fastscan.STOP_NEED_MORE, _fastscan.STOP_SLOW
@@ -621,8 +618,9 @@ class CaptureReader:
             budget = MMAP_WINDOW if buf is self._mm else MAX_SCAN
             end = len(buf)
             while True:
-                off, frame, reason, hits, nexts = scan(buf, off, endian == ">", iftab, frame, ports.tcp, ports.ctl,
-                                                       ports.udp, ports.flags, budget, FAST_BATCH, Packet, tsinfo)
+                off, frame, reason, hits, nexts = scan(buf, off, sec.endian == ">", sec.iftab, frame, ports.tcp,
+                                                       ports.ctl, ports.udp, ports.flags, budget, FAST_BATCH, Packet,
+                                                       sec.tsinfo)
                 for item in hits:
                     if item.__class__ is Packet:  # built by the scanner
                         pkt = item
@@ -630,7 +628,7 @@ class CaptureReader:
                         rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet = item
                         if greet >= 0:
                             ports.greeting(greet)
-                        _layout, div, tsoff = ifaces[ifid]
+                        _layout, div, tsoff = sec.ifaces[ifid]
                         ts = ts_a + ts_b / div + tsoff
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
@@ -651,67 +649,13 @@ class CaptureReader:
                         dropped = self._fast_window(base + off, dropped)
                         window_end = off + MMAP_WINDOW
                     continue
-                # one block the scanner leaves to Python: the body of _iter_pcapng's loop
-                btype, blen = blk.unpack_from(buf, off)
-                if btype == PCAPNG_SHB:
-                    bom = struct.unpack_from("<I", buf, off + 8)[0]
-                    if bom == PCAPNG_BYTE_ORDER_MAGIC:
-                        endian = "<"
-                    elif bom == 0x4D3C2B1A:
-                        endian = ">"
-                    else:
-                        self._warn(base + off, None, "corrupt_record", "section header with a bad byte-order magic; stopping")
-                        stats.packets = frame
-                        return
-                    blk = struct.Struct(endian + "II")
-                    epb = struct.Struct(endian + "IIIII")
-                    blen = blk.unpack_from(buf, off)[1]
-                    ifaces = []
-                    iftab = array("i")
-                    tsinfo = []
-                if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                    self._warn(base + off, frame + 1, "corrupt_record",
-                               f"block of type {btype:#x} claims length {blen}; stopping here")
+                # one block the scanner leaves to Python, handled as the pure engine handles it
+                status, frame, nxt, pkt = self._pcapng_block(buf, off, end, base, frame, sec, decode)
+                if status == _BLOCK_STOP:
                     stats.packets = frame
                     return
-                nxt = off + blen
-                if nxt > end:
+                if status == _BLOCK_MORE:
                     break
-                pkt = None
-                if btype == 6 or btype == 2:  # EPB, obsolete OPB
-                    if off + 28 > end:  # a block shorter than its header, at the end of the data
-                        frame += 1
-                        self._warn(base + off, frame, "corrupt_record",
-                                   f"packet block of {blen} bytes is too short for its header; skipped")
-                        off = nxt
-                        continue
-                    if btype == 6:
-                        ifid, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
-                    else:
-                        ifid_drops, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
-                        ifid = ifid_drops >> 16 if endian == ">" else ifid_drops & 0xFFFF
-                    frame += 1
-                    if incl > blen - 32:
-                        self._warn(base + off, frame, "corrupt_record",
-                                   f"packet block claims {incl} captured bytes in a {blen}-byte block; skipped")
-                    elif ifid < len(ifaces) and ifaces[ifid] is not None:
-                        layout, div, tsoff = ifaces[ifid]
-                        pkt = decode(buf, off + 28, incl, orig, layout, frame, 0, (ts_hi << 32) | ts_lo, div,
-                                     base + off, tsoff)
-                    elif ifid >= len(ifaces):
-                        self._warn(base + off, frame, "corrupt_record", f"packet names interface {ifid}, which was never described")
-                elif btype == 3:  # SPB: no timestamp, interface 0
-                    frame += 1
-                    orig = struct.unpack_from(endian + "I", buf, off + 8)[0]
-                    incl = min(orig, blen - 16)
-                    if ifaces and ifaces[0] is not None:
-                        layout, div, tsoff = ifaces[0]
-                        pkt = decode(buf, off + 12, incl, orig, layout, frame, 0, 0, div, base + off, tsoff)
-                elif btype == 1:  # IDB
-                    iface = self._parse_idb(buf, off, blen, endian, base)
-                    ifaces.append(iface)
-                    iftab.extend(iface[0] if iface is not None else (iface_none, 0))
-                    tsinfo.append(iface[1:] if iface is not None else None)
                 off = nxt
                 if pkt is not None:
                     yield pkt
@@ -850,6 +794,31 @@ class CaptureReader:
             return None
         payload = buf[l4 + 8:min(ip_end, end)]
         return Packet(frame, ts, proto, src, dst, itype, icode, 0, 0, 0, 0, payload, max(0, ip_end - l4 - 8), orig)
+
+
+_BLOCK_OK, _BLOCK_MORE, _BLOCK_STOP = range(3)
+
+
+class _Section:
+    """State of the current pcapng section: byte order, block structs and the interfaces, kept
+    both as Python tuples and in the C scanner's flat form."""
+
+    def __init__(self) -> None:
+        self.reset("<")
+
+    def reset(self, endian: str) -> None:
+        self.endian = endian
+        self.blk = struct.Struct(endian + "II")
+        self.epb = struct.Struct(endian + "IIIII")
+        self.ifaces: list[tuple | None] = []  # per interface: (layout, ticks per second, ts offset)
+        self.iftab = array("i")  # for the scanner: (EtherType offset, network offset) pairs
+        self.tsinfo: list[tuple[int, int] | None] = []  # and (ticks per second, ts offset)
+
+    def add_interface(self, iface: tuple | None) -> None:
+        self.ifaces.append(iface)
+        if _fastscan is not None:
+            self.iftab.extend(iface[0] if iface is not None else (_fastscan.IFACE_NONE, 0))
+        self.tsinfo.append(iface[1:] if iface is not None else None)
 
 
 def _after(hits: list, item: object, nexts: bytes) -> int:
