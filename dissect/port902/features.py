@@ -41,6 +41,7 @@ class Message:
     size: int  # estimated plaintext bytes
     records: int
     handshake: int
+    largest: int = 0  # the largest single record in it (plaintext estimate)
 
 
 def overhead(hs) -> tuple[int, int]:
@@ -88,9 +89,9 @@ def messages(rec) -> list[Message]:
         size = plaintext(length, ovs.get(hs, (20, 0)))
         last = out[-1] if out else None
         if last is not None and last.direction == d and last.frame == frame and last.handshake == hs:
-            out[-1] = Message(last.ts, frame, d, last.size + size, last.records + 1, hs)
+            out[-1] = Message(last.ts, frame, d, last.size + size, last.records + 1, hs, max(last.largest, size))
         else:
-            out.append(Message(ts, frame, d, size, 1, hs))
+            out.append(Message(ts, frame, d, size, 1, hs, size))
     return _drop_closing_alerts(out, tls13 | {0})
 
 
@@ -252,9 +253,9 @@ FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
     "later_server_max": ("largest server message after the hand-off",
                          lambda v: max(_sizes(_later_server(v)), default=None)),
     "later_client_record_max": ("largest client record after the hand-off (records written together are not summed)",
-                                lambda v: max((m.size // m.records for m in _later_client(v)), default=None)),
+                                lambda v: max((m.largest for m in _later_client(v)), default=None)),
     "later_server_record_max": ("largest server record after the hand-off",
-                                lambda v: max((m.size // m.records for m in _later_server(v)), default=None)),
+                                lambda v: max((m.largest for m in _later_server(v)), default=None)),
     "later_server_full_share": ("share of server records at the 16 KiB maximum (streamed file data fills them)",
                                 lambda v: _full_share(v)),
     "later_client_msgs": ("client messages after the hand-off (or in a mid-stream capture)",
