@@ -174,18 +174,14 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             _out.append(summarize(conn))
             conn.session = None  # drop the parsers; the record holds what is needed
 
-        report = None
-        if progress is not None:
-            base = done_before
-
-            def report(n, _base=base):
-                progress(_base + n)
+        def report(n, _base=done_before):  # progress over all files, not per file
+            progress(_base + n)
 
         sel = selection if selection is not None else Selection()
         for obs in observers:
             obs.select(sel)
         authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
-        with CaptureReader(path, sel, progress=report) as reader:
+        with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
             table = FlowTable(make_session, finish, source=reader.path)
             add = table.add
             for pkt in reader:

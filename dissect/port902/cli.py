@@ -14,12 +14,9 @@ from typing import Sequence
 
 from . import __version__, doctor, plotcli
 from .lab import cli as lab_cli
-from .analysis import analyze
-from .errors import CaptureError
 from .frames import SCHEMAS, describe
-from .report import render_csv, render_json, render_jsonl, render_table, safe, write_parquet
-
-PROGRESS_MIN_BYTES = 4 << 20
+from .report import render_csv, render_json, render_jsonl, render_table, write_parquet
+from .runner import run_analyze
 
 ANALYZE_EPILOG = """\
 what it finds, per TCP connection on 902/903/912 (or any port whose server greets
@@ -50,26 +47,6 @@ tables for --format csv/parquet: """ + ", ".join(SCHEMAS) + """ (--describe TABL
 """
 
 
-def _progress_bar(paths: Sequence[str], quiet: bool):
-    """A tqdm bar on a terminal for big inputs; nothing when piped or small."""
-    if quiet or not sys.stderr.isatty():
-        return None, None
-    try:
-        total = sum(os.path.getsize(p) for p in paths)
-    except OSError:
-        return None, None
-    if total < PROGRESS_MIN_BYTES:
-        return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading", file=sys.stderr, leave=False)
-
-    def update(done: int) -> None:
-        bar.update(max(0, done - bar.n))
-
-    return bar, update
-
-
 def _open_out(path: str | None, binary: bool = False):
     if path is None or path == "-":
         return sys.stdout, False
@@ -86,16 +63,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.format == "parquet" and (args.output in (None, "-")):
         print("dissect902 analyze: error: --format parquet needs -o FILE", file=sys.stderr)
         return 2
-    bar, update = _progress_bar(args.captures, args.quiet)
-    try:
-        result = analyze(args.captures, show_secrets=args.show_secrets, progress=update,
-                         observers=[] if args.no_diagnostics else None)
-    except CaptureError as exc:
-        print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        if bar is not None:
-            bar.close()
+    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
+                               observers=[] if args.no_diagnostics else None)
+    if result is None:
+        return code
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:

@@ -18,10 +18,10 @@ import textwrap
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
-from .analysis import SCHEMA_VERSION, analyze
+from .analysis import SCHEMA_VERSION
 from .diagnose import FINDING_KINDS, Diagnostics
-from .errors import CaptureError
 from .report import safe
+from .runner import run_analyze
 
 WIDTH = 100
 
@@ -86,15 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print("dissect902 doctor: error: give at least one capture file", file=sys.stderr)
         return 2
     diag = Diagnostics(show_secrets=args.show_secrets)
-    bar, update = _progress(args.captures, args.quiet)
-    try:
-        result = analyze(args.captures, show_secrets=args.show_secrets, progress=update, observers=[diag])
-    except CaptureError as exc:
-        print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        if bar is not None:
-            bar.close()
+    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets, observers=[diag])
+    if result is None:
+        return code
     code = 1 if diag.problems else 0
     if args.output in (None, "-"):
         out, close = sys.stdout, False
@@ -109,14 +103,6 @@ def run(args: argparse.Namespace) -> int:
         if close:
             out.close()
     return code
-
-
-def _progress(paths: Sequence[str], quiet: bool):
-    try:
-        from .cli import _progress_bar
-    except ImportError:  # pragma: no cover - the CLI module is optional here
-        return None, None
-    return _progress_bar(paths, quiet)
 
 
 # -- rendering ------------------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ def handshakes_frame(sessions) -> "pd.DataFrame":
     rows = []
     for s in sessions:
         for h in s.handshakes:
-            ch, sh = h.client_hello, h.server_hello
+            ch = h.client_hello
             cert = h.certificates[0] if h.certificates else None
             rows.append({
                 "uid": s.uid, "index": h.index, "ts": h.ts, "frame": h.frame,
