@@ -71,8 +71,7 @@ from .channel import Channel
 from .netem import EmuTcp, NetConditions
 from .offload import coalesce
 from .pace import Pace
-from .pcapwriter import CaptureWriter
-from .scenarios import EPOCH, LABELS_SCHEMA, Client, Flow, Host, Scenario
+from .scenarios import EPOCH, Client, Flow, Host, Scenario
 from .tcp import TcpConversation
 from .tlsbio import TlsPair
 
@@ -256,59 +255,17 @@ class DatasetScenario(Scenario):
             for j, (t, packet, mark) in enumerate(records):
                 yield t, i, j, packet, mark
 
-        frames = [{"first": None, "last": None, "count": 0} for _ in self.flows]
-        events: list[list] = [[] for _ in self.flows]
-        last_ts: list[float | None] = [None for _ in self.flows]
-        first_ts = end_ts = None
-        number = 0
-        with CaptureWriter(path, fmt, link, **writer_options) as writer:
-            for t, i, _, packet, mark in heapq.merge(*(rows(i, f) for i, f in enumerate(self.flows))):
-                number += 1
-                writer.write(t, packet)
-                info = frames[i]
-                info["first"] = info["first"] or number
-                info["last"] = number
-                info["count"] += 1
-                last_ts[i] = t
-                first_ts = t if first_ts is None else first_ts
-                end_ts = t
-                if mark:
-                    events[i].append({"what": mark, "frame": number, "ts": round(t, 6)})
-        connections = []
-        for i, flow in enumerate(self.flows):
-            label = dict(flow.label)
-            label["end_ts"] = None if last_ts[i] is None else round(last_ts[i], 6)
-            label["frames"] = frames[i]
-            label["events"] = events[i]
+        merged = heapq.merge(*(rows(i, f) for i, f in enumerate(self.flows)))
+        written = self._stream(path, fmt, link, merged, writer_options)
+        connections = self._connections(written)
+        for label, flow in zip(connections, self.flows):
             label["midstream"] = not label.get("captured_from_start", True)
             label.setdefault("traffic", None)
-            connections.append(label)
             if isinstance(flow.conn, EmuTcp):
                 flow.conn.discard()
-        base = os.fspath(path)
-        labels = {
-            "schema": LABELS_SCHEMA,
-            "scenario": self.name,
-            "seed": self.seed,
-            "description": self.description,
-            "capture": {
-                "file": os.path.basename(base),
-                "format": fmt,
-                "link": link,
-                "ts_resolution": writer_options.get("ts_resolution", "us"),
-                "packets": number,
-                "start_ts": None if first_ts is None else round(first_ts, 6),
-                "end_ts": None if end_ts is None else round(end_ts, 6),
-                "conditions": capture_info or {},
-            },
-            "dataset": dataset_info or {},
-            "connections": connections,
-        }
-        if labels_path is None:
-            labels_path = base.rsplit(".", 2 if base.endswith(".gz") else 1)[0] + ".labels.json"
-        with open(labels_path, "w") as handle:
-            json.dump(labels, handle, indent=1)
-            handle.write("\n")
+        labels = self._labels(path, fmt, link, writer_options, written, connections,
+                              capture_extra={"conditions": capture_info or {}}, extra={"dataset": dataset_info or {}})
+        self._save_labels(labels, path, labels_path)
         return labels
 
 

@@ -259,51 +259,71 @@ class Scenario:
     def write(self, path: str | os.PathLike, fmt: str = "pcap", link: str = "ethernet",
               labels_path: str | os.PathLike | None = None, **writer_options) -> dict:
         """Write the capture and its labels (``<stem>.labels.json`` beside it); returns the labels."""
-        rows = self.records()
+        written = self._stream(path, fmt, link, self.records(), writer_options)
+        labels = self._labels(path, fmt, link, writer_options, written, self._connections(written))
+        self._save_labels(labels, path, labels_path)
+        return labels
+
+    # -- the parts of ``write`` that subclasses reuse ---------------------------------------------
+
+    def _stream(self, path, fmt: str, link: str, rows, writer_options: dict) -> dict:
+        """Write time-ordered ``(t, flow index, _, packet, mark)`` rows; return what labels need."""
         frames = [{"first": None, "last": None, "count": 0} for _ in self.flows]
         events: list[list] = [[] for _ in self.flows]
         last_ts: list[float | None] = [None for _ in self.flows]
+        first_ts = end_ts = None
+        number = 0
         with CaptureWriter(path, fmt, link, **writer_options) as writer:
-            for number, (t, i, _, packet, mark) in enumerate(rows, 1):
+            for t, i, _, packet, mark in rows:
+                number += 1
                 writer.write(t, packet)
                 info = frames[i]
                 info["first"] = info["first"] or number
                 info["last"] = number
                 info["count"] += 1
                 last_ts[i] = t
+                first_ts = t if first_ts is None else first_ts
+                end_ts = t
                 if mark:
                     events[i].append({"what": mark, "frame": number, "ts": round(t, 6)})
+        return {"packets": number, "first_ts": first_ts, "end_ts": end_ts, "frames": frames, "events": events,
+                "last_ts": last_ts}
+
+    def _connections(self, written: dict) -> list[dict]:
         connections = []
         for i, flow in enumerate(self.flows):
             label = dict(flow.label)
-            label["end_ts"] = None if last_ts[i] is None else round(last_ts[i], 6)
-            label["frames"] = frames[i]
-            label["events"] = events[i]
+            last = written["last_ts"][i]
+            label["end_ts"] = None if last is None else round(last, 6)
+            label["frames"] = written["frames"][i]
+            label["events"] = written["events"][i]
             connections.append(label)
-        labels = {
-            "schema": LABELS_SCHEMA,
-            "scenario": self.name,
-            "seed": self.seed,
-            "description": self.description,
-            "capture": {
-                "file": os.path.basename(os.fspath(path)),
-                "format": fmt,
-                "link": link,
-                "ts_resolution": writer_options.get("ts_resolution", "us"),
-                "packets": len(rows),
-                "start_ts": round(rows[0][0], 6) if rows else None,
-                "end_ts": round(rows[-1][0], 6) if rows else None,
-            },
-            "connections": connections,
+        return connections
+
+    def _labels(self, path, fmt: str, link: str, writer_options: dict, written: dict, connections: list[dict],
+                capture_extra: dict | None = None, extra: dict | None = None) -> dict:
+        first, end = written["first_ts"], written["end_ts"]
+        capture = {
+            "file": os.path.basename(os.fspath(path)),
+            "format": fmt,
+            "link": link,
+            "ts_resolution": writer_options.get("ts_resolution", "us"),
+            "packets": written["packets"],
+            "start_ts": None if first is None else round(first, 6),
+            "end_ts": None if end is None else round(end, 6),
+            **(capture_extra or {}),
         }
+        return {"schema": LABELS_SCHEMA, "scenario": self.name, "seed": self.seed, "description": self.description,
+                "capture": capture, **(extra or {}), "connections": connections}
+
+    @staticmethod
+    def _save_labels(labels: dict, path, labels_path=None) -> None:
         if labels_path is None:
             base = os.fspath(path)
-            stem = base.rsplit(".", 2 if base.endswith(".gz") else 1)[0]
-            labels_path = stem + ".labels.json"
+            labels_path = base.rsplit(".", 2 if base.endswith(".gz") else 1)[0] + ".labels.json"
         with open(labels_path, "w") as handle:
             json.dump(labels, handle, indent=1)
             handle.write("\n")
-        return labels
 
 
 def label_schema() -> dict:
