@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (Python test extras; tshark via apt-get when it is
-# missing and we are root) and run the whole suite. Extra arguments go to pytest.
+# README command 2: install everything the test suite needs and run every test.
+#  * Debian packages listed in scripts/debian-packages.txt (tshark, the third-party clients the
+#    tests run against the lab's daemon, ...) via apt-get when they are missing and we are root;
+#  * dissect902 with its test extras, into .venv unless a virtual environment is active (PEP 668);
+#  * then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+source scripts/_venv.sh
 
-if ! command -v tshark >/dev/null 2>&1; then
+missing=()
+while read -r pkg; do
+    pkg=${pkg%%#*}; pkg=${pkg//[[:space:]]/}
+    [ -z "$pkg" ] && continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < scripts/debian-packages.txt
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing tshark (the tests use it as a reference implementation)"
+        echo "== installing Debian packages: ${missing[*]}"
         echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "!! tshark is missing and cannot be installed here (not root / no apt-get):" >&2
-        echo "!! tshark oracle tests will be skipped (set DISSECT902_REQUIRE_TSHARK=1 to make that an error)" >&2
+        echo "!! missing Debian packages (not root / no apt-get): ${missing[*]}" >&2
+        echo "!! tests that need them will be skipped (CI sets DISSECT902_REQUIRE_TOOLS=1 to fail instead)" >&2
     fi
 fi
 
