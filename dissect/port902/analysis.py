@@ -206,6 +206,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     for rec in result.sessions:
         verdict = classify(rec)
         rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
+        rec.inferred_dialogue, rec.inferred_logins = verdict.dialogue, verdict.logins
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)

@@ -19,8 +19,10 @@ fitted to a particular capture.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from . import infer_dialogue as dlg
 from .features import FEATURES, IDLE_S, View, compute
 
 LABELS = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE", "UNKNOWN")
@@ -43,6 +45,8 @@ class Verdict:
     label: str
     confidence: float
     reasons: list[str] = field(default_factory=list)
+    dialogue: list[dict] = field(default_factory=list)  # inferred TLS #1 dialogue, record by record
+    logins: list[str] = field(default_factory=list)  # inferred outcome per PASS inside TLS
 
 
 @dataclass
@@ -127,11 +131,96 @@ def classify(rec, feats: dict | None = None) -> Verdict:
     # -- 3. structure of the encrypted stream -------------------------------------------------------
     if f["midstream"]:
         return _midstream(rec, f)
-    if len(rec.handshakes) >= 2:
-        return _second_handshake(rec, f)
     if rec.handshakes:
-        return _single_handshake(rec, f)
+        return _decoded(rec, f)
     return Verdict("UNKNOWN", 0.3, ["established, but neither TLS nor an authd dialogue could be read"])
+
+
+MODEL_CEILING = 0.85  # SOAP-over-902 and VMXARGS have no public wire definition (protocol.md §6)
+CEILING = 0.99
+
+
+def _first_after(rec) -> tuple[int, int] | None:
+    """Plaintext interval of the client's first application record in TLS #2 (after TLS 1.3's
+    Finished): the MKS token is 16 bytes, an NFC message 264."""
+    if len(rec.handshakes) < 2:
+        return None
+    hs2 = rec.handshakes[1]
+    tls13 = hs2.server_hello is not None and hs2.server_hello.selected_version >= 0x0304
+    seen = 0
+    for _ts, _fr, d, ct, ln, h in rec.records():
+        if ct == 23 and h == hs2.index and d == 0:
+            seen += 1
+            if seen == (2 if tls13 else 1):
+                return dlg.plaintext_interval(ln, hs2)
+    return None
+
+
+def _handoff_kind(rec, f: dict) -> str:
+    if len(rec.handshakes) >= 2:
+        return "tls2"
+    if f["continued_in_clear"] or f["nfc_messages"]:
+        return "clear"
+    return "none"
+
+
+def _decoded(rec, f: dict, ceiling: float = CEILING) -> Verdict:
+    """Decode TLS #1 from its record sizes against the authd grammar (infer_dialogue) and let the
+    most likely template decide; its likelihood against the runner-up label is the confidence."""
+    handoff = _handoff_kind(rec, f)
+    dec = dlg.decode(rec, handoff, _first_after(rec))
+    if dec is None:
+        if len(rec.handshakes) >= 2:
+            return _second_handshake(rec, f)
+        hs = rec.handshakes[0]
+        if hs.server_hello is None:
+            alert = next((a for a in hs.alerts), None)
+            why = (f"the TLS handshake failed: {alert[2]} alert {alert[3] or ''} (frame {alert[1]})".rstrip()
+                   if alert else "the TLS handshake never completed (no ServerHello)")
+            return Verdict("NONE", 0.95, [f"{why}; no authd command could be sent"])
+        return Verdict("NONE", 0.9, ["TLS handshake only: no authd command was sent"])
+    best, other = dec.best, dec.runner_up()
+    label = best.template.label
+    p1 = dec.posterior.get(label, 0.0)
+    p2 = dec.posterior.get(other.template.label, 0.0) if other is not None else 0.0
+    confidence = p1 / (p1 + p2) if p1 + p2 > 0 else 0.5
+    cap = MODEL_CEILING if best.template.model else ceiling
+    confidence = round(min(cap, confidence), 3)
+    reasons = [f"decoded from TLS #1 record sizes as {best.template.name}: {dlg.describe(best)}"]
+    reasons += _decoded_reasons(rec, best, handoff)
+    if best.template.model:
+        reasons.append(f"{label} over 902 has no public wire definition: this is the lab's model of it, "
+                       f"so the confidence stays ≤ {MODEL_CEILING}")
+    if other is not None and p1 > 0:
+        ratio = p1 / p2 if p2 > 0 else math.inf
+        reasons.append(f"against: {other.template.name} ({other.template.label}) — "
+                       f"{'far' if ratio == math.inf or ratio > 1e6 else f'{ratio:.3g}×'} less likely: "
+                       f"{dlg.describe(other, limit=6)}")
+    return Verdict(label, confidence, reasons, dec.inferred_dialogue(), list(best.logins))
+
+
+def _decoded_reasons(rec, parse, handoff: str) -> list[str]:
+    label = parse.template.label
+    out = []
+    if parse.logins:
+        out.append(dlg.login_summary(parse.logins))
+    if label == "NONE":
+        out.append("no CONNECT, PROXY or request followed: login attempts only" if parse.logins
+                   else "no command beyond the login was sent")
+    if handoff == "tls2":
+        hs2 = rec.handshakes[1]
+        first = _first_after(rec)
+        tail = ""
+        if first is not None:
+            size = f"{first[0]}" if first[0] == first[1] else f"{first[0]}-{first[1]}"
+            tail = {"MKS": f"; its first client record carries {size} bytes (the 16-byte MKS token)",
+                    "NFC": f"; its first client record carries {size} bytes (a 264-byte NFC message)"}.get(label, "")
+        out.append(f"a second TLS handshake started on the raw stream (frame {hs2.frame}) after the hand-off{tail}")
+    elif handoff == "clear":
+        out.append(f"the stream continued without TLS after TLS #1 (frame {rec.clear_after_tls_frame})")
+    elif label in ("MKS", "NFC"):
+        out.append("no hand-off followed: the service did not open (or the capture ended)")
+    return out
 
 
 def _second_handshake(rec, f: dict) -> Verdict:
@@ -195,37 +284,6 @@ def _shape_votes(votes: _Votes, f: dict, weight: float) -> None:
                                   f"{_pct(sbytes or 0)} of the bytes")
 
 
-def _looks_like_login(f: dict) -> bool:
-    return (f["tls1_client_max"] or 0) <= LOGIN_SIZED and (f["tls1_server_max"] or 0) <= LOGIN_SIZED
-
-
-def _single_handshake(rec, f: dict) -> Verdict:
-    """No hand-off: authd lines only (login, VMXARGS) or SOAP inside TLS #1."""
-    n = f["tls1_client_msgs"]
-    cmax, smax = f["tls1_client_max"], f["tls1_server_max"]
-    if not n:
-        return Verdict("NONE", 0.9, ["TLS handshake only: no authd command was sent"])
-    if cmax is not None and smax is not None and SOAP_REQUEST_MIN <= cmax < BULK and smax >= SOAP_SIZED:
-        return Verdict("SOAP", 0.9, [f"HTTP/SOAP-sized requests (up to ~{cmax} bytes) and replies (up to ~{smax} bytes) "
-                                     "inside TLS #1 after the login"])
-    if (cmax or 0) >= BULK:
-        return Verdict("UNKNOWN", 0.4, [f"client messages up to ~{cmax} bytes inside the only visible handshake: "
-                                        "file data, not authd commands, yet no hand-off was seen"])
-    if _looks_like_login(f) and n % 2 == 0:
-        return Verdict("NONE", 0.85, [f"only login-sized exchanges: {n // 2} USER/PASS pair(s) with short replies "
-                                      "(331 / 230 / 530), then the session ended"])
-    last = f["tls1_client_last"] or 0
-    if n % 2 == 1 and n >= 3 and LOGIN_SIZED // 2 < last < BULK and f["tls1_server_msgs"] >= n - 1:
-        return Verdict("VMXARGS", 0.7, [f"after {(n - 1) // 2} login exchange(s), one more command of ~{last} bytes "
-                                        "and its reply, no hand-off and no SOAP-sized traffic: a VMXARGS-style exchange"])
-    if last >= LONG_COMMAND and n >= 4 and n % 2 == 0:
-        return Verdict("MKS", 0.55, [f"last command ~{last} bytes (like CONNECT <vmx> mks) but no second handshake "
-                                     "followed: a console that did not open"])
-    if _looks_like_login(f):
-        return Verdict("NONE", 0.7, [f"{n} short authd exchanges only (login-sized), no hand-off"])
-    return Verdict("UNKNOWN", 0.4, [f"{n} authd commands inside TLS #1 without a hand-off or SOAP-sized traffic"])
-
-
 def _midstream(rec, f: dict) -> Verdict:
     """The capture began inside the connection: no greeting, maybe no handshake; the shape
     (and a hand-off handshake, if one is visible) is what is left.  Confidence stays ≤ 0.8."""
@@ -235,7 +293,7 @@ def _midstream(rec, f: dict) -> Verdict:
         # nothing protected before the first visible handshake: the capture began either just before
         # TLS #1 (greeting missed) or right at the hand-off.  Judge it as TLS #1 first; if that
         # places nothing, as what follows a hand-off.
-        inner = _second_handshake(rec, f) if len(rec.handshakes) >= 2 else _single_handshake(rec, f)
+        inner = _decoded(rec, f, ceiling=0.8)
         if inner.label != "UNKNOWN":
             inner.confidence = min(inner.confidence, 0.8)
             inner.reasons.append("capture began after the greeting, just before TLS #1")

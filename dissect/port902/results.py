@@ -80,6 +80,8 @@ class SessionRecord:
     feature: str = "UNKNOWN"
     confidence: float | None = None
     reasons: list[str] = field(default_factory=list)
+    inferred_dialogue: list[dict] = field(default_factory=list)  # TLS #1 read from record sizes
+    inferred_logins: list[str] = field(default_factory=list)  # per PASS inside TLS: accepted/rejected/...
     handoff_from: str | None = None
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
@@ -189,6 +191,7 @@ class SessionRecord:
             "feature": self.feature,
             "confidence": self.confidence,
             "reasons": self.reasons,
+            "inferred_dialogue": self.inferred_dialogue,
             "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
             "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
             "wire_bytes": {"client_to_server": self.wire_bytes[0], "server_to_client": self.wire_bytes[1]},
