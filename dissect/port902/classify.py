@@ -164,11 +164,23 @@ def _handoff_kind(rec, f: dict) -> str:
     return "none"
 
 
-def _decoded(rec, f: dict, ceiling: float = CEILING) -> Verdict:
+FIT_MIN = 0.8  # mid-stream: share of records a template must explain to read them as TLS #1
+
+
+def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) -> Verdict | None:
     """Decode TLS #1 from its record sizes against the authd grammar (infer_dialogue) and let the
-    most likely template decide; its likelihood against the runner-up label is the confidence."""
+    most likely template decide; its likelihood against the runner-up label is the confidence.
+    ``require_fit`` (a capture that began near a handshake it cannot place): None unless the
+    records read as an authd dialogue — not, say, as what follows a hand-off."""
     handoff = _handoff_kind(rec, f)
     dec = dlg.decode(rec, handoff, _first_after(rec))
+    if require_fit:
+        if dec is None or dec.best.template.label == "UNKNOWN":
+            return None
+        steps = dec.best.steps
+        first = next((st.obs for st in steps if st.obs.direction == 0), None)
+        if sum(1 for st in steps if st.tokens) < FIT_MIN * len(steps) or (first and first.lo == first.hi == 264):
+            return None
     if dec is None:
         if len(rec.handshakes) >= 2:
             return _second_handshake(rec, f)
@@ -293,8 +305,8 @@ def _midstream(rec, f: dict) -> Verdict:
         # nothing protected before the first visible handshake: the capture began either just before
         # TLS #1 (greeting missed) or right at the hand-off.  Judge it as TLS #1 first; if that
         # places nothing, as what follows a hand-off.
-        inner = _decoded(rec, f, ceiling=0.8)
-        if inner.label != "UNKNOWN":
+        inner = _decoded(rec, f, ceiling=0.8, require_fit=True)
+        if inner is not None:
             inner.confidence = min(inner.confidence, 0.8)
             inner.reasons.append("capture began after the greeting, just before TLS #1")
             return inner
