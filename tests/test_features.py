@@ -64,3 +64,24 @@ def test_compute_on_an_empty_session_is_safe():
                           nfc_message_types={}, nfc_aio_types={}, transport="none", duration_s=0.0, bytes=(0, 0))
     row = compute(rec)
     assert row["uid"] == "C1" and row["handshakes"] == 0 and row["later_client_msgs"] == 0
+
+
+def test_features_frame_shows_what_the_classifier_read(samples_dir=None):
+    """features_frame: every decoded session names its template and reading, and judged_as agrees
+    with the verdict's first reason (the frame and the verdict come from one computation)."""
+    from pathlib import Path
+
+    from dissect.port902 import analyze
+
+    result = analyze(Path(__file__).resolve().parents[1] / "samples" / "mixed-esxi.pcap")
+    df = result.features_frame()
+    by_uid = {s.uid: s for s in result.sessions}
+    assert {"judged_as", "decoded_as", "decoded_dialogue", "decoded_margin"} <= set(df.columns)
+    decoded = df[df["judged_as"] == "tls1"]
+    assert len(decoded) >= 5 and decoded["decoded_dialogue"].notna().all()
+    for _, row in df.iterrows():
+        first = by_uid[row["uid"]].reasons[0] if by_uid[row["uid"]].reasons else ""
+        if row["judged_as"] == "tls1" and not first.startswith("classic ESX 903 leg"):
+            assert first.startswith("decoded from TLS #1 record sizes"), first
+        if row["judged_as"] == "midstream":
+            assert "mid-connection" in " ".join(by_uid[row["uid"]].reasons)

@@ -47,6 +47,11 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     dialogue: list[dict] = field(default_factory=list)  # inferred TLS #1 dialogue, record by record
     logins: list[str] = field(default_factory=list)  # inferred outcome per PASS inside TLS
+    judged_as: str = "clear"  # clear | tls1 (decoded) | handoff (shape after a hand-off) | midstream
+    inputs: dict | None = None  # the features the deciding rule read (features_frame shows these)
+    decoded_as: str | None = None  # the winning dialogue template
+    decoded_margin: float | None = None  # log10 likelihood ratio against the runner-up label
+    decoded_dialogue: str | None = None  # the winning template's reading of the records, compact
 
 
 @dataclass
@@ -78,11 +83,18 @@ def _pct(x: float) -> str:
 
 
 def classify(rec, feats: dict | None = None) -> Verdict:
-    """Classify one SessionRecord; ``feats`` (from features.compute) is computed when not given."""
+    """Classify one SessionRecord; ``feats`` (from features.compute) is computed when not given.
+    The verdict carries the feature values its deciding rule read (``inputs``)."""
     if feats is None:
         v = View.of(rec)
         feats = {name: fn(v) for name, (_doc, fn) in FEATURES.items()}
-    f = feats
+    verdict = _classify(rec, feats)
+    if verdict.inputs is None:
+        verdict.inputs = feats
+    return verdict
+
+
+def _classify(rec, f: dict) -> Verdict:
 
     # -- 1. never a conversation ----------------------------------------------------------------
     if rec.state == "no_answer":
@@ -208,7 +220,11 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
         reasons.append(f"against: {other.template.name} ({other.template.label}) — "
                        f"{'far' if ratio == math.inf or ratio > 1e6 else f'{ratio:.3g}×'} less likely: "
                        f"{dlg.describe(other, limit=6)}")
-    return Verdict(label, confidence, reasons, dec.inferred_dialogue(), list(best.logins))
+    margin = None
+    if other is not None:
+        margin = round((best.loglik - other.loglik) / math.log(10), 2)
+    return Verdict(label, confidence, reasons, dec.inferred_dialogue(), list(best.logins), judged_as="tls1",
+                   decoded_as=best.template.name, decoded_margin=margin, decoded_dialogue=dlg.describe(best))
 
 
 def _decoded_reasons(rec, parse, handoff: str) -> list[str]:
@@ -263,7 +279,9 @@ def _second_handshake(rec, f: dict) -> Verdict:
     if greet is not None and greet >= GREETING_ECHO:
         votes.add("NFC", 1.5, f"first reply inside TLS #1 is ~{greet} bytes: the greeting re-sent for VDDK's BANNER")
     _shape_votes(votes, f, weight=1)
-    return votes.verdict()
+    verdict = votes.verdict()
+    verdict.judged_as = "handoff"
+    return verdict
 
 
 def _shape_votes(votes: _Votes, f: dict, weight: float) -> None:
@@ -333,6 +351,7 @@ def _midstream(rec, f: dict) -> Verdict:
         _size_classes(votes, f)
     verdict = votes.verdict(ceiling=0.8)
     verdict.reasons.append("capture began mid-connection: no greeting seen, judged from what followed")
+    verdict.judged_as, verdict.inputs = "midstream", f
     return verdict
 
 

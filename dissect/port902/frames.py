@@ -150,6 +150,12 @@ FEATURES: Schema = {
        for name, (doc, _fn) in FEATURE_FUNCTIONS.items()},
     "feature": ("category", "classifier label"),
     "confidence": ("float64", "classifier confidence"),
+    "judged_as": ("category", "which evidence decided: clear (readable dialogue or NFC), tls1 (TLS #1 decoded "
+                              "from record sizes), handoff (shape after a second handshake), midstream (shape of a "
+                              "capture that began inside)"),
+    "decoded_as": ("string", "the dialogue template that explains TLS #1's record sizes best"),
+    "decoded_dialogue": ("string", "that template's reading of the records, e.g. 'USER(~24) 331 PASS(~24) 530 ×3'"),
+    "decoded_margin": ("float64", "log10 likelihood ratio of the decoded template against the best other label"),
 }
 
 SCHEMAS = {
@@ -274,9 +280,16 @@ def handoffs_frame(handoffs) -> "pd.DataFrame":
 
 
 def features_frame(sessions) -> "pd.DataFrame":
+    """One row per session: the feature values the classifier's deciding rule read (a mid-stream
+    session judged as a hand-off shows its hand-off view), and the decoded TLS #1 dialogue."""
+    from .classify import classify  # the verdict is recomputed: frame and verdict cannot disagree
+
     rows = []
     for s in sessions:
-        row = compute_features(s)
+        v = classify(s)
+        row = {"uid": s.uid, **{k: val for k, val in (v.inputs or compute_features(s)).items() if k != "uid"}}
         row["feature"], row["confidence"] = s.feature, s.confidence
+        row["judged_as"], row["decoded_as"], row["decoded_margin"] = v.judged_as, v.decoded_as, v.decoded_margin
+        row["decoded_dialogue"] = v.decoded_dialogue
         rows.append(row)
     return build(FEATURES, rows)

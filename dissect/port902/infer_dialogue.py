@@ -630,9 +630,10 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
     top = max(scores.values())
     z = sum(math.exp(v - top) for v in scores.values())
     posterior = {k: math.exp(v - top) / z for k, v in scores.items()}
-    if not ranked or null > ranked[0].loglik:
-        ranked.insert(0, Parse(Template("UNKNOWN", "no template explains the records", (), 0, "none"), null,
-                               [Step(o, ()) for o in obs]))
+    if "UNKNOWN" not in by_label:  # the null model competes like any other label
+        ranked.append(Parse(Template("UNKNOWN", "no template explains the records", (), 0, "none"), null,
+                            [Step(o, ()) for o in obs]))
+        ranked.sort(key=lambda p: -p.loglik)
     return Decoded(ranked, posterior, len(obs))
 
 
