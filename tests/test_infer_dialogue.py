@@ -229,3 +229,20 @@ def test_model_only_labels_keep_a_lower_confidence():
 ])
 def test_plaintext_interval(length, vc, expected):
     assert dlg.plaintext_interval(length, hs(1, vc)) == expected
+
+
+def test_a_long_brute_force_is_decoded_in_linear_time_and_capped():
+    import time
+
+    def cost(n):
+        rec = session(login("root", "toor", False) * n)
+        t = time.perf_counter()
+        dec = decoded(rec)
+        return time.perf_counter() - t, dec
+
+    small, dec_small = cost(20)
+    large, dec_large = cost(40)
+    assert dec_small.best.logins == ["rejected"] * 20 and dec_large.best.logins == ["rejected"] * 40
+    assert large / small < 3.5  # doubling the input at most ~doubles the time (ratio, not seconds)
+    _, capped = cost(dlg.MAX_OBS)  # 4 records per attempt: only MAX_OBS records are decoded
+    assert capped.observations == dlg.MAX_OBS and capped.not_decoded == 3 * dlg.MAX_OBS

@@ -212,6 +212,9 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
     confidence = round(min(cap, confidence), 3)
     reasons = [f"decoded from TLS #1 record sizes as {best.template.name}: {dlg.describe(best)}"]
     reasons += _decoded_reasons(rec, best, handoff)
+    if dec.not_decoded:
+        reasons.append(f"only the first {dec.observations} records of TLS #1 were decoded "
+                       f"({dec.not_decoded} more follow)")
     if best.template.model:
         reasons.append(f"{label} over 902 has no public wire definition: this is the lab's model of it, "
                        f"so the confidence stays ≤ {MODEL_CEILING}")

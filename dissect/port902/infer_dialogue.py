@@ -41,7 +41,10 @@ GARBAGE = math.log(0.02)  # a record no line of the template explains
 MISSING_REPLY = math.log(0.25)  # a command left unanswered at the end (cut short, hung up)
 SKIPPED_REPLY = math.log(0.02)  # ... or in the middle
 CONTINUED = math.log(0.5)  # an HTTP message continues in the next record of the same run
-SHARED_RECORD = math.log(0.05)  # one more line in the same record: authd peers write a line at a time
+SHARED_RECORD = math.log(0.05)
+BAND = 12  # server alignment: replies explained may run this far ahead of or behind the records
+MAX_TICKETS = 4  # TLS 1.3 NewSessionTickets before the first reply
+MAX_OBS = 400  # records of TLS #1 decoded (a longer brute force is still a brute force)  # one more line in the same record: authd peers write a line at a time
 
 
 # -- sizes ---------------------------------------------------------------------------------
@@ -420,22 +423,25 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
     Returns (loglik, per record (kind, reply indices, chosen tokens))."""
     n, m = len(obs), len(replies)
     NEG = -math.inf
-    # best[j][i] = (score, back) after records < j explained replies < i; tickets only at i == 0
-    best = [[(NEG, None)] * (m + 1) for _ in range(n + 1)]
+    # best[j][i] = (score, back) after records < j explained replies < i; tickets only at i == 0.
+    # Only a band of i around j is kept: one record answers about one command, so an alignment
+    # that drifts further than BAND (unanswered commands, unexplained records) is not worth
+    # following — and the cost stays linear in the records however long a brute force runs.
+    best: list[dict] = [{} for _ in range(n + 1)]
     best[0][0] = (0.0, None)
 
     def offer(j, i, score, back):
-        if score > best[j][i][0]:
+        if score > best[j].get(i, (NEG,))[0]:
             best[j][i] = (score, back)
 
     for j in range(n):
         o = obs[j]
-        for i in range(m + 1):
-            score = best[j][i][0]
+        for i in range(max(0, j - BAND - MAX_TICKETS), min(m, j + BAND) + 1):
+            score = best[j].get(i, (NEG,))[0]
             if score == NEG:
                 continue
             offer(j + 1, i, score + GARBAGE + _loglik([ANY], o.lo, o.hi), (j, i, "garbage", ()))
-            if tls13 and i == 0:
+            if tls13 and i == 0 and j < MAX_TICKETS:
                 offer(j + 1, 0, score + math.log(0.5) + _loglik([TICKET.size], o.lo, o.hi), (j, i, "ticket", ()))
             # skip an unanswered reply
             if i < m:
@@ -466,14 +472,15 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
                                 if ll > NEG:
                                     offer(e + 1, i + 1, score + ll, (j, i, "span", (alt,), e))
     # end: replies not seen are missing (the session was cut or the server hung up)
-    final = max(((best[n][i][0] + (m - i) * MISSING_REPLY, i) for i in range(m + 1)), key=lambda x: x[0])
+    final = max(((sc + (m - i) * MISSING_REPLY, i) for i, (sc, _b) in best[n].items()), key=lambda x: x[0],
+                default=(NEG, 0))
     score, i = final
     if score == NEG:
         return None
     out = [None] * n
     j = n
     while j > 0 or i > 0:
-        back = best[j][i][1]
+        back = best[j].get(i, (NEG, None))[1]
         if back is None:
             break
         pj, pi, kind, opt = back[:4]
@@ -583,6 +590,7 @@ class Decoded:
     parses: list[Parse]
     posterior: dict[str, float]
     observations: int
+    not_decoded: int = 0  # records past MAX_OBS
 
     @property
     def best(self) -> Parse | None:
@@ -616,6 +624,8 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
     """Decode TLS #1 of ``rec``; ``handoff`` is what followed it ("tls2", "clear", "none") and
     ``first_after`` the plaintext interval of the client's first record in TLS #2."""
     obs, tls13 = tls1_observations(rec)
+    total = len(obs)
+    obs = obs[:MAX_OBS]
     if not any(o.direction == C2S for o in obs):
         return None
     parses = [p for t in TEMPLATES if (p := _align(t, obs, tls13, handoff, first_after)) is not None]
@@ -634,7 +644,7 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
         ranked.append(Parse(Template("UNKNOWN", "no template explains the records", (), 0, "none"), null,
                             [Step(o, ()) for o in obs]))
         ranked.sort(key=lambda p: -p.loglik)
-    return Decoded(ranked, posterior, len(obs))
+    return Decoded(ranked, posterior, len(obs), total - len(obs))
 
 
 # -- words -------------------------------------------------------------------------------------
