@@ -28,6 +28,7 @@ reported line by line (:class:`Step`), so every verdict can be read back as a di
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -85,7 +86,12 @@ class Size:
 ANY = Size(1, MAX_RECORD, log=True)
 
 
-def _loglik(sizes: list[Size], ol: int, oh: int) -> float:
+def _loglik(sizes, ol: int, oh: int) -> float:
+    return _loglik_cached(tuple(sizes), ol, oh)
+
+
+@functools.lru_cache(maxsize=65536)
+def _loglik_cached(sizes: tuple, ol: int, oh: int) -> float:
     """log P(sum of the lines' sizes in [ol, oh]); sums of several free sizes are approximated
     by one uniform range over their total span (a pipelined record)."""
     if len(sizes) == 1:
@@ -356,8 +362,9 @@ def _client_align(t: Template, obs: list[Obs]):
             if score > nxt.get(state, (-math.inf,))[0]:
                 nxt[state] = (score, back)
 
+        garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
         for s, (score, _) in best.items():
-            offer(s, score + GARBAGE + _loglik([ANY], o.lo, o.hi), (s, ()))
+            offer(s, score + garbage, (s, ()))
             if s != START and prev is not None and prev.run == o.run and t.slots[s[0]].group[s[1]].split:
                 offer(s, score + CONTINUED, (s, "cont"))  # the same HTTP message, next record
             frontier = [(s, (), 0.0)]
@@ -406,7 +413,7 @@ def _reply_size(tok: Tok, args: dict, key_values) -> Size:
     return _Mix(echo, tok.other or tok.size, tok.p_echo)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Mix:
     a: Size
     b: Size
@@ -436,13 +443,15 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
 
     for j in range(n):
         o = obs[j]
+        garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
+        ticket = math.log(0.5) + _loglik((TICKET.size,), o.lo, o.hi)
         for i in range(max(0, j - BAND - MAX_TICKETS), min(m, j + BAND) + 1):
             score = best[j].get(i, (NEG,))[0]
             if score == NEG:
                 continue
-            offer(j + 1, i, score + GARBAGE + _loglik([ANY], o.lo, o.hi), (j, i, "garbage", ()))
+            offer(j + 1, i, score + garbage, (j, i, "garbage", ()))
             if tls13 and i == 0 and j < MAX_TICKETS:
-                offer(j + 1, 0, score + math.log(0.5) + _loglik([TICKET.size], o.lo, o.hi), (j, i, "ticket", ()))
+                offer(j + 1, 0, score + ticket, (j, i, "ticket", ()))
             # skip an unanswered reply
             if i < m:
                 offer(j, i + 1, score + SKIPPED_REPLY, (j, i, "skip", ()))
@@ -495,6 +504,8 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
 
 def _mixed_loglik(sizes: list, ol: int, oh: int) -> float:
     if len(sizes) == 1:
+        if isinstance(sizes[0], Size):
+            return _loglik_cached((sizes[0],), ol, oh)
         p = sizes[0].mass(ol, oh)
         return math.log(p) if p > 0 else -math.inf
     plain = [s.a if isinstance(s, _Mix) else s for s in sizes]
@@ -628,6 +639,22 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
     obs = obs[:MAX_OBS]
     if not any(o.direction == C2S for o in obs):
         return None
+    # only the order of the records matters (a reply follows its command), not their times: the
+    # decoding of a shape is computed once — a brute force of a thousand alike connections costs one
+    shape = tuple((o.direction, o.lo, o.hi, o.run) for o in obs)
+    core = _decode_shape(shape, tls13, handoff, first_after) if len(shape) <= CACHED_SHAPE \
+        else _decode_shape.__wrapped__(shape, tls13, handoff, first_after)
+    parses = [Parse(p.template, p.loglik, [Step(obs[i], st.tokens, st.note) for i, st in enumerate(p.steps)],
+                    p.commands, list(p.logins), p.handoff) for p in core.parses]
+    return Decoded(parses, dict(core.posterior), len(obs), total - len(obs))
+
+
+CACHED_SHAPE = 64  # shapes up to this many records are remembered (LRU)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_shape(shape: tuple, tls13: bool, handoff: str, first_after: tuple[int, int] | None) -> Decoded:
+    obs = [Obs(float(i), 0, d, lo, hi, run) for i, (d, lo, hi, run) in enumerate(shape)]
     parses = [p for t in TEMPLATES if (p := _align(t, obs, tls13, handoff, first_after)) is not None]
     # the null model: every record unexplained
     null = sum(GARBAGE + _loglik([ANY], o.lo, o.hi) for o in obs) + UNKNOWN_PRIOR + math.log(1 / 3)
@@ -644,7 +671,7 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
         ranked.append(Parse(Template("UNKNOWN", "no template explains the records", (), 0, "none"), null,
                             [Step(o, ()) for o in obs]))
         ranked.sort(key=lambda p: -p.loglik)
-    return Decoded(ranked, posterior, len(obs), total - len(obs))
+    return Decoded(ranked, posterior, len(obs))
 
 
 # -- words -------------------------------------------------------------------------------------
