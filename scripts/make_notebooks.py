@@ -909,99 +909,131 @@ CLASSIFIER = [
     the *features* it computes, the *rules* in `classify.py`, and how the features are
     distributed for each label across all the sample captures.
 
-    The rules are ordered by the strength of their evidence:
+    The evidence is used strongest first:
 
     1. **What is readable decides outright** — an authd dialogue in clear (`CONNECT … mks`,
        `PROXY …`), cleartext NFC messages after TLS #1.
-    2. **The structure of the encrypted stream** — a second handshake; the length of the last
-       authd command before it (a `CONNECT` line with a `/vmfs/volumes/…` path is long, `PROXY
-       vpxa-nfcssl` short); the size of the first message after it (MKS sends a 16-byte token
-       [S12][S13], NFC a 264-byte message [S21][S23][S24]).
-    3. **Only then volume and timing** — small client messages with pauses (a human at a
-       keyboard) versus lockstep bulk transfer.
+    2. **TLS #1 decoded from its record sizes** — authd writes one line per TLS record, and
+       every line is fixed text plus an argument, so the plaintext size of each record says
+       which line it can be. The sizes are aligned with the *grammar* of each feature's
+       dialogue (`infer_dialogue.py`); the most likely reading decides.
+    3. **Only where TLS #1 is not visible** (a capture that began mid-connection): the
+       shape of what follows — small client messages with pauses (a human at a keyboard)
+       versus lockstep bulk transfer.
 
-    Thresholds sit *between protocol-given sizes*, not at values fitted to a capture.
+    Sizes come *from the grammar*, not from values fitted to a capture.
     """),
     code(SETUP + '''
 import json
+import math
 
-from dissect.port902 import classify, features
+from dissect.port902 import classify, features, infer_dialogue as dlg
 
 CAPTURES = sorted(SAMPLES.glob("*.pcap*")) + sorted((SAMPLES / "doctor").glob("*.pcap"))
 result = analyze(CAPTURES)
 feats = result.features_frame()
 print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
     md("""
-    ## 1. From records to messages
+    ## 1. From records to plaintext sizes
 
-    The classifier does not look at raw TLS records but at **messages**: consecutive records a
-    peer wrote in the same packet, with the cipher's overhead taken off. The overhead is derived
-    from the negotiated suite, not fitted — AES-GCM in TLS 1.2 adds 24 bytes per record, TLS 1.3
-    adds 17, CBC suites add an IV, a MAC and padding (`features.overhead`). In TLS 1.3 the
-    encrypted handshake messages also travel as application data; they are recognised by their
-    place in the exchange and left out.
+    The record layer stays readable: each TLS record's length, direction and time. The cipher's
+    overhead is derived from the negotiated suite (`infer_dialogue.plaintext_interval`):
+    AES-GCM in TLS 1.2 adds 24 bytes per record, TLS 1.3 adds 17, CBC suites add an IV, a MAC
+    and 1–16 bytes of padding — so under CBC a record's plaintext is known to a block, an
+    *interval*. TLS 1.3's encrypted handshake and the client's Finished travel as application
+    data too; they are recognised by their place and left out.
     """),
     code("""
     all_sessions = result.sessions_frame()
     console_uid = all_sessions[all_sessions["source"].str.endswith("esxi8-console.pcap")]["uid"].iloc[0]
-    view = features.View.of(result.session(console_uid))
-    pd.DataFrame([(m.frame, "C->S" if m.direction == 0 else "S->C", m.handshake, m.records, m.size)
-                  for m in view.msgs[:16]], columns=["frame", "direction", "handshake", "records", "plaintext bytes"])
+    console = result.session(console_uid)
+    obs, tls13 = dlg.tls1_observations(console)
+    pd.DataFrame([(o.frame, "C->S" if o.direction == 0 else "S->C", o.size) for o in obs],
+                 columns=["frame", "direction", "plaintext bytes"])
     """),
     md("""
-    This is the ESXi 8 console of notebook 1 (TLS 1.2, AES-GCM). Handshake 1 holds the authd
-    lines — `USER` 43 bytes, `331 …` 65, `PASS` 43, `230 …` 58, `THUMBPRINT` 29, `200 <thumbprint>`
-    65, then the long `CONNECT` and its reply — and handshake 2 starts with the client's 16-byte
-    token.
+    ## 2. The grammar: what each line's size can be
 
-    ## 2. The features
-
-    Each feature is a small named function of that view (`features.FEATURES`), one column of
-    `features_frame()`:
+    Every line type has a size model: fixed text plus an argument. Some replies *echo* their
+    command's argument — `331 Password required for <name>.` is 22 bytes longer than
+    `USER <name>`, and `200 Connect <vmx>` exactly as long as `CONNECT <vmx> mks` — so their size
+    is tied to the command's. The table is read from the code:
     """),
     code("""
-    pd.DataFrame([(name, doc) for name, (doc, _fn) in features.FEATURES.items()], columns=["feature", "meaning"])
-    """),
-    code("""
-    feats.set_index("uid")[["feature", "confidence", "handshakes", "continued_in_clear", "tls1_client_last",
-                            "later_client_first", "later_client_small_share", "later_idle_count",
-                            "duration_s"]].round(2)
+    rows = []
+    for name in ["USER", "R331", "PASS", "R230", "R530", "THUMB16", "R200TP", "CONNECT", "R200CONNECT",
+                 "SESSION_BANNER", "RBANNER", "THUMB_PLAIN", "PROXY", "R200HA", "HTTP_REQ", "HTTP_RESP", "VMXCMD"]:
+        tok = getattr(dlg, name)
+        exact = ", ".join(map(str, tok.size.exact)) if tok.size.exact else ""
+        rows.append((tok.text, exact, f"{tok.size.lo}–{tok.size.hi}" + (" (log-uniform)" if tok.size.log else ""),
+                     f"{tok.fixed} + len(<{tok.echo}>)" if tok.echo else ""))
+    pd.DataFrame(rows, columns=["line", "exact sizes", "range", "echo"])
     """),
     md("""
-    ## 3. Distributions per label, and the thresholds
-
-    One panel per feature the rules use, one strip of points per label; the dashed lines are the
-    thresholds from `classify.py`. Under each strip: how many sessions have a value, and how many
-    have none (no second handshake, no TLS at all).
+    Every decoded record of every sample, by the line it was read as: the sizes fall where the
+    grammar puts them (lines with an argument spread with its length; fixed lines sit on one
+    value; the echoes mirror their commands).
     """),
     code("""
-    plots.feature_distributions(feats)
+    import matplotlib.pyplot as plt
+
+    points = [(row["line"], int(str(row["size"]).split("-")[0])) for rec in result.sessions
+              for row in rec.inferred_dialogue if row["line"] != "(unexplained)"]
+    lines = sorted({line for line, _ in points}, key=lambda l: min(s for x, s in points if x == l))
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(lines) + 1))
+    for y, line in enumerate(lines):
+        sizes = [s for x, s in points if x == line]
+        ax.scatter(sizes, [y] * len(sizes), s=14, alpha=0.6)
+    ax.set_yticks(range(len(lines)), lines, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("plaintext bytes of the record (log scale)")
+    ax.set_title("TLS #1 records of the samples, by the line the decoder read")
+    fig.tight_layout()
     """),
     md("""
-    Read the panels against the rules:
+    Each feature is a **template** of such lines (`infer_dialogue.TEMPLATES`): login attempts
+    only (`NONE`), the MKS set-up (ticket login, `THUMBPRINT`, `CONNECT <vmx> mks`), three NFC
+    set-ups (VDDK, nfclib, photon), SOAP after a login, and the VMXARGS model. A template may be
+    cut short anywhere (the session ended), a client may put several lines in one record
+    (pipelining, at a cost), a TLS 1.3 server sends NewSessionTickets before its first reply,
+    and a record no line explains costs a penalty instead of breaking the reading.
+    """),
+    code("""
+    pd.DataFrame([(t.label, t.name, " · ".join("+".join(tok.name for tok in s.group)
+                                                 + ("?" if s.lo == 0 and s.hi == 1 else "*" if s.hi == 0 else "")
+                                                 for s in t.slots), t.handoff, t.model)
+                  for t in dlg.TEMPLATES], columns=["label", "template", "lines (? optional, * repeated)",
+                                                    "hand-off", "lab model"])
+    """),
+    md("""
+    ## 3. Decoding one session
 
-    * **`later_client_first`** — the first client message after the second handshake: 16 bytes
-      (the MKS token) or 264 (an NFC message). The gap between the two is an order of magnitude;
-      the thresholds (≤ 24, ≥ 200) sit far from both. The one MKS point above 24 is classic ESX's
-      console on TLS 1.0: a CBC cipher pads the 16-byte token to whole blocks, and the estimate
-      (`features.plaintext` takes off half a block on average) cannot undo padding exactly — so
-      that vote is lost, and the other evidence carries the decision.
-    * **`tls1_client_last`** — the last authd command before the hand-off. Console `CONNECT`
-      lines carry a datastore path (roughly 50–100 bytes here); NFC's `PROXY vpxa-nfc[ssl]`
-      or `PROXY nfc` lines stay under 20.
-    * **`tls1_server_first`** — VDDK sends `BANNER` and gets the 150–170-byte greeting back
-      inside TLS [S20]; other clients' first reply is a `331` or a `200`.
-    * **`tls1_client_max`** — SOAP requests (hundreds of bytes of HTTP and XML) versus
-      login-sized lines; this is what separates SOAP from a brute-force session without a
-      hand-off.
-    * **`later_client_small_share`, `later_idle_count`** — the human signature: almost every
-      client message of a console is small, and there are pauses. NFC has neither.
+    The decoder aligns the records with every template and scores each alignment as a
+    log-likelihood; the best template per label competes with the others. Here is the console,
+    record by record (`inferred_dialogue` in the JSON output), with what the runner-up label
+    would have read instead:
+    """),
+    code("""
+    pd.DataFrame(console.inferred_dialogue)[["frame", "direction", "size", "line", "alternatives"]]
+    """),
+    code("""
+    handoff = "tls2" if len(console.handshakes) > 1 else "none"
+    decoded = dlg.decode(console, handoff, classify.first_after(console))
+    pd.DataFrame([(p.template.label, p.template.name, round(p.loglik, 1), round(decoded.posterior.get(p.template.label, 0), 6),
+                   dlg.describe(p, limit=8)) for p in decoded.parses],
+                 columns=["label", "best template", "log-likelihood", "posterior", "reading"])
+    """),
+    md("""
+    The **confidence** is the winner's likelihood against the runner-up label,
+    p₁ / (p₁ + p₂), capped at 0.99 — at 0.85 for SOAP and VMXARGS, whose wire form is the lab's
+    model (no public definition), and at 0.8 when the capture began mid-connection. What follows
+    TLS #1 is evidence too: a second handshake whose first client record is the 16-byte MKS
+    token, or a 264-byte NFC message, or the stream going on in clear (NFC).
 
-    ## 4. The rules, step by step
+    ## 4. One verdict per label
 
-    `classify.classify(record)` returns a `Verdict` (label, confidence, reasons). Reasons are
-    listed strongest first; evidence for the losing labels follows, prefixed `against:`. One
-    session per label:
+    `classify.classify(record)` returns a `Verdict` (label, confidence, reasons). The first
+    reason is the decoded dialogue; the last says which reading lost, and by how much:
     """),
     code("""
     sessions = result.sessions_frame()
@@ -1014,34 +1046,36 @@ print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
         print()
     """),
     md("""
-    For a session with two handshakes the evidence *votes*: the first message after the hand-off
-    weighs 3, the length of the last command 2, the re-sent greeting 1.5, the length of the
-    hand-off reply 1, each traffic-shape observation 1 or less. The confidence is 0.5 plus half
-    the winner's lead over the runner-up, as a share of all votes (0.6 + 0.1 per vote when only
-    one label got any), capped at 0.99 — and at 0.8 for captures that began mid-connection.
-
-    ## 5. What if?
-
-    `classify.classify` accepts the features as a dict, so you can ask what a different
-    observation would have changed. Take the NFC-over-TLS read and pretend its first message
-    after the hand-off had been 16 bytes:
+    `features_frame()` says for every session which evidence decided (`judged_as`: `clear`,
+    `tls1` for the decoder, `handoff` / `midstream` for the shape rules), the winning template,
+    its reading and the margin (log₁₀ likelihood ratio against the best other label):
     """),
     code("""
-    nbdssl = sessions.query("feature == 'NFC' and tls_handshakes == 2")["uid"].iloc[0]
-    rec = result.session(nbdssl)
-    observed = features.compute(rec)
-    changed = dict(observed, later_client_first=16)
-    for name, f in (("as observed", observed), ("first message 16 bytes", changed)):
-        verdict = classify.classify(rec, f)
-        print(f"{name:24} -> {verdict.label} {verdict.confidence}")
-        for reason in verdict.reasons:
-            print("     ", reason)
+    feats.set_index("uid")[["feature", "confidence", "judged_as", "decoded_as", "decoded_margin",
+                            "decoded_dialogue"]]
     """),
     md("""
-    The token vote now goes to MKS, but the short `PROXY` command, the short hand-off reply, the
-    re-sent greeting and the bulk shape still point to NFC: one misleading observation lowers the
-    confidence without flipping the label. That is the point of voting with several independent
-    pieces of evidence.
+    ## 5. What if?
+
+    The echo ties are what make a reading certain. Take the console's records and pretend the
+    `200 Connect` reply had been 10 bytes shorter than the `CONNECT` line — no longer an echo of
+    the path — and see how the posterior moves:
+    """),
+    code("""
+    from types import SimpleNamespace
+
+    records = list(console.records())
+    last_reply = max(i for i, r in enumerate(records) if r[2] == 1 and r[3] == 23 and r[5] == 1)
+    changed = [r if i != last_reply else r[:4] + (r[4] - 10,) + r[5:] for i, r in enumerate(records)]
+    fake = SimpleNamespace(handshakes=console.handshakes, records=lambda: iter(changed))
+    for name, rec in (("as observed", console), ("reply 10 bytes shorter", fake)):
+        d = dlg.decode(rec, handoff, classify.first_after(console))
+        print(f"{name:24} -> " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(d.posterior.items(), key=lambda kv: -kv[1])[:3]))
+    """),
+    md("""
+    One broken tie lowers the console's likelihood by the echo's odds, but the rest of the
+    dialogue (a ticket login, the 29-byte `THUMBPRINT`, the 16-byte token after the second
+    handshake) still reads as MKS: several independent lines carry the decision.
 
     ## 6. Checking against the labels
 
@@ -1066,25 +1100,22 @@ print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
     disagree[["uid", "source", "resp_port", "label", "feature", "confidence", "top_reason"]]
     """),
     md("""
-    On these samples the classifier agrees with every label, so the table of disagreements is
-    empty. That is a necessary check, not a proof: the lab generates traffic from the same
-    protocol facts the thresholds come from. Run the same cells on your own labelled captures
-    (a console you opened, a backup you ran); when rows appear in the disagreement table, read
-    their `top_reason` and the full `reasons` — and remember that a label records what the client
-    *intended*: a console whose certificate was rejected never used the console, and `NONE` is
-    then the honest answer from the wire.
+    Agreement on the samples is a necessary check, not a proof: the lab generates traffic from
+    the same protocol facts the grammar comes from. `scripts/accuracy.py` measures on fresh lab
+    data and `scripts/accuracy.py --live` on captures of real processes in network namespaces;
+    the test suite runs nmap, hydra, medusa, patator and openssl against a real daemon. When rows
+    appear in the disagreement table for your own captures, read the `reasons` — and remember
+    that a label records what the client *intended*: a console whose certificate was rejected
+    never used the console, and `NONE` is then the honest answer from the wire.
 
     ## 7. Limits
 
-    * **SOAP and VMXARGS** have no public wire definition (protocol.md §6); the lab's traffic is
-      a model (`lab_model` above), and the rules for them are correspondingly modest.
-    * **Mid-stream captures** (the capture started while the session was running) lose the
-      banner, TLS #1 and the hand-off; only the traffic shape is left, and the confidence is
-      capped at 0.8.
-    * **Timing features depend on people**: an idle console without a pause longer than a second,
-      or a throttled copy, sits closer to the other side of a threshold. The structural features
-      (sections 3–4) carry most of the weight for that reason.
-    * Thresholds come from protocol sizes; `classify.py` documents each one next to its value.
+    * **SOAP and VMXARGS** have no public wire definition (protocol.md §6); their templates are
+      the lab's model, and their confidence stays ≤ 0.85.
+    * **Mid-stream captures** lose the banner and usually TLS #1; the shape rules decide, and the
+      confidence is capped at 0.8.
+    * **CBC ciphers** blur sizes to a block: `230 User ab logged in.` and `530 Login incorrect.`
+      can fall into one interval, and the login outcome is then reported as undetermined.
     """),
 ]
 

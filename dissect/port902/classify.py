@@ -152,20 +152,14 @@ MODEL_CEILING = 0.85  # SOAP-over-902 and VMXARGS have no public wire definition
 CEILING = 0.99
 
 
-def _first_after(rec) -> tuple[int, int] | None:
+def first_after(rec) -> tuple[int, int] | None:
     """Plaintext interval of the client's first application record in TLS #2 (after TLS 1.3's
-    Finished): the MKS token is 16 bytes, an NFC message 264."""
+    Finished, past TLS 1.0's empty CBC fragments): the MKS token is 16 bytes, an NFC message 264."""
     if len(rec.handshakes) < 2:
         return None
-    hs2 = rec.handshakes[1]
-    tls13 = hs2.server_hello is not None and hs2.server_hello.selected_version >= 0x0304
-    seen = 0
-    for _ts, _fr, d, ct, ln, h in rec.records():
-        if ct == 23 and h == hs2.index and d == 0:
-            seen += 1
-            if seen == (2 if tls13 else 1):
-                return dlg.plaintext_interval(ln, hs2)
-    return None
+    obs, _tls13 = dlg.tls1_observations(rec, rec.handshakes[1].index)
+    first = next((o for o in obs if o.direction == 0), None)
+    return None if first is None else (first.lo, first.hi)
 
 
 def _handoff_kind(rec, f: dict) -> str:
@@ -185,7 +179,7 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
     ``require_fit`` (a capture that began near a handshake it cannot place): None unless the
     records read as an authd dialogue — not, say, as what follows a hand-off."""
     handoff = _handoff_kind(rec, f)
-    dec = dlg.decode(rec, handoff, _first_after(rec))
+    dec = dlg.decode(rec, handoff, first_after(rec))
     if require_fit:
         if dec is None or dec.best.template.label == "UNKNOWN":
             return None
@@ -240,7 +234,7 @@ def _decoded_reasons(rec, parse, handoff: str) -> list[str]:
                    else "no command beyond the login was sent")
     if handoff == "tls2":
         hs2 = rec.handshakes[1]
-        first = _first_after(rec)
+        first = first_after(rec)
         tail = ""
         if first is not None:
             size = f"{first[0]}" if first[0] == first[1] else f"{first[0]}-{first[1]}"

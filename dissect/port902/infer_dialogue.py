@@ -259,7 +259,7 @@ def plaintext_interval(length: int, hs) -> tuple[int, int]:
 
 
 def tls1_observations(rec, hs_index: int = 1) -> tuple[list[Obs], bool]:
-    """TLS #1's application data as observations (TLS 1.3's encrypted handshake and the client's
+    """TLS #1's (or handshake ``hs_index``'s) application data as observations (TLS 1.3's encrypted handshake and the client's
     Finished left out; TLS 1.0's empty CBC fragments left out); and whether it was TLS 1.3."""
     hs = next((h for h in rec.handshakes if h.index == hs_index), None)
     sh = getattr(hs, "server_hello", None)
