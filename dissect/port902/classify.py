@@ -150,6 +150,7 @@ def _classify(rec, f: dict) -> Verdict:
 
 MODEL_CEILING = 0.85  # SOAP-over-902 and VMXARGS have no public wire definition (protocol.md §6)
 CEILING = 0.99
+GAP_CEILING = 0.8  # bytes of the connection were never captured: the record sequence may be incomplete
 
 
 def first_after(rec) -> tuple[int, int] | None:
@@ -203,12 +204,18 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
     p2 = dec.posterior.get(other.template.label, 0.0) if other is not None else 0.0
     confidence = p1 / (p1 + p2) if p1 + p2 > 0 else 0.5
     cap = MODEL_CEILING if best.template.model else ceiling
+    lost = sum(getattr(rec, "gaps", (0, 0)) or (0, 0))
+    if lost:
+        cap = min(cap, GAP_CEILING)
     confidence = round(min(cap, confidence), 3)
     reasons = [f"decoded from TLS #1 record sizes as {best.template.name}: {dlg.describe(best)}"]
     reasons += _decoded_reasons(rec, best, handoff)
     if dec.not_decoded:
         reasons.append(f"only the first {dec.observations} records of TLS #1 were decoded "
                        f"({dec.not_decoded} more follow)")
+    if lost:
+        reasons.append(f"the capture lost bytes of this connection ({lost} hole(s): snaplen or loss): records "
+                       f"may be missing from the reading, so the confidence stays ≤ {GAP_CEILING}")
     if best.template.model:
         reasons.append(f"{label} over 902 has no public wire definition: this is the lab's model of it, "
                        f"so the confidence stays ≤ {MODEL_CEILING}")

@@ -441,11 +441,19 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
         if score > best[j].get(i, (NEG,))[0]:
             best[j][i] = (score, back)
 
+    # the band follows runs (records written back to back), not records: one long HTTP response
+    # fills many records but answers one request
+    unit, runs = [], 0
+    for j, o in enumerate(obs):
+        if j == 0 or o.run != obs[j - 1].run:
+            runs += 1
+        unit.append(runs - 1)
     for j in range(n):
         o = obs[j]
         garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
         ticket = math.log(0.5) + _loglik((TICKET.size,), o.lo, o.hi)
-        for i in range(max(0, j - BAND - MAX_TICKETS), min(m, j + BAND) + 1):
+        u = unit[j]
+        for i in range(max(0, u - BAND - MAX_TICKETS), min(m, u + BAND + PER_RECORD_TOKENS * 2) + 1):
             score = best[j].get(i, (NEG,))[0]
             if score == NEG:
                 continue
