@@ -123,9 +123,28 @@ def _read_like(wire: Wire, expected: bytes) -> bytes:
     if head == struct.pack("<I", nfc.AIO_MAGIC):
         header = wire.recv_exact(12)
         payload = wire.recv_exact(struct.unpack("<I", header[4:8])[0])
+        kind, wanted = struct.unpack("<I", header[:4])[0], _aio_kind(expected)
+        if kind != wanted:
+            text = wire.recv_exact(struct.unpack_from("<I", payload, 8)[0]) if kind == nfc.AIO_ERROR else b""
+            raise WireError(f"NFC: server answered AIO type {kind} {text.decode('latin-1')!r}, expected {wanted}")
         extra = len(expected) - 16 - len(payload)
         return head + header + payload + (wire.recv_exact(extra) if extra > 0 else b"")
     return head + wire.recv_exact(len(expected) - 4)
+
+
+def _aio_kind(frame: bytes) -> int | None:
+    if len(frame) >= 16 and frame[:4] == struct.pack("<I", nfc.AIO_MAGIC):
+        return struct.unpack_from("<I", frame, 4)[0]
+    return None
+
+
+def _rehandle(frame: bytes, handles: tuple[bytes, bytes] | None) -> bytes:
+    """Use the disk handle the server returned in OPEN_FILE where the script has its own
+    (IO, DDB_GET and CLOSE_FILE payloads start with the handle, §5.5)."""
+    if handles and _aio_kind(frame) in (nfc.AIO_IO, nfc.AIO_DDB_GET, nfc.AIO_CLOSE_FILE) \
+            and frame[16:24] == handles[0]:
+        return frame[:16] + handles[1] + frame[24:]
+    return frame
 
 
 def play_nfc(s: Session, wire: Wire, steps, gap: float = 0.0) -> dict:
@@ -137,12 +156,14 @@ def play_nfc(s: Session, wire: Wire, steps, gap: float = 0.0) -> dict:
     """
     moved = {"sent": 0, "received": 0, "messages_in": 0}
     streamed = False
+    handles = None                           # (the script's disk handle, the server's)
     for step in steps:
         if step.side == CLIENT:
             s.sleep(step.delay + gap)
             if step.mark:
                 wire.mark(step.mark)
             for item in _items(step.data):
+                item = _rehandle(item, handles)
                 wire.send(item)
                 moved["sent"] += len(item)
             continue
@@ -153,6 +174,8 @@ def play_nfc(s: Session, wire: Wire, steps, gap: float = 0.0) -> dict:
             if not classic_data:
                 streamed = False
                 got = _read_like(wire, item)
+                if _aio_kind(item) == nfc.AIO_OPEN_FILE and _aio_kind(got) == nfc.AIO_OPEN_FILE:
+                    handles = (item[24:32], got[24:32])
                 moved["received"] += len(got)
                 moved["messages_in"] += 1
                 continue
@@ -177,7 +200,7 @@ def _handoff(s: Session, wire: Wire, ssl: bool, pin: str | None) -> None:
 
 
 def _nfc_path(s: Session, suffix: str) -> str:
-    return authd.datastore_path(s.rng, s.args.vm, suffix)
+    return s.args.path or authd.datastore_path(s.rng, s.args.vm, suffix)
 
 
 def run_nfc(s: Session) -> None:
@@ -435,6 +458,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=float, default=0.0, help="seconds before each client NFC message")
     p.add_argument("--direct", action="store_true", help="VDDK with a direct-ESXi ticket (PROXY nfc)")
     p.add_argument("--service", help="photon PROXY service")
+    p.add_argument("--path", help="datastore path of the disk / file (default: drawn)")
     p.add_argument("--suffix", default=".iso", help="file suffix for nfclib / photon transfers")
     p.add_argument("--nfc-version", type=int, default=nfc.ESXI8_NFC_VERSION)
     # SOAP

@@ -197,9 +197,11 @@ class Wire:
         return data
 
     def recv_some(self) -> bytes:
-        """Whatever application bytes arrive next (b"" at EOF)."""
-        if not self.plain and not self._fill():
-            return b""
+        """Whatever application bytes arrive next (b"" at EOF; records without application
+        data, such as TLS 1.3 session tickets, are read past)."""
+        while not self.plain:
+            if not self._fill():
+                return b""
         data = bytes(self.plain)
         self.plain.clear()
         return data
