@@ -334,7 +334,7 @@ class Tcpdump:
     def __init__(self, lane: Lane, ns: str, iface: str, path: str, snaplen: int = 262144, link: str | None = None,
                  bpf: str = "tcp"):
         self.lane, self.path = lane, path
-        argv = ["tcpdump", "-i", iface, "-s", str(snaplen), "-w", path, "-U", "--immediate-mode", "-n"]
+        argv = ["tcpdump", "-i", iface, "-s", str(snaplen), "-w", path, "-U", "--immediate-mode", "-n", "-B", "32768"]
         if link:
             argv += ["-y", link]
         self.argv = argv + [bpf]

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 from .certs import host_cert
@@ -29,11 +30,19 @@ from .tlsbio import _pem_files
 LINKS = {1: ("ethernet", 14), 113: ("sll", 16), 276: ("sll2", 20)}
 
 
+_RESERVED: set[int] = set()
+_RESERVE_LOCK = threading.Lock()
+
+
 def free_display(start: int = 40) -> int:
-    """An X display number with neither a lock file nor a socket (both are machine-wide files)."""
-    for n in range(start, start + 400):
-        if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            return n
+    """An X display number with neither a lock file nor a socket (both are machine-wide files),
+    never handed out twice by this process (lanes start their X servers at the same time)."""
+    with _RESERVE_LOCK:
+        for n in range(start, start + 400):
+            if n not in _RESERVED and not os.path.exists(f"/tmp/.X{n}-lock") \
+                    and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
+                _RESERVED.add(n)
+                return n
     raise RuntimeError("no free X display number")
 
 
