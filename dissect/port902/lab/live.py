@@ -101,14 +101,14 @@ class Plan:
         self.cert_name = rng.choice(CERT_NAMES)
         self.max_bytes = max_bytes
         self.sessions = [self._session(k, rng) for k in range(sessions)]
-        self.cut = None
-        if rng.random() < midstream_share:
+        self.cuts: list[dict] = []                 # sessions started before tcpdump
+        if rng.random() < min(1.0, 2 * midstream_share):
             eligible = [s for s in self.sessions if s["cut_mark"]]
-            if eligible:
-                self.cut = rng.choice(eligible)
-                self.cut["offset"] = 0.0
-                self.cut["cut_delay"] = rng.uniform(0.05, 0.5)
-                self.cut["args"] += LONGER[self.cut["feature"]]     # still running once tcpdump listens
+            for spec in rng.sample(eligible, min(len(eligible), rng.randint(1, 3))):
+                spec["offset"] = round(rng.uniform(0.0, 0.3), 3)
+                spec["args"] += LONGER[spec["feature"]]      # still running once tcpdump listens
+                self.cuts.append(spec)
+        self.cut_delay = rng.uniform(0.05, 0.5)
 
     def _feature(self, k: int, rng: random.Random) -> str:
         allowed = [f for f in FEATURES if f in SUPPORT[self.persona]]
@@ -275,14 +275,15 @@ class LaneRunner:
         clients: list[Client] = []
         try:
             t0 = time.time()
-            if plan.cut:
-                first = Client(lane, work, f"s{plan.cut['k']:02d}", plan.cut, address, self.display.name)
-                clients.append(first)
-                reached = first.wait_mark(plan.cut["cut_mark"], 30)
-                time.sleep(plan.cut["cut_delay"] if reached else 0)
+            for spec in sorted(plan.cuts, key=lambda s: s["offset"]):
+                time.sleep(max(0.0, t0 + spec["offset"] - time.time()))
+                clients.append(Client(lane, work, f"s{spec['k']:02d}", spec, address, self.display.name))
+            reached = all([c.wait_mark(c.spec["cut_mark"], 30) for c in clients])
+            if clients:
+                time.sleep(plan.cut_delay if reached else 0)
             capture_from = dump.start()
             t0 = time.time()
-            for spec in sorted((s for s in plan.sessions if s is not plan.cut), key=lambda s: s["offset"]):
+            for spec in sorted((s for s in plan.sessions if s not in plan.cuts), key=lambda s: s["offset"]):
                 time.sleep(max(0.0, t0 + spec["offset"] - time.time()))
                 clients.append(Client(lane, work, f"s{spec['k']:02d}", spec, address, self.display.name))
             results = [c.finish(session_timeout) for c in clients]
@@ -403,7 +404,7 @@ def build_labels(plan: Plan, stem: str, pcap: str, facts: dict, clients: list, r
                     "conditions": info},
         "dataset": {"schema": DATASET_SCHEMA, "seed": plan.seed, "index": plan.index},
         "live": {"client_errors": errors, "feature_mismatches": mismatches, "tcpdump": stats,
-                 "server_records": len(records), "cut": plan.cut["k"] if plan.cut else None,
+                 "server_records": len(records), "cut": [spec["k"] for spec in plan.cuts],
                  "omitted_client_ports": omitted},
         "connections": connections,
     }

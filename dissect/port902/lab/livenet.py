@@ -346,17 +346,19 @@ class Tcpdump:
     def start(self, timeout: float = 5.0) -> float:
         self.proc = self.lane.spawn(self.ns, self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + timeout
-        line = b""
+        said = b""
+        fd = self.proc.stderr.fileno()
         while time.time() < deadline:
-            ready, _, _ = select.select([self.proc.stderr], [], [], 0.1)
+            ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
-                line = self.proc.stderr.readline()
-                if b"listening on" in line:
+                chunk = os.read(fd, 4096)              # unbuffered: the pipe may hold several lines
+                said += chunk
+                if b"listening on" in said:
                     self.started_at = time.time()
                     return self.started_at
-                if not line:
+                if not chunk:
                     break
-        raise RuntimeError(f"tcpdump did not start: {line.decode(errors='replace').strip()}")
+        raise RuntimeError(f"tcpdump did not start: {said.decode(errors='replace').strip()}")
 
     def stop(self) -> str:
         """SIGINT (flushes the file), then its packet counters from stderr."""
