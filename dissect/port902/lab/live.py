@@ -75,6 +75,14 @@ def _log_uniform(rng: random.Random, low: float, high: float) -> float:
 
 # -- drawing a capture ----------------------------------------------------------------------------
 
+def spec(k: int, feature: str, args: list[str], *, offset: float = 0.0, cut_mark: str | None = None,
+         files=(), seed: int = 0) -> dict:
+    """One session of a plan: ``liveclient`` arguments (persona first), start offset in seconds,
+    the MARK after which tcpdump may start when it is cut, NFC files to create (path, size)."""
+    return {"k": k, "feature": feature, "args": list(args), "offset": offset, "cut_mark": cut_mark,
+            "files": list(files), "seed": seed}
+
+
 class Plan:
     """Everything one capture does, drawn from ``random.Random(f"{seed}/{index}")``."""
 
@@ -182,8 +190,8 @@ class Plan:
             args += ["--linger", str(round(rng.uniform(0.0, 0.5), 3))]
         if self.tls_max == "1.3" and rng.random() < 0.3:
             args += ["--tls-max", "1.2"]
-        return {"k": k, "feature": feature, "args": args, "offset": round(rng.uniform(0.0, 4.0), 3),
-                "cut_mark": cut_mark, "files": files, "seed": rng.getrandbits(31)}
+        return spec(k, feature, args, offset=round(rng.uniform(0.0, 4.0), 3), cut_mark=cut_mark, files=files,
+                    seed=rng.getrandbits(31))
 
     def conditions(self) -> dict:
         return {"network": self.network, "rtt_ms": self.rtt_ms, "jitter_ms": self.jitter_ms, "loss": self.loss,
@@ -225,6 +233,7 @@ class Client:
             Lane.stop(self.proc)
         self.reader.join(2)
         self.err.close()
+        Lane.release(self.proc)
         try:
             with open(self.result_path) as handle:
                 return json.load(handle)

@@ -309,6 +309,13 @@ class Lane:
                 proc.wait()
         return proc.returncode
 
+    @staticmethod
+    def release(proc: subprocess.Popen) -> None:
+        """Close the pipes of an ended process."""
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+
     def close(self) -> None:
         """Kill everything this lane started and delete its namespaces (idempotent)."""
         for proc in reversed(self.procs):
@@ -316,6 +323,7 @@ class Lane:
                 self.stop(proc, wait=2.0)
             except OSError:
                 pass
+            self.release(proc)
         self.procs.clear()
         for ns in reversed(self.created):
             run("ip", "netns", "del", ns, check=False)
