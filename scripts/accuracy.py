@@ -20,6 +20,13 @@ Default seed: a fresh one, drawn at random and printed (``--seed N`` repeats a r
 whose errors were looked at while changing the classifier is spent: never report it again. Default size: 96 captures of 6-12 sessions, NFC up
 to 32 MiB, 35 % of eligible sessions mid-session — about two minutes on two cores.
 
+``--live`` measures on the LIVE lab instead (``dissect.port902.lab.live``: real client and
+server processes, real VNC servers and viewers, the kernel's TCP through network namespaces
+with delay / jitter / loss / rate limits, captured by tcpdump; needs root). Its seed is drawn
+fresh by default and printed (``--seed`` repeats a run); ``--live-sessions`` (default 150)
+client sessions over all features, ``--lanes`` captures in parallel. It is reported under its
+own title, never mixed with the in-process lab's figures; scoring is the same.
+
 Macro-F1 averages F1 over the true classes present (MKS, NFC, SOAP, VMXARGS, NONE); UNKNOWN is
 a prediction only. A labelled session the analyser did not report at all counts as predicted
 UNKNOWN and is listed as "missed". Targets: macro-F1 ≥ 0.98 (full), ≥ 0.90 (mid-session);
@@ -190,8 +197,14 @@ def render(report: dict, out) -> None:
         print(text, file=out)
 
     d = report["dataset"]
-    line(f"dissect902 classifier accuracy — benchmark seed {report['seed']} (dataset seed {d['seed']}), "
-         f"conditions {d['options']['conditions']}")
+    if report.get("live"):
+        o = d["options"]
+        line(f"dissect902 classifier accuracy — LIVE LAB (real processes, kernel TCP, tcpdump), seed {d['seed']}")
+        line(f"impairment: {o['impairment']}; VNC server {o['vnc']}; {o['lanes']} lane(s); "
+             f"client errors {d['totals'].get('client_errors', 0)}")
+    else:
+        line(f"dissect902 classifier accuracy — benchmark seed {report['seed']} (dataset seed {d['seed']}), "
+             f"conditions {d['options']['conditions']}")
     line(f"dataset: {d['totals']['captures']} captures, {d['totals']['packets']:,} packets, "
          f"{d['totals']['bytes'] / 1e6:,.1f} MB, {d['totals']['authd_sessions']} authd sessions "
          f"({d['totals']['midstream']} mid-session); generated in {report['timing']['generate_s']:.1f} s, "
@@ -270,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None,
                         help="benchmark seed (default: a fresh one, drawn at random and printed; a seed whose "
                              "errors have been looked at is spent and must not be reported again)")
+    parser.add_argument("--live", action="store_true", help="measure on a fresh LIVE lab set instead (root)")
+    parser.add_argument("--live-sessions", type=int, default=150, help="client sessions of the live set (default 150)")
+    parser.add_argument("--lanes", type=int, default=3, help="live captures run in parallel (default 3)")
     parser.add_argument("--captures", type=int, default=96, help="captures to generate (default 96)")
     parser.add_argument("--sessions", type=parse_range, default=(6, 12), metavar="LO-HI",
                         help="authd sessions per capture (default 6-12)")
@@ -298,7 +314,20 @@ def main(argv: list[str] | None = None) -> int:
             print(text, file=sys.stderr, flush=True)
 
     temp = None
-    if args.dataset:
+    if args.live and not args.dataset:
+        from dissect.port902.lab import live
+        if args.out:
+            folder = args.out
+        else:
+            temp = folder = tempfile.mkdtemp(prefix="dissect902-live-")
+        note(f"live lab: seed {args.seed}, {args.live_sessions} sessions, {args.lanes} lane(s), in {folder}")
+        started = time.perf_counter()
+        manifest = live.generate(folder, args.seed, sessions=args.live_sessions, lanes=args.lanes,
+                                 midstream_share=args.midstream_share, max_bytes=min(args.max_bytes, 4 << 20),
+                                 vnc="mixed", progress=lambda done, total, row: note(
+                                     f"  {done}/{total} {row['file']} {row['packets']} packets, {row['seconds']} s"))
+        generate_s = time.perf_counter() - started
+    elif args.dataset:
         folder = args.dataset
         manifest = json.loads(Path(folder, "dataset.json").read_text())
         generate_s = 0.0
@@ -337,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = [r for r in rows if r["truth"] != r["predicted"]]
     errors.sort(key=lambda r: (r["midstream"], r["truth"], r["predicted"], r["capture"], r["uid"]))
     report = {
+        "live": manifest.get("kind") == "live",
         "seed": args.seed if not args.dataset else None,
         "dataset": {"seed": manifest["seed"], "options": manifest["options"], "totals": manifest["totals"],
                     "folder": None if temp else folder},
