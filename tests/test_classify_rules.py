@@ -23,8 +23,9 @@ def feats(**kw):
     return f
 
 
-REC = SimpleNamespace(handshakes=[SimpleNamespace(frame=5, index=1), SimpleNamespace(frame=40, index=2)])
-NO_HS = SimpleNamespace(handshakes=[])
+REC = SimpleNamespace(handshakes=[SimpleNamespace(frame=5, index=1), SimpleNamespace(frame=40, index=2)],
+                      records=lambda: iter(()))
+NO_HS = SimpleNamespace(handshakes=[], records=lambda: iter(()))
 
 MIDSTREAM = [
     ("16-byte MKS token first after a visible handshake", REC,

@@ -246,3 +246,49 @@ def test_a_long_brute_force_is_decoded_in_linear_time_and_capped():
     assert large / small < 3.5  # doubling the input at most ~doubles the time (ratio, not seconds)
     _, capped = cost(dlg.MAX_OBS)  # 4 records per attempt: only MAX_OBS records are decoded
     assert capped.observations == dlg.MAX_OBS and capped.not_decoded == 3 * dlg.MAX_OBS
+
+
+def headless(lines, vc, drop=4):
+    """The records of ``lines`` as a capture that began inside TLS #1 sees them: no handshake,
+    the first ``drop`` records missed."""
+    rec = session(lines, vc=vc)
+    recs = [(t, f, d, ct, ln, 0) for t, f, d, ct, ln, h in rec.records()][drop:]
+    return SimpleNamespace(uid="Cmid", handshakes=[], records=lambda: iter(recs), continued_in_clear=False,
+                           banner=None, roles_from="ports", nfc_message_types={}, nfc_aio_types={},
+                           transport="tls", duration_s=1.0, bytes=(500, 500), state="partial", dialogue=[],
+                           connect_kind=None, login_attempts=0, syn_count=0, rst_frame=None, login_outcome="none",
+                           clear_after_tls_frame=None)
+
+
+@pytest.mark.parametrize("vc, overhead, drop", [(GCM12, "AES-GCM (TLS 1.2)", 4), (TLS13, "TLS 1.3 AEAD", 6)])
+def test_a_brute_force_seen_from_its_middle_is_decoded_with_the_cipher_chosen_by_likelihood(vc, overhead, drop):
+    # the capture missed the first attempt (and TLS 1.3's handshake records)
+    rec = headless(login("root", "toor", False) * 3 + login("admin", "x", False), vc, drop)
+    dec, chosen = dlg.decode_midway(rec)
+    assert chosen == overhead and dec.best.template.label == "NONE"
+    assert dec.best.logins == ["rejected"] * 3
+    v = classify(rec)
+    assert v.label == "NONE" and v.judged_as == "tls1" and v.confidence <= 0.8
+    assert any("record overhead taken as" in r for r in v.reasons)
+
+
+def test_block_alignment_rules_out_a_cbc_hypothesis():
+    rec = headless(login("root", "toor", False) * 3, GCM12)
+    lengths = [ln for _t, _f, _d, _ct, ln, _h in rec.records()]
+    assert any((ln - 16) % 16 for ln in lengths)  # GCM records are not IV + whole blocks
+    _dec, chosen = dlg.decode_midway(rec)
+    assert "CBC" not in chosen
+
+
+def test_console_traffic_is_not_read_as_a_login_midway():
+    """Small client messages and varied server updates (RFB after a hand-off) may fit loose
+    login readings, but their replies never land on the grammar's exact sizes or echoes."""
+    import random
+
+    rng = random.Random(5)
+    lines = []
+    for _ in range(30):
+        lines += [("C", rng.choice([6, 8, 10])), ("S", rng.randint(20, 3000))]
+    rec = headless(lines, GCM12, drop=0)
+    v = classify(rec)
+    assert v.judged_as != "tls1" and v.label != "NONE"

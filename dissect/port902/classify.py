@@ -332,6 +332,9 @@ def _midstream(rec, f: dict) -> Verdict:
             inner.confidence = min(inner.confidence, 0.8)
             inner.reasons.append("capture began after the greeting, just before TLS #1")
             return inner
+    midway = _decoded_midway(rec)
+    if midway is not None:
+        return midway
     if rec.handshakes and not f["handoff_seen_midway"]:
         # an NFC-sized first message (not an authd line) or nothing placeable as TLS #1:
         # judge what follows the visible handshake as a hand-off
@@ -357,6 +360,44 @@ def _midstream(rec, f: dict) -> Verdict:
     verdict.reasons.append("capture began mid-connection: no greeting seen, judged from what followed")
     verdict.judged_as, verdict.inputs = "midstream", f
     return verdict
+
+
+MIDWAY_FIT = 0.9  # share of the records a template must explain to read a headless stream as TLS #1
+MIDWAY_ANCHORED = 0.5  # ... share of its replies whose size the grammar pins (exact text or an echo)
+MIDWAY_SHARED = 0.1  # ... at most this share of records carrying several lines (authd writes one per record)
+
+
+def _decoded_midway(rec) -> Verdict | None:
+    """A capture that began inside TLS #1 (protected records before any handshake): decode them
+    against the templates entered at any line, the cipher's overhead a latent choice; accepted
+    only when the reading explains nearly every record (post-hand-off traffic does not read as
+    authd lines)."""
+    got = dlg.decode_midway(rec)
+    if got is None:
+        return None
+    dec, overhead = got
+    best, other = dec.best, dec.runner_up()
+    steps = best.steps
+    if best.template.label == "UNKNOWN" or sum(1 for st in steps if st.tokens) < MIDWAY_FIT * len(steps):
+        return None
+    anchored, shared = dlg.anchored_share(best)
+    if anchored < MIDWAY_ANCHORED or shared > MIDWAY_SHARED:
+        return None
+    label = best.template.label
+    p1 = dec.posterior.get(label, 0.0)
+    p2 = dec.posterior.get(other.template.label, 0.0) if other is not None else 0.0
+    cap = min(0.8, MODEL_CEILING) if best.template.model else 0.8
+    confidence = round(min(cap, p1 / (p1 + p2) if p1 + p2 > 0 else 0.5), 3)
+    reasons = [f"decoded from record sizes as {best.template.name}, entered mid-way: {dlg.describe(best)}"]
+    if best.logins:
+        reasons.append(dlg.login_summary(best.logins))
+    reasons.append(f"no handshake seen: record overhead taken as {overhead}, the most likely")
+    if other is not None:
+        reasons.append(f"against: {other.template.name} ({other.template.label}): {dlg.describe(other, limit=6)}")
+    reasons.append("capture began mid-connection, inside TLS #1: judged from the visible dialogue")
+    return Verdict(label, confidence, reasons, dec.inferred_dialogue(), list(best.logins), judged_as="tls1",
+                   decoded_as=best.template.name, decoded_dialogue=dlg.describe(best),
+                   decoded_margin=round((best.loglik - other.loglik) / math.log(10), 2) if other else None)
 
 
 def _size_classes(votes: _Votes, f: dict) -> None:

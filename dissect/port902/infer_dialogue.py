@@ -317,6 +317,32 @@ class Parse:
     handoff: str = "none"
 
 
+def anchored_share(parse: "Parse") -> tuple[float, float]:
+    """(share of server records read as replies whose size the grammar pins down — an exact
+    size such as '530 Login incorrect.' or an echo of the command's argument —, share of records
+    carrying more than one line).  Loose readings of traffic that is not authd score low on the
+    first and high on the second."""
+    server = [st for st in parse.steps if st.obs.direction == S2C and st.tokens != (TICKET,)]
+    shared = sum(1 for st in parse.steps if len(st.tokens) > 1)
+    anchored = 0
+    last_client = None
+    for st in parse.steps:
+        if st.obs.direction == C2S:
+            last_client = st
+            continue
+        if len(st.tokens) != 1:
+            continue
+        tok = st.tokens[0]
+        if tok.size.exact and any(st.obs.lo <= v <= st.obs.hi for v in tok.size.exact):
+            anchored += 1
+        elif tok.echo and last_client is not None and len(last_client.tokens) == 1:
+            ctok = last_client.tokens[-1]
+            arg = (last_client.obs.lo - ctok.fixed, last_client.obs.hi - ctok.fixed)
+            if ctok.tie == tok.echo and st.obs.lo <= tok.fixed + arg[1] and tok.fixed + arg[0] <= st.obs.hi:
+                anchored += 1
+    return (anchored / len(server) if server else 0.0), (shared / len(parse.steps) if parse.steps else 0.0)
+
+
 def _nfa(t: Template):
     """Template -> states (slot, position); start edges and successor edges with their
     log-probabilities: taking an optional slot costs log p, skipping it log (1 - p), one more
@@ -347,10 +373,14 @@ def _nfa(t: Template):
     return entries(0), succ
 
 
-def _client_align(t: Template, obs: list[Obs]):
+def _client_align(t: Template, obs: list[Obs], midway: bool = False):
     """Viterbi over client records: best[(state)] after each record; returns (loglik, path) or None.
-    path: per record, the list of (state, token) it carried ([] = unexplained)."""
+    path: per record, the list of (state, token) it carried ([] = unexplained).  ``midway``: the
+    capture began inside the dialogue, so the first line seen may be any line of the template."""
     start, succ = _nfa(t)
+    if midway:
+        states = list(succ)
+        start = [(st, -math.log(len(states))) for st in states]
     START = (-1, -1)
     best = {START: (0.0, None)}
     history = []
@@ -520,10 +550,11 @@ def _mixed_loglik(sizes: list, ol: int, oh: int) -> float:
     return _loglik(plain, ol, oh)
 
 
-def _align(t: Template, obs: list[Obs], tls13: bool, handoff: str, first_after: tuple[int, int] | None) -> Parse | None:
+def _align(t: Template, obs: list[Obs], tls13: bool, handoff: str, first_after: tuple[int, int] | None,
+           midway: bool = False) -> Parse | None:
     client = [o for o in obs if o.direction == C2S]
     server = [o for o in obs if o.direction == S2C]
-    got = _client_align(t, client)
+    got = _client_align(t, client, midway)
     if got is None:
         return None
     cscore, path = got
@@ -652,6 +683,11 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
     shape = tuple((o.direction, o.lo, o.hi, o.run) for o in obs)
     core = _decode_shape(shape, tls13, handoff, first_after) if len(shape) <= CACHED_SHAPE \
         else _decode_shape.__wrapped__(shape, tls13, handoff, first_after)
+    return _bind(core, obs, total)
+
+
+def _bind(core: "Decoded", obs: list[Obs], total: int) -> "Decoded":
+    """A decoding computed on a record shape, attached to the session's own records."""
     parses = [Parse(p.template, p.loglik, [Step(obs[i], st.tokens, st.note) for i, st in enumerate(p.steps)],
                     p.commands, list(p.logins), p.handoff) for p in core.parses]
     return Decoded(parses, dict(core.posterior), len(obs), total - len(obs))
@@ -659,11 +695,50 @@ def decode(rec, handoff: str, first_after: tuple[int, int] | None = None) -> Dec
 
 CACHED_SHAPE = 64  # shapes up to this many records are remembered (LRU)
 
+# A capture that began inside TLS #1 saw no ServerHello: the record overhead is a latent variable.
+# Each hypothesis is (name, fixed bytes, block size) of a cipher family ESXi and its clients use.
+OVERHEADS = (  # (name, explicit IV, MAC or tag, block size)
+    ("AES-GCM (TLS 1.2)", 8, 16, 0), ("ChaCha20-Poly1305 (TLS 1.2)", 0, 16, 0), ("TLS 1.3 AEAD", 0, 17, 0),
+    ("AES-CBC-SHA (TLS 1.1/1.2)", 16, 20, 16), ("AES-CBC-SHA256", 16, 32, 16), ("AES-CBC-SHA384", 16, 48, 16),
+    ("AES-CBC-SHA (TLS 1.0)", 0, 20, 16),
+)
+MIDWAY_MIN_RECORDS = 4
+
+
+def decode_midway(rec) -> tuple["Decoded", str] | None:
+    """Decode application records seen before any handshake (a capture that began inside TLS #1):
+    the template may be entered at any line, and the cipher's overhead is chosen among
+    :data:`OVERHEADS` by likelihood.  Returns the decoding and the overhead's name, or None."""
+    raw = [(ts, fr, d, ln) for ts, fr, d, ct, ln, h in rec.records() if ct == 23 and h == 0]
+    raw = raw[:MAX_OBS]
+    if len(raw) < MIDWAY_MIN_RECORDS or not any(d == C2S for _, _, d, _ in raw):
+        return None
+    best = None
+    for name, iv, mac, block in OVERHEADS:
+        if block and any((ln - iv) % block for _, _, _, ln in raw):
+            continue  # a block cipher makes every record IV + whole blocks: this one cannot be it
+        obs, seen = [], [0, 0]
+        for ts, fr, d, ln in raw:
+            lo, hi = (ln - iv - mac - block, ln - iv - mac - 1) if block else (ln - iv - mac, ln - iv - mac)
+            if hi < 1:
+                break
+            obs.append(Obs(ts, fr, d, max(0, lo), hi, seen[1 - d]))
+            seen[d] += 1
+        else:
+            shape = tuple((o.direction, o.lo, o.hi, o.run) for o in obs)
+            core = _decode_shape(shape, False, "none", None, True) if len(shape) <= CACHED_SHAPE \
+                else _decode_shape.__wrapped__(shape, False, "none", None, True)
+            top = core.parses[0].loglik - math.log(len(OVERHEADS))
+            if best is None or top > best[0]:
+                best = (top, _bind(core, obs, len(obs)), name)
+    return None if best is None else (best[1], best[2])
+
 
 @functools.lru_cache(maxsize=1024)
-def _decode_shape(shape: tuple, tls13: bool, handoff: str, first_after: tuple[int, int] | None) -> Decoded:
+def _decode_shape(shape: tuple, tls13: bool, handoff: str, first_after: tuple[int, int] | None,
+                  midway: bool = False) -> Decoded:
     obs = [Obs(float(i), 0, d, lo, hi, run) for i, (d, lo, hi, run) in enumerate(shape)]
-    parses = [p for t in TEMPLATES if (p := _align(t, obs, tls13, handoff, first_after)) is not None]
+    parses = [p for t in TEMPLATES if (p := _align(t, obs, tls13, handoff, first_after, midway)) is not None]
     # the null model: every record unexplained
     null = sum(GARBAGE + _loglik([ANY], o.lo, o.hi) for o in obs) + UNKNOWN_PRIOR + math.log(1 / 3)
     by_label: dict[str, Parse] = {}
