@@ -199,6 +199,7 @@ class Line:
 
 _SEP = "\\s\\x00-\\x1f\\x7f"  # whitespace and control characters end a verb (PASS<TAB>x is PASS x)
 _COMMAND_RE = re.compile(f"[{_SEP}]*([^{_SEP}]*)\\s*", re.S)  # the argument starts after blanks only
+_SEP_RE = re.compile(f"[{_SEP}]*")
 SECRET_VERBS = frozenset({"PASS", "XPAS", "SESSION", "SESSIONID", "CONNECT_VPXA"})  # the argument is a credential
 TOKEN_VERBS = frozenset({"THUMBPRINT", "THUMBPRINT_SHA2"})  # the client token binds the hand-off to this client
 PUBLIC_TOKENS = frozenset({"plaintext"})  # nfclib / VDDK send the literal PlainText: not a secret
@@ -417,8 +418,8 @@ class Dialogue:
         elif verb in TOKEN_VERBS:
             secret = bool(arg) and arg.lower() not in PUBLIC_TOKENS
         shown_arg = REDACTED if secret and not self.show_secrets else arg
-        if secret and not self.show_secrets:
-            shown = text[:at] + REDACTED
+        if secret and not self.show_secrets:  # the separator stays as sent, control characters too
+            shown = text[:_SEP_RE.match(text, _COMMAND_RE.match(text).end(1)).end()] + REDACTED
         elif self.show_secrets or verb_out:
             shown = text
         else:
