@@ -198,8 +198,8 @@ class Line:
 # out by what it removed, and costs time quadratic in the length of the dialogue.
 
 _SEP = "\\s\\x00-\\x1f\\x7f"  # whitespace and control characters end a verb (PASS<TAB>x is PASS x)
+_CONTROL = "".join(map(chr, range(32))) + " \x7f\x85\xa0"
 _COMMAND_RE = re.compile(f"[{_SEP}]*([^{_SEP}]*)\\s*", re.S)  # the argument starts after blanks only
-_SEP_RE = re.compile(f"[{_SEP}]*")
 SECRET_VERBS = frozenset({"PASS", "XPAS", "SESSION", "SESSIONID", "CONNECT_VPXA"})  # the argument is a credential
 TOKEN_VERBS = frozenset({"THUMBPRINT", "THUMBPRINT_SHA2"})  # the client token binds the hand-off to this client
 PUBLIC_TOKENS = frozenset({"plaintext"})  # nfclib / VDDK send the literal PlainText: not a secret
@@ -385,7 +385,12 @@ class Dialogue:
     authd answers commands in order, like FTP: replies are matched to a queue of commands
     awaiting one (``SESSION`` gets none), so a ``530`` that arrives after the client's next
     line is still the answer to its ``PASS``.  A reply that fits a later command (``331`` while
-    a ``PASS`` heads the queue) means the commands before it were not answered."""
+    a ``PASS`` heads the queue) means the commands before it were not answered.
+
+    What a reply may show depends on the command it answers: the USER argument a 331 / 230
+    repeats is redacted at its place when it is a ticket, other replies to a ticket login keep
+    only their code unless their text is fixed (``530 Login incorrect.``); a reply that answers
+    nothing, once a ticket went by, is treated the same way (no command says where it would be)."""
 
     show_secrets: bool = False
     lines: list[Line] = field(default_factory=list)
@@ -400,6 +405,7 @@ class Dialogue:
     connect_reply_frame: int | None = None
     commands: list[str] = field(default_factory=list)  # verbs in order (feature evidence)
     _queue: deque = field(default_factory=deque)
+    _ticket_seen: bool = False  # a ticket went by: a reply that answers nothing may repeat it
     _user: tuple[str | None, int | None, bool] = (None, None, False)  # shown, frame, secret
     _connects: int = 0
 
@@ -409,17 +415,22 @@ class Dialogue:
         text = raw.decode("latin-1")
         verb, at = split_command(text)
         arg = text[at:].strip()
+        bare = arg.strip(_CONTROL)  # what the shape of a ticket is judged on
         verb_out = verb if verb in COMMANDS else None
         if verb_out:
             self.commands.append(verb)
         secret = False  # is the argument a credential?
-        if verb in SECRET_VERBS or (verb == "USER" and (is_ticket(arg) or truncated)):
+        if verb in SECRET_VERBS or (verb == "USER" and (is_ticket(bare) or truncated)):
             secret = bool(arg)  # a cut USER may be a cut ticket
         elif verb in TOKEN_VERBS:
-            secret = bool(arg) and arg.lower() not in PUBLIC_TOKENS
+            secret = bool(arg) and bare.lower() not in PUBLIC_TOKENS
         shown_arg = REDACTED if secret and not self.show_secrets else arg
-        if secret and not self.show_secrets:  # the separator stays as sent, control characters too
-            shown = text[:_SEP_RE.match(text, _COMMAND_RE.match(text).end(1)).end()] + REDACTED
+        # tickets, session ids and tokens are what a server repeats; a password it never does
+        self._ticket_seen = self._ticket_seen or (secret and (verb not in ("PASS", "XPAS") or is_ticket(bare)))
+        if secret and not self.show_secrets:
+            # the first separator stays as sent (a TAB is worth seeing); how many follow it is not
+            # shown: whether they belong to the secret is the daemon's reading, not ours
+            shown = text[:_COMMAND_RE.match(text).end(1) + 1] + REDACTED
         elif self.show_secrets or verb_out:
             shown = text
         else:
@@ -434,7 +445,7 @@ class Dialogue:
             attempt = LoginAttempt(user, user_frame, ts, frame)
             self.attempts.append(attempt)
             pending.attempt = attempt
-            pending.echo_secret = user_secret or (user is None and is_ticket(arg))
+            pending.echo_secret = user_secret or (user is None and is_ticket(bare))
         elif verb in ("CONNECT", "PROXY") or verb.startswith("CONNECT_"):
             parts = arg.rsplit(None, 1)
             if verb == "CONNECT" and len(parts) == 2 and parts[1].lower() == "mks":  # CONNECT <vmx path> mks
@@ -482,7 +493,7 @@ class Dialogue:
         for pattern in _ECHO_RE:
             m = pattern.fullmatch(text)
             if m:
-                if echo_secret or is_ticket(m.group(1)):
+                if echo_secret or is_ticket(m.group(1).strip(_CONTROL)):
                     return text[:m.start(1)] + REDACTED + text[m.end(1):]
                 return text
         if echo_secret and not _FIXED_REPLY_RE.fullmatch(text):
@@ -495,8 +506,8 @@ class Dialogue:
         code = int(head) if len(head) == 3 and head.isascii() and head.isdigit() else None  # "4³²" is isdigit() too
         final = code is not None and text[3:4] != "-"  # "NNN-" starts a multi-line reply
         cmd = self._take(code) if final else None
-        if cmd is None:  # not an answer: it may still belong to the command at the head of the queue
-            echo = any(p.echo_secret for p in list(self._queue)[:LOOKAHEAD])
+        if cmd is None:  # answers nothing: no grammar says where a repeated ticket would sit
+            echo = self._ticket_seen
         else:
             echo = cmd.echo_secret
         shown = self._shown_reply(text, code, echo)
