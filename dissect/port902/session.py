@@ -446,6 +446,7 @@ class Session:
         # an SSL daemon's stream turns into TLS at a line boundary
         if not side.lines.pending and not side.lines.skipping and tlsmod.plausible_record_header(data):
             side.mode = "sniff"
+            side.lines.judge = False  # records, not the tail of a line, followed the gap
             return data
         consumed = 0
         lb = side.lines
