@@ -16,7 +16,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CAPTURES = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng", ".gz"))
 AUTHD_PORTS = {902, 903, 912}
 TLS_NAMES = {"TLSv1": "TLS 1.0", "TLSv1.1": "TLS 1.1", "TLSv1.2": "TLS 1.2", "TLSv1.3": "TLS 1.3"}
-LOGIN = {"ok": "accepted", "failed": "rejected", None: "none"}
+LOGIN = {"ok": "accepted", "failed": "rejected", "unanswered": "unanswered", None: "none"}
 
 
 def labels_for(path: Path) -> dict:

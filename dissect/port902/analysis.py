@@ -26,7 +26,7 @@ from .session import MAX_RECORDS, Interner, Session, Weird
 if TYPE_CHECKING:  # pandas loads when a frame is asked for: the command line does not pay for it
     import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: auth.attempts became the list of login attempts; failure fields
 
 
 class Observer(Protocol):
@@ -93,6 +93,10 @@ class Analysis:
 
     def dialogue_frame(self) -> "pd.DataFrame":
         return frames.dialogue_frame(self.sessions)
+
+    def logins_frame(self) -> "pd.DataFrame":
+        """Every visible login attempt with its reply (``frames.describe('logins')``)."""
+        return frames.logins_frame(self.sessions)
 
     def weird_frame(self) -> "pd.DataFrame":
         return frames.weird_frame(self.weird)

@@ -32,9 +32,20 @@ with "220 VMware Authentication Daemon"):
   hand-offs   classic ESX: a 903 session followed by a 902 session from the same client
   feature     MKS / NFC / SOAP / VMXARGS / NONE / UNKNOWN with a confidence and reasons,
               inferred from what stays visible (see README, "How sessions are classified")
+  logins      every PASS with the reply matched to it in command order (accepted /
+              rejected / unanswered): JSON auth.attempts, --table logins
+  failure     per session: no_answer, refused, tls_alert, login_rejected, connect_rejected
+              or reset, with the evidence frame and a reason
   diagnosis   why a console would not open: DNS failures, unanswered / refused / ICMP-blocked
               902, rejected certificates and logins, resets, vMotion reconnects, console paths
               (JSON: "diagnostics"; the full report: dissect902 doctor)
+
+secrets: PASS / XPAS / SESSION arguments, ticket-shaped USER names, THUMBPRINT client tokens,
+  the ticket a 331/230 reply repeats, tickets in HTTP targets and credential headers are
+  replaced by <redacted> in every format (by their place in the line) unless --show-secrets.
+csv: a text cell starting with = + - @ TAB or CR gets a leading ' so that a spreadsheet shows
+  it instead of running it as a formula (SNI, user names, targets, banners come from the
+  capture); numeric columns stay numbers.
 
 examples:
   dissect902 analyze capture.pcapng

@@ -30,6 +30,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import unquote_plus
 from socket import AF_INET, inet_ntop
 
 from .capture import IPPROTO_TCP, Packet
@@ -59,9 +60,9 @@ MAX_FINISHED = 20_000
 MAX_REQUEST = 4096
 TLS_RECORD = struct.Struct("!BHH")
 _REQUEST_LINE = re.compile(rb"^(GET|POST|PUT|HEAD|OPTIONS|DELETE|CONNECT|PATCH) (\S{1,2048}) HTTP/(1\.[01])\r?\n")
-_SECRET_PARAMS = re.compile(r"((?:^|[?&;])(?:sessionTicket|ticket|vmware_soap_session|sessionId)=)[^&;#]*",
-                            re.IGNORECASE)
-_TICKET_PATH = re.compile(r"^(/ticket/)[^/?#]+")
+_SECRET_NAME = re.compile(r"ticket|session|token|passw|secret|saml|cookie|credential", re.I)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+_PARAM_SEP = re.compile(r"([&;])")
 REDACTED = "<redacted>"
 
 
@@ -105,9 +106,41 @@ def parse_http_request(payload: bytes) -> HttpRequest | None:
 
 
 def redact_target(target: str) -> str:
-    """A request target with tickets replaced by ``<redacted>``."""
-    target = _TICKET_PATH.sub(lambda m: m.group(1) + REDACTED, target)
-    return _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, target)
+    """A request target with its secrets replaced by ``<redacted>``, found by their place, never
+    by their value: the path segment after a ``ticket`` segment (``/ticket/<ticket>``), the value
+    of a query, matrix (``;``) or fragment parameter whose percent-decoded name says ticket,
+    session, token, password, secret, SAML, cookie or credential, and ``user:password@`` of an
+    absolute-form target."""
+    head = ""
+    m = _ABSOLUTE.match(target)
+    if m:
+        start, end = m.span(1)
+        at = target.rfind("@", start, end)
+        head = target[:start] + (REDACTED + target[at:end] if at >= 0 else target[start:end])
+        target = target[end:]
+    body, hashmark, fragment = target.partition("#")
+    path, qmark, query = body.partition("?")
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        # segments[i - 1] is already rewritten here: a ticket that reads "ticket" (now redacted)
+        # does not make the segment after it a ticket too
+        name, semi, params = seg.partition(";")
+        if i and name and unquote_plus(segments[i - 1].partition(";")[0]).lower() == "ticket":
+            name = REDACTED
+        segments[i] = name + semi + _redact_params(params)
+    return head + "/".join(segments) + qmark + _redact_params(query) + hashmark + _redact_params(fragment)
+
+
+def _redact_params(text: str) -> str:
+    """``name=value`` pairs separated by ``&`` or ``;``, with secret-named values redacted."""
+    if "=" not in text:
+        return text
+    parts = _PARAM_SEP.split(text)
+    for i in range(0, len(parts), 2):
+        name, eq, value = parts[i].partition("=")
+        if eq and value and _SECRET_NAME.search(unquote_plus(name)):
+            parts[i] = name + "=" + REDACTED
+    return "".join(parts)
 
 
 def _sni_from_truncated(body: bytes) -> str | None:

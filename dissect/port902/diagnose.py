@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from . import dns as dnsmod
 from . import heartbeat as hbmod
-from .authd import REPLY_CODES
+from .authd import REPLY_CODES, split_command
 from .capture import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
 from .consolepath import KINDS as PATH_KINDS
 from .consolepath import ConsoleConn, ConsolePathTracker, classify
@@ -1303,7 +1303,7 @@ def _login_findings(ctx: _Context) -> list[_Candidate]:
         for s in sessions:
             for ln in s.dialogue:
                 if ln.from_client and ln.verb == "USER":
-                    u = ln.text[5:].strip()
+                    u = ln.text[split_command(ln.text)[1]:].strip()  # as shown: a ticket is <redacted>
                     if u not in users:
                         users.append(u)
         likelihood = _LIKELIHOOD["login"]

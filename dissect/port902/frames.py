@@ -63,9 +63,11 @@ SESSIONS: Schema = {
     "resp_app_records": ("Int64", "TLS application-data records server -> client"),
     "orig_app_bytes": ("Int64", "TLS application-data bytes client -> server (record lengths)"),
     "resp_app_bytes": ("Int64", "TLS application-data bytes server -> client"),
-    "user": ("string", "USER argument when visible (tickets redacted)"),
-    "login_outcome": ("category", "accepted | rejected | none"),
-    "login_attempts": ("Int64", "PASS commands seen"),
+    "user": ("string", "the user a visible login was accepted for, else the last one tried (tickets redacted)"),
+    "login_outcome": ("category", "accepted (a PASS earned 230) | rejected | unanswered | none (no PASS seen)"),
+    "login_attempts": ("Int64", "PASS / XPAS commands seen (one row each in the logins frame)"),
+    "logins_failed": ("Int64", "login attempts answered with an error (530 ...)"),
+    "login_summary": ("string", "every login in one phrase: 'accepted as root after 0 failures; 2 rejected'"),
     "connect_kind": ("string", "mks | proxy | vmxargs when the CONNECT/PROXY line is visible"),
     "connect_target": ("string", "vmx path or service name"),
     "nfc_messages": ("Int64", "cleartext NFC messages and AIO frames seen"),
@@ -76,6 +78,23 @@ SESSIONS: Schema = {
     "handoff_to": ("string", "uid of the 902 session of a 903 -> 902 hand-off"),
     "handoff_gap_s": ("float64", "seconds from the end of the 903 session to the start of the 902 one"),
     "weird": ("Int64", "malformed or unexpected findings in this session"),
+    "failure": ("category", "why the session failed: no_answer | refused | tls_alert | login_rejected | "
+                            "connect_rejected | reset; empty when nothing did (results.failure_of)"),
+    "failure_frame": ("Int64", "frame of the evidence for the failure (SYN, RST, alert, 530, error reply)"),
+    "failure_reason": ("string", "the failure in words"),
+}
+
+LOGINS: Schema = {
+    "uid": ("string", "session id"),
+    "attempt": ("Int64", "1 = the session's first PASS / XPAS"),
+    "user": ("string", "the USER the attempt went with (tickets redacted); empty without a USER"),
+    "user_frame": ("Int64", "frame of that USER line"),
+    "ts": ("datetime64[ns, UTC]", "time of the PASS line"),
+    "pass_frame": ("Int64", "frame of the PASS line"),
+    "code": ("Int64", "reply code matched to it in command order (230, 530, ...); empty without a reply"),
+    "reply_ts": ("datetime64[ns, UTC]", "time of the reply"),
+    "reply_frame": ("Int64", "frame of the reply"),
+    "outcome": ("category", "accepted | rejected | unanswered"),
 }
 
 TLS_RECORDS: Schema = {
@@ -163,6 +182,7 @@ SCHEMAS = {
     "tls_records": TLS_RECORDS,
     "handshakes": HANDSHAKES,
     "dialogue": DIALOGUE,
+    "logins": LOGINS,
     "weird": WEIRD,
     "handoffs": HANDOFFS,
     "features": FEATURES,
@@ -202,6 +222,7 @@ def sessions_frame(sessions) -> "pd.DataFrame":
     for s in sessions:
         ch = _first_hello(s)
         b = s.banner
+        f = s.failure
         rows.append({
             "uid": s.uid, "source": s.source, "orig_ip": s.client_ip, "orig_port": s.client_port,
             "resp_ip": s.server_ip, "resp_port": s.server_port, "start": s.start, "end": s.end,
@@ -221,12 +242,15 @@ def sessions_frame(sessions) -> "pd.DataFrame":
             "orig_app_records": s.app_records[0], "resp_app_records": s.app_records[1],
             "orig_app_bytes": s.app_bytes[0], "resp_app_bytes": s.app_bytes[1],
             "user": s.user, "login_outcome": s.login_outcome, "login_attempts": s.login_attempts,
+            "logins_failed": s.logins_failed, "login_summary": s.login_summary,
             "connect_kind": s.connect_kind, "connect_target": s.connect_target,
             "nfc_messages": sum(s.nfc_message_types.values()) + sum(s.nfc_aio_types.values()),
             "feature": s.feature, "confidence": s.confidence,
             "top_reason": s.reasons[0] if s.reasons else None,
             "handoff_from": s.handoff_from, "handoff_to": s.handoff_to, "handoff_gap_s": s.handoff_gap_s,
             "weird": s.weird_total,
+            "failure": f.kind if f else None, "failure_frame": f.frame if f else None,
+            "failure_reason": f.reason if f else None,
         })
     return build(SESSIONS, rows)
 
@@ -269,6 +293,16 @@ def dialogue_frame(sessions) -> "pd.DataFrame":
             rows.append((s.uid, ln.ts, ln.frame, "client_to_server" if ln.from_client else "server_to_client",
                          ln.verb, ln.code, ln.text))
     return build(DIALOGUE, rows)
+
+
+def logins_frame(sessions) -> "pd.DataFrame":
+    """One row per login attempt (PASS / XPAS) with the reply authd gave it."""
+    rows = []
+    for s in sessions:
+        for n, a in enumerate(s.logins, 1):
+            rows.append((s.uid, n, a.user, a.user_frame, a.pass_ts, a.pass_frame, a.code, a.reply_ts,
+                         a.reply_frame, a.outcome))
+    return build(LOGINS, rows)
 
 
 def weird_frame(weird) -> "pd.DataFrame":

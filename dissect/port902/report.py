@@ -5,7 +5,10 @@ attacker-controlled input, and a hostile banner must not move the cursor, change
 colours or rewrite the screen.  C0/C1 control characters, DEL and Unicode
 bidirectional overrides are shown escaped (``\\x1b``).  JSON is written with
 ``ensure_ascii`` so it is safe by construction; CSV cells are escaped the same way
-as the table.
+as the table, and a text cell that a spreadsheet would take for a formula (it starts
+with ``=``, ``+``, ``-``, ``@``, TAB or CR: SNI, user names, targets and banners are the
+sender's choice) gets a leading ``'``, as spreadsheet-safe exporters do.  Numeric columns
+are written as numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import re
 from datetime import datetime, timezone
 from typing import TextIO
 
+MAX_FAILURE_LINES = 20
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\n\t]")
 
 
@@ -49,13 +54,13 @@ def _tls_cell(s) -> str:
 
 
 def _auth_cell(s) -> str:
-    if s.login_outcome == "none" and not s.connect_kind:
+    if not s.login_summary and not s.connect_kind:
         return "-"
     parts = []
-    if s.login_outcome != "none":
-        parts.append(f"{s.login_outcome}" + (f" ({s.logins_failed} failed)" if s.logins_failed else ""))
+    if s.login_summary:
+        parts.append(s.login_summary)
     if s.connect_kind:
-        parts.append(s.connect_kind)
+        parts.append(s.connect_kind + ("" if s.connect_ok is not False else f" {s.connect_code}"))
     return ", ".join(parts)
 
 
@@ -74,15 +79,25 @@ def render_table(analysis, out: TextIO, width: int = 200) -> None:
     sessions = analysis.sessions
     out.write(f"\n{len(sessions)} session(s)\n")
     headers = ["#", "uid", "start (UTC)", "client", "server", "state", "dur s", "banner", "tls", "auth",
-               "c->s", "s->c", "feature"]
+               "c->s", "s->c", "feature", "failure"]
     rows = []
     for i, s in enumerate(sessions, 1):
         banner = f"{s.banner.version} {s.product}" if s.banner else "-"
         rows.append([
             str(i), s.uid[:10], _utc(s.start), s.client, s.server, s.state, f"{s.duration_s:.1f}",
             banner, _tls_cell(s), _auth_cell(s), _size(s.bytes[0]), _size(s.bytes[1]), _feature_cell(s),
+            s.failure.kind if s.failure else "-",
         ])
     _write_grid(out, headers, rows)
+    failed = [(i, s) for i, s in enumerate(sessions, 1) if s.failure]
+    if failed:
+        out.write(f"\nfailures ({len(failed)})\n")
+        for i, s in failed[:MAX_FAILURE_LINES]:
+            f = s.failure
+            where = f" (frame {f.frame})" if f.frame is not None else ""
+            out.write(safe(f"  #{i} {f.kind}{where}: {f.reason}") + "\n")
+        if len(failed) > MAX_FAILURE_LINES:
+            out.write(f"  ... {len(failed) - MAX_FAILURE_LINES} more (use --format json)\n")
     reasons = [(i, s) for i, s in enumerate(sessions, 1) if s.reasons]
     if reasons:
         out.write("\nwhy (top reason per session)\n")
@@ -144,13 +159,25 @@ def frame_for(analysis, table: str):
     return getattr(analysis, f"{table}_frame")()
 
 
+def csv_cell(value: object) -> str:
+    """A text cell for CSV: a leading ``'`` where a spreadsheet would start a formula, then the
+    terminal-safe escaping of :func:`safe`."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_START):
+        text = "'" + text
+    return safe(text)
+
+
 def render_csv(analysis, out: TextIO, table: str = "sessions") -> None:
+    import pandas as pd
+
     df = frame_for(analysis, table)
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]  # booleans too: never formulas
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(df.columns)
     for row in df.itertuples(index=False):
-        writer.writerow(["" if _isna(v) else safe(v) for v in row])
+        writer.writerow(["" if _isna(v) else (str(v) if num else csv_cell(v)) for v, num in zip(row, numeric)])
     out.write(buf.getvalue())
 
 

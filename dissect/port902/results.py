@@ -13,7 +13,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from . import tls as tlsmod
-from .authd import Banner, Line, guess_product
+from .authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
 from .flows import Connection, fmt_ip, hostport
 from .session import DIRECTIONS, Handshake, Session, Weird
 
@@ -51,6 +51,8 @@ class SessionRecord:
     login_outcome: str
     login_attempts: int
     logins_failed: int
+    logins: list[LoginAttempt]  # every PASS / XPAS with the reply matched to it, in order
+    login_summary: str | None
     connect_kind: str | None
     connect_target: str | None
     connect_ok: bool | None
@@ -77,6 +79,10 @@ class SessionRecord:
     weird: list[Weird]
     weird_total: int
     midstream_alerts: list[tuple] = field(default_factory=list)
+    connect_code: int | None = None  # reply code to the (last) CONNECT / PROXY
+    connect_frame: int | None = None  # frame of the CONNECT / PROXY line
+    connect_reply_frame: int | None = None
+    failure: "Failure | None" = None  # set by summarize (failure_of)
     feature: str = "UNKNOWN"
     confidence: float | None = None
     reasons: list[str] = field(default_factory=list)
@@ -172,13 +178,18 @@ class SessionRecord:
             "auth": None if not (self.dialogue or self.user) else {
                 "user": self.user,
                 "outcome": self.login_outcome,
-                "attempts": self.login_attempts,
+                "summary": self.login_summary,
+                "attempts": [a.to_dict() for a in self.logins],
                 "failed": self.logins_failed,
                 "connect": None if self.connect_kind is None else {
                     "kind": self.connect_kind, "target": self.connect_target, "ok": self.connect_ok,
+                    "code": self.connect_code, "frame": self.connect_frame, "reply_frame": self.connect_reply_frame,
                 },
                 "commands": self.commands,
             },
+            "failure": None if self.failure is None else self.failure.kind,
+            "failure_frame": None if self.failure is None else self.failure.frame,
+            "failure_reason": None if self.failure is None else self.failure.reason,
             "dialogue": [line_dict(ln) for ln in self.dialogue],
             "transport": self.transport,
             "inner_protocol": self.inner_protocol,
@@ -275,7 +286,7 @@ def summarize(conn: Connection) -> SessionRecord:
     o, r = conn.orig, conn.resp
     dlg = s.dialogue
     oa, ra = o.reasm, r.reasm
-    return SessionRecord(
+    rec = SessionRecord(
         uid=conn.uid,
         source=conn.source,
         client_ip=fmt_ip(conn.orig_ip),
@@ -307,6 +318,8 @@ def summarize(conn: Connection) -> SessionRecord:
         login_outcome=dlg.login_outcome,
         login_attempts=dlg.login_attempts,
         logins_failed=dlg.logins_failed,
+        logins=dlg.attempts,
+        login_summary=dlg.login_summary,
         connect_kind=dlg.connect_kind,
         connect_target=dlg.connect_target,
         connect_ok=dlg.connect_ok,
@@ -333,7 +346,86 @@ def summarize(conn: Connection) -> SessionRecord:
         weird=s.weird,
         weird_total=s.weird_total,
         midstream_alerts=s.midstream_alerts,
+        connect_code=dlg.connect_code,
+        connect_frame=dlg.connect_frame,
+        connect_reply_frame=dlg.connect_reply_frame,
     )
+    rec.failure = failure_of(rec)
+    return rec
 
 
-__all__ = ["SessionRecord", "summarize"]
+# -- why a session failed ------------------------------------------------------------------------
+
+FAILURES = {
+    "no_answer": "the client's SYNs got no answer",
+    "refused": "the server answered the SYN with RST",
+    "tls_alert": "a fatal TLS alert in clear ended a handshake",
+    "login_rejected": "every login was rejected and nothing followed",
+    "connect_rejected": "CONNECT / PROXY was answered with an error",
+    "reset": "RST after the connection was established",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: str  # a key of FAILURES
+    frame: int | None  # the evidence
+    reason: str
+
+
+def _who_reset(history: str) -> str:
+    """Who sent the first RST, from Zeek history letters (upper case = client)."""
+    for ch in history:
+        if ch == "R":
+            return "client"
+        if ch == "r":
+            return "server"
+    return "one side"
+
+
+def failure_of(rec: SessionRecord, inferred_login: str | None = None,
+               inferred_frame: int | None = None) -> Failure | None:
+    """What made this session fail, from its published fields alone; None if nothing did.
+
+    One kind per session, the one closest to the cause: a connection that never opened
+    (``no_answer``, ``refused``) explains everything after it; a handshake refused by a TLS
+    alert comes before any login; logins that were all rejected explain a later CONNECT
+    error or reset; an error to ``CONNECT``/``PROXY`` explains a reset that follows it.
+
+    ``inferred_login`` ("rejected" / "accepted" / None, with ``inferred_frame``) is a login
+    outcome inferred for logins inside TLS (record sizes); it only counts where no login is
+    visible in clear."""
+    if rec.state == "no_answer":
+        return Failure("no_answer", rec.first_frame, f"{rec.syn_count} SYN(s) from the client, no answer")
+    if rec.state == "refused":
+        return Failure("refused", rec.rst_frame, "the server answered the SYN with RST")
+    alerts = [(a, h.server_hello_frame) for h in rec.handshakes for a in h.alerts]
+    if rec.state != "partial":  # a server refusing a ClientHello is filed as "without handshake"
+        alerts += [(a, None) for a in rec.midstream_alerts]
+    for (ts, frame, who, level, desc, encrypted), hello_frame in sorted(alerts, key=lambda x: x[0][1]):
+        if encrypted or level != "fatal":
+            continue
+        when = "before the ServerHello" if hello_frame is None or frame < hello_frame else "during the handshake"
+        return Failure("tls_alert", frame, f"the {who} sent a fatal TLS alert {desc} {when}")
+    worked = rec.connect_ok is True or len(rec.handshakes) >= 2 or rec.continued_in_clear
+    if rec.logins:
+        rejected = [a for a in rec.logins if a.outcome == "rejected"]
+        if rejected and not any(a.outcome == "accepted" for a in rec.logins) and not worked:
+            codes = sorted({a.code for a in rejected})
+            return Failure("login_rejected", rejected[-1].reply_frame,
+                           f"{len(rejected)} of {len(rec.logins)} login(s) rejected "
+                           f"({', '.join(map(str, codes))}), none accepted")
+    elif inferred_login == "rejected" and not worked:
+        return Failure("login_rejected", inferred_frame, "the login inside TLS was rejected (inferred from record sizes)")
+    if rec.connect_ok is False:
+        code = rec.connect_code
+        return Failure("connect_rejected", rec.connect_reply_frame,
+                       f"the {rec.connect_kind} request for {rec.connect_target or '?'} was answered {code} "
+                       f"({REPLY_CODES.get(code, 'unknown')})")
+    if rec.state == "reset":
+        return Failure("reset", rec.rst_frame,
+                       f"the {_who_reset(rec.history)} reset the connection after {rec.duration_s:.1f} s")
+    return None
+
+
+__all__ = ["FAILURES", "Failure", "SessionRecord", "failure_of", "summarize"]

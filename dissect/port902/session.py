@@ -342,9 +342,12 @@ class Session:
         self.weird_event(ts, frame, "content_gap", f"{nbytes} {who} bytes missing from the capture in {side.mode} mode")
         if side.mode == "lines":
             held = side.lines
-            side.lines = LineBuffer()
-            if held.pending:  # keep what arrived of a line cut by the snapshot length (often the banner)
-                self._line(from_client, held.pending.rstrip(b"\r"), held.ts, held.frame, True)
+            pending = held.pending
+            # the bytes after the hole may be the rest of the cut line: swallowed when it could carry a secret
+            secret = bool(pending) and self.dialogue.tail_may_be_secret(from_client, pending)
+            if pending:  # keep what arrived of a line cut by the snapshot length (often the banner)
+                self._line(from_client, pending.rstrip(b"\r"), held.ts, held.frame, True)
+            held.gap(discard=secret)
         elif side.mode == "sniff":
             side.sniff_buf = b""
 
@@ -441,8 +444,9 @@ class Session:
 
     def _lines(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
         # an SSL daemon's stream turns into TLS at a line boundary
-        if not side.lines.pending and tlsmod.plausible_record_header(data):
+        if not side.lines.pending and not side.lines.skipping and tlsmod.plausible_record_header(data):
             side.mode = "sniff"
+            side.lines.judge = False  # records, not the tail of a line, followed the gap
             return data
         consumed = 0
         lb = side.lines
@@ -452,6 +456,10 @@ class Session:
             consumed += len(piece)
             for raw, lts, lframe, truncated in lb.feed(piece, ts, frame):
                 self._line(from_client, raw, lts, lframe, truncated)
+            while lb.resyncs:
+                who = "client" if from_client else "server"
+                self.weird_event(ts, frame, "line_resync", f"{lb.resyncs.pop(0)} {who} bytes after missing data "
+                                 "skipped up to the next line end (the tail of a line whose start is missing)")
             if nl >= 0 and consumed < len(data):
                 rest = data[consumed:]
                 if tlsmod.plausible_record_header(rest) or side.mode != "lines":
@@ -460,9 +468,12 @@ class Session:
                     return rest
         return b""
 
-    def _line(self, from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool) -> None:
+    def _line(self, from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool,
+              partial: bool = False) -> None:
+        """``partial``: the stream ended inside this line (the dialogue treats it as cut)."""
         if truncated:
             self.weird_event(ts, frame, "line_cut", f"authd line cut after {len(raw)} bytes (too long, or bytes missing)")
+        truncated = truncated or partial
         if from_client:
             self.dialogue.client_line(raw, ts, frame, truncated)
             return
@@ -478,7 +489,7 @@ class Session:
         if before is None and self.dialogue.connect_ok:
             # plaintext hand-off: whatever follows on both sides is the inner protocol
             for side in self.sides.values():
-                if side.mode == "lines" and not side.lines.pending:
+                if side.mode == "lines" and not side.lines.pending and not side.lines.skipping:
                     side.mode = "sniff"
                     side.inner = "after_connect"
 
@@ -607,7 +618,7 @@ class Session:
             if side.mode == "lines" and side.lines.pending:
                 raw = side.lines.pending
                 side.lines = LineBuffer()
-                self._line(from_client, raw.rstrip(b"\r"), ts, frame, False)
+                self._line(from_client, raw.rstrip(b"\r"), ts, frame, False, partial=True)
 
     # -- summaries -----------------------------------------------------------------------------
 
