@@ -20,7 +20,7 @@ from .capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .classify import classify
 from .correlate import Handoff, find_handoffs
 from .flows import FlowTable
-from .results import SessionRecord, summarize
+from .results import SessionRecord, failure_of, summarize
 from .session import MAX_RECORDS, Interner, Session, Weird
 
 if TYPE_CHECKING:  # pandas loads when a frame is asked for: the command line does not pay for it
@@ -211,6 +211,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         verdict = classify(rec)
         rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
         rec.inferred_dialogue, rec.inferred_logins = verdict.dialogue, verdict.logins
+        if verdict.logins and not rec.logins and rec.failure is None:
+            rec.failure = failure_of(rec, *_inferred_login(verdict))
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)
@@ -237,3 +239,12 @@ def default_observers(show_secrets: bool = False) -> list[Observer]:
     from .diagnose import Diagnostics
 
     return [Diagnostics(show_secrets=show_secrets)]
+
+
+def _inferred_login(verdict) -> tuple[str | None, int | None]:
+    """The session's login outcome as the size decoder read it: "rejected" when every attempt
+    was read as rejected, with the frame of the last rejecting reply."""
+    if not verdict.logins or any(x != "rejected" for x in verdict.logins):
+        return ("accepted" if "accepted" in verdict.logins else None), None
+    frames = [row["frame"] for row in verdict.dialogue if row["line"].startswith("530")]
+    return "rejected", (frames[-1] if frames else None)
