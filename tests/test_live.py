@@ -136,7 +136,10 @@ def test_real_vnc_traffic_went_through_both_viewers(capture):
     assert set(by_viewer) == {"tigervnc", "vncdotool"}
     for conn in mks:
         assert conn["traffic"]["rfb_opening"] == "relayed"          # the VNC server's own RFB opening
-        assert conn["traffic"]["to_viewer"] > 10000                 # at least a first screen
+        # more than the RFB opening (ProtocolVersion 12, security, ServerInit 24 + name): screen
+        # updates reached the viewer (their size depends on the encoding the viewer asked for:
+        # a compressed first screen of a quiet desktop can be ~1.5 KB)
+        assert conn["traffic"]["to_viewer"] > 256
     assert by_viewer["tigervnc"]["traffic"]["typed"] + by_viewer["tigervnc"]["traffic"]["moves"] > 0
 
 
