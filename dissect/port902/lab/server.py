@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -111,6 +112,7 @@ class Connection:
         self.logged_in = False
         self.session_ok = False
         self.token: str | None = None
+        self.shut_down = False                         # ended by Server.stop()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -202,9 +204,7 @@ class Connection:
             raw = ch.read_line()
             if services.is_http_request(raw):
                 rec["commands"].append("HTTP")
-                services.serve_soap(ch, raw, rec)
-                if rec.get("soap_methods"):
-                    rec["feature"] = "SOAP"
+                services.serve_soap(ch, raw, rec)      # sets feature SOAP once it answers an envelope
                 return
             text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             verb, _, arg = text.partition(" ")
@@ -348,8 +348,8 @@ class Server:
     def _handle(self, conn: Connection) -> None:
         try:
             rec = conn.run()
-            if self.stopping.is_set() and rec["end_reason"] in ("client_closed", "socket_error"):
-                rec["end_reason"] = "shutdown"
+            if conn.shut_down and rec["end_reason"] in ("client_closed", "socket_error"):
+                rec["end_reason"], rec["detail"] = "shutdown", None
             self.write(rec)
         finally:
             with self.lock:
@@ -387,6 +387,12 @@ class Server:
         with self.lock:
             live = list(self.live.values())
         for conn in live:
+            try:
+                # a client whose close is already queued is logged as having closed, not as shut down
+                readable = select.select([conn.sock], [], [], 0)[0]
+                conn.shut_down = not readable or conn.sock.recv(1, socket.MSG_PEEK) != b""
+            except (OSError, ValueError):
+                pass
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
