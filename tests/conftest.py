@@ -51,12 +51,12 @@ def samples_dir() -> Path:
 class AuthdServer:
     """A lab authd server subprocess; ``records()`` reads its ground-truth JSONL log."""
 
-    def __init__(self, workdir: Path, args: list[str]):
+    def __init__(self, workdir: Path, args: list[str], prefix: tuple[str, ...] = ()):
         self.workdir = workdir
         self.log_path = workdir / "server.jsonl"
         self.ready = workdir / "server.ready"
         self.stderr_path = workdir / "server.stderr"
-        cmd = [sys.executable, "-m", "dissect.port902.lab.server", "--ready-file", str(self.ready),
+        cmd = [*prefix, sys.executable, "-m", "dissect.port902.lab.server", "--ready-file", str(self.ready),
                "--log", str(self.log_path), *args]
         if "--listen" not in args:
             cmd += ["--listen", "127.0.0.1:0"]
@@ -101,13 +101,14 @@ class AuthdServer:
 
 @pytest.fixture
 def authd_server(tmp_path):
-    """Factory: ``authd_server("--persona", "esxi8", ...)`` starts a server; all are stopped after."""
+    """Factory: ``authd_server("--persona", "esxi8", ...)`` starts a server; all are stopped after.
+    ``prefix`` runs it under another command (``ip netns exec NS``)."""
     started: list[AuthdServer] = []
 
-    def start(*args: str) -> AuthdServer:
+    def start(*args: str, prefix: tuple[str, ...] = ()) -> AuthdServer:
         workdir = tmp_path / f"server{len(started)}"
         workdir.mkdir()
-        server = AuthdServer(workdir, [str(a) for a in args])
+        server = AuthdServer(workdir, [str(a) for a in args], prefix)
         started.append(server)
         return server
 

@@ -99,8 +99,10 @@ def server_context(cert_file: str, key_file: str, tls_min: str = "1.2", tls_max:
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = TLS_VERSIONS[tls_min]
         ctx.maximum_version = TLS_VERSIONS[tls_max]
-        if tls_min in ("1.0", "1.1"):
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        # OpenSSL's DEFAULT list (RSA key exchange and CBC suites included), not Python's narrower
+        # server default: ESXi's own OpenSSL-based TLS stack is configured by profile (§8), and
+        # scanners' hand-made ClientHellos offer such suites
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0" if tls_min in ("1.0", "1.1") else "DEFAULT")
     return ctx
 
 

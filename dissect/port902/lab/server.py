@@ -138,6 +138,9 @@ class Connection:
         except ssl.SSLError as exc:
             entry["error"] = exc.reason or str(exc)
             raise
+        except PeerClosed:
+            entry["error"] = "closed during handshake"
+            raise
         entry["version"], entry["cipher"] = ch.version, ch.cipher
         return ch
 
@@ -377,7 +380,9 @@ class Server:
                 break
 
     def stop(self) -> None:
-        """Stop accepting, end live connections (their records say ``shutdown``), flush the log."""
+        """Stop accepting, end live connections (their records say ``shutdown``); idempotent."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
