@@ -86,7 +86,7 @@ class Config:
             cert_file, key_file = _pem_files(cert)
             der = cert.der
         self.sha1, self.sha256 = thumbprint(der, "sha1"), thumbprint(der, "sha256")
-        self.ctx = server_context(cert_file, key_file, args.tls_min, args.tls_max)
+        self.ctx = server_context(cert_file, key_file, args.tls_min, args.tls_max, args.tls13_tickets)
         self.users = dict(u.split(":", 1) for u in args.users.split(",") if ":" in u) if args.users else {}
         self.sessions = {s for s in (args.sessions or "").split(",") if s}
         self.any_session = args.any_session
@@ -430,6 +430,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--banner", choices=sorted(BANNERS), help="override the persona's banner (B1..B10)")
     p.add_argument("--tls-min", choices=("1.0", "1.1", "1.2", "1.3"), default="1.2")
     p.add_argument("--tls-max", choices=("1.2", "1.3"), default="1.3")
+    p.add_argument("--tls13-tickets", type=int, default=2, metavar="N",
+                   help="TLS 1.3 session tickets sent after each handshake (OpenSSL default 2; 0 = none)")
     p.add_argument("--users", default="", help="credential logins, user:password[,user:password]")
     p.add_argument("--sessions", default="", help="NFC service-ticket session ids accepted by SESSION")
     p.add_argument("--any-session", action="store_true", help="accept every SESSION id")
