@@ -302,6 +302,19 @@ def test_mks_handoff_second_handshake_on_raw_stream(authd_server, version):
     assert TICKET not in text and TOKEN not in text
 
 
+def test_mks_in_clear_on_a_non_ssl_daemon(authd_server):
+    """Workstation 912 (no SSL): the console follows ``200 Connect`` on the same clear stream."""
+    server = authd_server("--persona", "workstation912")
+    conn = Conn(server)
+    conn.line()
+    assert login(conn, TICKET, TICKET)[1] == f"230 User {TICKET} logged in."
+    assert conn.cmd(f"CONNECT {VMX} mks") == f"200 Connect {VMX}"
+    assert struct.unpack("!HH", conn.take(4)) == (1024, 768)      # ServerInit, no token without THUMBPRINT
+    conn.close()
+    (rec,) = server.stop()
+    assert rec["tls"] == [] and rec["feature"] == "MKS" and rec["handoff"] == "mks"
+
+
 def test_mks_wrong_token_closes(authd_server):
     server = authd_server()
     conn, _ = mks_setup(server)

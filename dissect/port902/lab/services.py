@@ -32,7 +32,7 @@ import struct
 from pathlib import Path, PurePosixPath
 
 from . import nfc, rfb, soap
-from .rawtls import PeerClosed, ProtocolViolation, TlsChannel
+from .rawtls import ProtocolViolation, TlsChannel
 
 NFC_ERROR, NFC_PING, FILE_GET = 20, 8, 2
 MAX_NAME = 4096                      # longest path / DDB key / op-id name accepted
@@ -266,10 +266,7 @@ def _pump(ch: TlsChannel) -> bytes:
     ch.plain.clear()
     wire = ch.wire
     while len(wire.buf) >= 5 and len(wire.buf) >= 5 + int.from_bytes(wire.buf[3:5], "big"):
-        try:
-            ch.fill()
-        except PeerClosed:
-            raise
+        ch.fill()
         out += bytes(ch.plain)
         ch.plain.clear()
     return out
