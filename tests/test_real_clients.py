@@ -305,10 +305,12 @@ def test_hydra(captured, lab_cert, wordlists, persona):
     run = hydra(captured, wordlists, persona)
     stalled = [r for r in run.records if r["tls"] and not r["commands"]]
     if persona == "tls13":
-        # before each USER hydra drains "pending" lines: the server's TLS 1.3 NewSessionTickets
-        # make the socket readable, hydra then blocks reading a line that never comes until the
-        # server's idle timeout closes the connection, and reconnects (see the next test)
-        assert stalled and all(r["end_reason"] == "idle_timeout" for r in stalled)
+        # before each USER hydra drains "pending" lines: when the server's TLS 1.3 NewSessionTickets
+        # have arrived by then, the socket is readable, hydra blocks reading a line that never
+        # comes until the server's idle timeout closes the connection, and reconnects. Whether the
+        # tickets win that race varies from run to run (0 to 17 stalls per run seen), so only the
+        # kind of stall is fixed here; the next test shows the tickets are the cause
+        assert all(r["end_reason"] == "idle_timeout" and r["tls"][0]["version"] == "TLSv1.3" for r in stalled)
     else:
         assert not stalled
     check_run(run, lab_cert[2])
