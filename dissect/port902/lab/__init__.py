@@ -24,6 +24,12 @@ Layers, bottom up (each module one job):
 ``background``   unrelated traffic: DNS, HTTPS, SSH, UDP 902 heartbeats
 ``scenarios``    labelled scenarios: connection builders and the labels document
 ``samples``      the bundled sample captures and their README
+
+A real daemon for third-party clients (not a capture generator):
+
+``rawtls``       TLS on a live socket fed record by record, so TLS #1 can be dropped for TLS #2
+``services``     NFC, MKS console (RFB responder / VNC relay) and SOAP behind the hand-off
+``server``       ``python -m dissect.port902.lab.server``: the authd emulator with a JSONL log
 """
 
 from .pcapwriter import CaptureWriter

@@ -85,22 +85,27 @@ class Wire:
         self.s2c += len(data)
 
 
-def server_context(cert_file: str, key_file: str, tls_min: str = "1.2", tls_max: str = "1.3") -> ssl.SSLContext:
+def server_context(cert_file: str, key_file: str, tls_min: str = "1.2", tls_max: str = "1.3",
+                   tickets: int = 2) -> ssl.SSLContext:
     """A server context for authd's TLS handshakes, limited to ``tls_min``..``tls_max``.
 
     TLS 1.0/1.1 need OpenSSL security level 0 (SHA-1 signatures), as old ESXi releases offered
-    them (protocol.md §8); the level is lowered only when such a version is allowed.
+    them (protocol.md §8); the level is lowered only when such a version is allowed. ``tickets``
+    is how many TLS 1.3 session tickets the server sends right after each handshake.
     """
     if TLS_VERSIONS[tls_min] > TLS_VERSIONS[tls_max]:
         raise ValueError(f"--tls-min {tls_min} is above --tls-max {tls_max}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_file, key_file)
+    ctx.num_tickets = tickets                      # TLS 1.3 NewSessionTickets after the handshake (OpenSSL: 2)
     with warnings.catch_warnings():               # TLS 1.0/1.1 are deprecated, and wanted when asked for
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = TLS_VERSIONS[tls_min]
         ctx.maximum_version = TLS_VERSIONS[tls_max]
-        if tls_min in ("1.0", "1.1"):
-            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        # OpenSSL's DEFAULT list (RSA key exchange and CBC suites included), not Python's narrower
+        # server default: ESXi's own OpenSSL-based TLS stack is configured by profile (§8), and
+        # scanners' hand-made ClientHellos offer such suites
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0" if tls_min in ("1.0", "1.1") else "DEFAULT")
     return ctx
 
 

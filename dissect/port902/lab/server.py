@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -85,7 +86,7 @@ class Config:
             cert_file, key_file = _pem_files(cert)
             der = cert.der
         self.sha1, self.sha256 = thumbprint(der, "sha1"), thumbprint(der, "sha256")
-        self.ctx = server_context(cert_file, key_file, args.tls_min, args.tls_max)
+        self.ctx = server_context(cert_file, key_file, args.tls_min, args.tls_max, args.tls13_tickets)
         self.users = dict(u.split(":", 1) for u in args.users.split(",") if ":" in u) if args.users else {}
         self.sessions = {s for s in (args.sessions or "").split(",") if s}
         self.any_session = args.any_session
@@ -111,6 +112,7 @@ class Connection:
         self.logged_in = False
         self.session_ok = False
         self.token: str | None = None
+        self.shut_down = False                         # ended by Server.stop()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -135,6 +137,9 @@ class Connection:
             ch.handshake()
         except ssl.SSLError as exc:
             entry["error"] = exc.reason or str(exc)
+            raise
+        except PeerClosed:
+            entry["error"] = "closed during handshake"
             raise
         entry["version"], entry["cipher"] = ch.version, ch.cipher
         return ch
@@ -202,9 +207,7 @@ class Connection:
             raw = ch.read_line()
             if services.is_http_request(raw):
                 rec["commands"].append("HTTP")
-                services.serve_soap(ch, raw, rec)
-                if rec.get("soap_methods"):
-                    rec["feature"] = "SOAP"
+                services.serve_soap(ch, raw, rec)      # sets feature SOAP once it answers an envelope
                 return
             text = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             verb, _, arg = text.partition(" ")
@@ -348,8 +351,8 @@ class Server:
     def _handle(self, conn: Connection) -> None:
         try:
             rec = conn.run()
-            if self.stopping.is_set() and rec["end_reason"] in ("client_closed", "socket_error"):
-                rec["end_reason"] = "shutdown"
+            if conn.shut_down and rec["end_reason"] in ("client_closed", "socket_error"):
+                rec["end_reason"], rec["detail"] = "shutdown", None
             self.write(rec)
         finally:
             with self.lock:
@@ -377,7 +380,9 @@ class Server:
                 break
 
     def stop(self) -> None:
-        """Stop accepting, end live connections (their records say ``shutdown``), flush the log."""
+        """Stop accepting, end live connections (their records say ``shutdown``); idempotent."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -387,6 +392,12 @@ class Server:
         with self.lock:
             live = list(self.live.values())
         for conn in live:
+            try:
+                # a client whose close is already queued is logged as having closed, not as shut down
+                readable = select.select([conn.sock], [], [], 0)[0]
+                conn.shut_down = not readable or conn.sock.recv(1, socket.MSG_PEEK) != b""
+            except (OSError, ValueError):
+                pass
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -419,6 +430,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--banner", choices=sorted(BANNERS), help="override the persona's banner (B1..B10)")
     p.add_argument("--tls-min", choices=("1.0", "1.1", "1.2", "1.3"), default="1.2")
     p.add_argument("--tls-max", choices=("1.2", "1.3"), default="1.3")
+    p.add_argument("--tls13-tickets", type=int, default=2, metavar="N",
+                   help="TLS 1.3 session tickets sent after each handshake (OpenSSL default 2; 0 = none)")
     p.add_argument("--users", default="", help="credential logins, user:password[,user:password]")
     p.add_argument("--sessions", default="", help="NFC service-ticket session ids accepted by SESSION")
     p.add_argument("--any-session", action="store_true", help="accept every SESSION id")

@@ -10,7 +10,8 @@ clients. Each service here answers over a channel of :mod:`.rawtls` (TLS #2 or t
   PING, SESSION_COMPLETE ↔), the VDDK 8 handshake (43, 33 → 36, 51 ↔ 51, 54 + names, 55,
   52 ↔ 52) and AIO frames (§5.5: OPEN_SESSION, SET_SOCK_OPTS, SET_RES_POOL, OPEN_FILE,
   DDB_GET, IO reads in ≤ 64 KiB fragments and fragmented writes, CLOSE_FILE, CLOSE_SESSION).
-  Files live under ``--nfc-root``; without one a disk reads as zeros and uploads are discarded.
+  Files live under ``--nfc-root`` (the datastore: ``/vmfs/volumes/<ds>/x`` and ``[ds] x`` are
+  ``<root>/x``); without one a disk reads as zeros and uploads are discarded.
 * :func:`serve_console` — MKS after ``CONNECT <vmx> mks``, TLS #2 and the 16-byte token
   (§4.2, §4.3): a built-in RFB responder (ServerInit first, no version/security exchange —
   the lab's reading of §4.3) or a byte relay to a real VNC server.
@@ -31,7 +32,7 @@ import struct
 from pathlib import Path, PurePosixPath
 
 from . import nfc, rfb, soap
-from .rawtls import PeerClosed, ProtocolViolation, TlsChannel
+from .rawtls import ProtocolViolation, TlsChannel
 
 NFC_ERROR, NFC_PING, FILE_GET = 20, 8, 2
 MAX_NAME = 4096                      # longest path / DDB key / op-id name accepted
@@ -47,9 +48,14 @@ def nfc_error(code: int, text: str) -> bytes:
     return nfc.message(NFC_ERROR, struct.pack("<III", 1, code, len(raw))) + raw
 
 
+_DATASTORE = re.compile(r"^(?:/vmfs/volumes/[^/]+/|\[[^\]]*\]\s*)")
+
+
 def _safe_path(root: Path, path: str) -> Path:
-    """``path`` (a datastore path as the client names it) mapped inside ``root``."""
-    parts = [p for p in PurePosixPath(path.replace("\\", "/").strip("\0")).parts if p not in ("/", "..", ".", "")]
+    """``path`` as the client names it, inside ``root`` (the datastore): ``/vmfs/volumes/<ds>/a/b``
+    and ``[ds] a/b`` both map to ``root/a/b``; ``..`` never leaves ``root``."""
+    path = _DATASTORE.sub("", path.replace("\\", "/").strip("\0"))
+    parts = [p for p in PurePosixPath(path).parts if p not in ("/", "..", ".", "")]
     return root.joinpath(*parts) if parts else root / "unnamed"
 
 
@@ -260,10 +266,7 @@ def _pump(ch: TlsChannel) -> bytes:
     ch.plain.clear()
     wire = ch.wire
     while len(wire.buf) >= 5 and len(wire.buf) >= 5 + int.from_bytes(wire.buf[3:5], "big"):
-        try:
-            ch.fill()
-        except PeerClosed:
-            raise
+        ch.fill()
         out += bytes(ch.plain)
         ch.plain.clear()
     return out
@@ -405,6 +408,7 @@ def serve_soap(ch, first_line: bytes, stats: dict) -> None:
         if match.group(1) == b"POST" and found:
             method = found.group(1).decode()
             methods.append(method)
+            stats["feature"] = "SOAP"
             ch.send(_soap_reply(method))
         else:
             stats["http_probes"] = stats.get("http_probes", 0) + 1
