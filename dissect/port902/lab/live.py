@@ -37,7 +37,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pathlib import Path
+
 from . import liveclient
+from .services import datastore_file
 from .livenet import Lane, Tcpdump, probe_netem
 from .livestack import AuthdServer, VncStack, XDisplay, read_pcap, _key
 from .scenarios import EXPECTED_DEFAULTS, LABELS_SCHEMA
@@ -264,7 +267,7 @@ class LaneRunner:
         os.makedirs(work, exist_ok=True)
         root = os.path.join(work, "nfc")
         for path, size in (f for s in plan.sessions for f in s["files"]):
-            target = os.path.join(root, path.lstrip("/"))
+            target = str(datastore_file(Path(root), path))  # where the server looks for it
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "wb") as handle:
                 handle.write(random.Random(path).randbytes(size))

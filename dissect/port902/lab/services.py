@@ -51,7 +51,7 @@ def nfc_error(code: int, text: str) -> bytes:
 _DATASTORE = re.compile(r"^(?:/vmfs/volumes/[^/]+/|\[[^\]]*\]\s*)")
 
 
-def _safe_path(root: Path, path: str) -> Path:
+def datastore_file(root: Path, path: str) -> Path:
     """``path`` as the client names it, inside ``root`` (the datastore): ``/vmfs/volumes/<ds>/a/b``
     and ``[ds] a/b`` both map to ``root/a/b``; ``..`` never leaves ``root``."""
     path = _DATASTORE.sub("", path.replace("\\", "/").strip("\0"))
@@ -84,7 +84,7 @@ class NfcService:
         return self.ch.take(n)
 
     def _file(self, path: str) -> Path | None:
-        return _safe_path(self.root, path) if self.root else None
+        return datastore_file(self.root, path) if self.root else None
 
     # -- main loop ---------------------------------------------------------------------------------
 
