@@ -180,7 +180,8 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
     ``require_fit`` (a capture that began near a handshake it cannot place): None unless the
     records read as an authd dialogue — not, say, as what follows a hand-off."""
     handoff = _handoff_kind(rec, f)
-    dec = dlg.decode(rec, handoff, first_after(rec))
+    first = first_after(rec)
+    dec = dlg.decode(rec, handoff, first)
     if require_fit:
         if dec is None or dec.best.template.label == "UNKNOWN":
             return None
@@ -209,7 +210,7 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
         cap = min(cap, GAP_CEILING)
     confidence = round(min(cap, confidence), 3)
     reasons = [f"decoded from TLS #1 record sizes as {best.template.name}: {dlg.describe(best)}"]
-    reasons += _decoded_reasons(rec, best, handoff)
+    reasons += _decoded_reasons(rec, best, handoff, first)
     if dec.not_decoded:
         reasons.append(f"only the first {dec.observations} records of TLS #1 were decoded "
                        f"({dec.not_decoded} more follow)")
@@ -231,7 +232,7 @@ def _decoded(rec, f: dict, ceiling: float = CEILING, require_fit: bool = False) 
                    decoded_as=best.template.name, decoded_margin=margin, decoded_dialogue=dlg.describe(best))
 
 
-def _decoded_reasons(rec, parse, handoff: str) -> list[str]:
+def _decoded_reasons(rec, parse, handoff: str, first: tuple[int, int] | None) -> list[str]:
     label = parse.template.label
     out = []
     if parse.logins:
@@ -241,7 +242,6 @@ def _decoded_reasons(rec, parse, handoff: str) -> list[str]:
                    else "no command beyond the login was sent")
     if handoff == "tls2":
         hs2 = rec.handshakes[1]
-        first = first_after(rec)
         tail = ""
         if first is not None:
             size = f"{first[0]}" if first[0] == first[1] else f"{first[0]}-{first[1]}"

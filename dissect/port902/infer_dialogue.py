@@ -431,7 +431,7 @@ def _arg_of(tok: Tok, o: Obs, alone: bool) -> tuple[int, int] | None:
     return o.lo - tok.fixed, o.hi - tok.fixed
 
 
-def _reply_size(tok: Tok, args: dict, key_values) -> Size:
+def _reply_size(tok: Tok, key_values: dict) -> Size:
     """A reply's size model, with the echoed argument's length when the command's is known."""
     if tok.echo is None:
         return tok.size
@@ -448,8 +448,6 @@ class _Mix:
     a: Size
     b: Size
     p: float
-    lo: int = 0
-    hi: int = 0
 
     def mass(self, ol: int, oh: int) -> float:
         return self.p * self.a.mass(ol, oh) + (1 - self.p) * self.b.mass(ol, oh)
@@ -571,12 +569,12 @@ def _align(t: Template, obs: list[Obs], tls13: bool, handoff: str, first_after: 
             if tok.tie:
                 known[tok.tie] = arg
             if tok.replies:
-                replies.append(([(r, _reply_size(r, {}, known)) for r in tok.replies], o.ts))
+                replies.append(([(r, _reply_size(r, known)) for r in tok.replies], o.ts))
                 owners.append((ci, tok))
     sgot = _server_align(replies, server, tls13)
     if sgot is None:
         return None
-    sscore, sout, answered = sgot
+    sscore, sout, _answered = sgot
     p_handoff = HANDOFF[t.handoff][handoff]
     score = cscore + sscore + math.log(p_handoff)
     if first_after is not None and handoff == "tls2" and t.handoff in FIRST_AFTER:
@@ -586,7 +584,7 @@ def _align(t: Template, obs: list[Obs], tls13: bool, handoff: str, first_after: 
     parse = Parse(t, score, handoff=handoff)
     # steps in time order, and the outcome of each PASS
     chosen = {}
-    for j, item in enumerate(sout):
+    for item in sout:
         if item and item[0] in ("reply", "span"):
             for idx, alt in zip(item[1], item[2]):
                 chosen[idx] = alt[0]
