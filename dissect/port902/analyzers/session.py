@@ -24,9 +24,9 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import nfc as nfcmod
-from . import tls as tlsmod
-from .authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
+from ..proto import nfc as nfcmod
+from ..proto import tls as tlsmod
+from ..proto.authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
 
 MAX_RECORDS = 50_000
 MIDSTREAM_SYNC_WINDOW = 64 * 1024  # how far into a mid-stream capture we look for record boundaries
