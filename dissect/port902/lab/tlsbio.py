@@ -48,15 +48,66 @@ def _pem_files(cert: HostCert) -> tuple[str, str]:
     return cert_path, key_path
 
 
-def _pin(ctx: ssl.SSLContext, version: str, ciphers: str | None) -> None:
+# "Same seed, same capture" on every Python build: what a ClientHello offers must not come from
+# the interpreter's compiled-in defaults (Debian builds Python with OpenSSL's DEFAULT list, 60
+# suites; python.org and pyenv builds with Python's own, 17), so every context the lab makes
+# states its TLS <= 1.2 cipher list (by name, in order: explicit names keep their order in
+# OpenSSL), its options and its TLS extensions explicitly.  TLS 1.3 suites and the key-exchange
+# groups have no setter in Python's ssl before 3.13; they are OpenSSL's compiled-in defaults,
+# the same for every interpreter linked to the same OpenSSL (what ``pinned_profile`` reports).
+MODERN_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256", "ECDHE-RSA-AES128-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-SHA256", "DHE-RSA-AES128-SHA256",
+))  # Python's own default list (PY_SSL_DEFAULT_CIPHER_STRING) as OpenSSL 3.0 expands it
+LEGACY_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "DHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305", "DHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES256-SHA384", "DHE-RSA-AES256-SHA256", "ECDHE-ECDSA-AES128-SHA256",
+    "ECDHE-RSA-AES128-SHA256", "DHE-RSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA", "ECDHE-RSA-AES256-SHA",
+    "DHE-RSA-AES256-SHA", "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "DHE-RSA-AES128-SHA",
+    "RSA-PSK-AES256-GCM-SHA384", "DHE-PSK-AES256-GCM-SHA384", "RSA-PSK-CHACHA20-POLY1305",
+    "DHE-PSK-CHACHA20-POLY1305", "ECDHE-PSK-CHACHA20-POLY1305", "AES256-GCM-SHA384", "PSK-AES256-GCM-SHA384",
+    "PSK-CHACHA20-POLY1305", "RSA-PSK-AES128-GCM-SHA256", "DHE-PSK-AES128-GCM-SHA256", "AES128-GCM-SHA256",
+    "PSK-AES128-GCM-SHA256", "AES256-SHA256", "AES128-SHA256", "ECDHE-PSK-AES256-CBC-SHA384",
+    "ECDHE-PSK-AES256-CBC-SHA", "SRP-RSA-AES-256-CBC-SHA", "SRP-AES-256-CBC-SHA", "RSA-PSK-AES256-CBC-SHA384",
+    "DHE-PSK-AES256-CBC-SHA384", "RSA-PSK-AES256-CBC-SHA", "DHE-PSK-AES256-CBC-SHA", "AES256-SHA",
+    "PSK-AES256-CBC-SHA384", "PSK-AES256-CBC-SHA", "ECDHE-PSK-AES128-CBC-SHA256", "ECDHE-PSK-AES128-CBC-SHA",
+    "SRP-RSA-AES-128-CBC-SHA", "SRP-AES-128-CBC-SHA", "RSA-PSK-AES128-CBC-SHA256", "DHE-PSK-AES128-CBC-SHA256",
+    "RSA-PSK-AES128-CBC-SHA", "DHE-PSK-AES128-CBC-SHA", "AES128-SHA", "PSK-AES128-CBC-SHA256", "PSK-AES128-CBC-SHA",
+))  # OpenSSL 3.0's "DEFAULT" as TLS 1.0/1.1 peers of the era offered it
+OPTIONS = (ssl.OP_ALL | ssl.OP_NO_SSLv2 | ssl.OP_NO_SSLv3 | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+           | ssl.OP_SINGLE_DH_USE | ssl.OP_SINGLE_ECDH_USE | ssl.OP_ENABLE_MIDDLEBOX_COMPAT)
+
+
+def cipher_string(version: str, ciphers: str | None) -> str:
+    """The OpenSSL cipher string a lab context of ``version`` is given (never the build's default)."""
+    if version in LEGACY:
+        return (ciphers or LEGACY_CIPHERS) + ":@SECLEVEL=0"
+    return ciphers or MODERN_CIPHERS
+
+
+def _pin(ctx: ssl.SSLContext, version: str, ciphers: str | None, tickets: bool = True) -> None:
     with warnings.catch_warnings():            # TLS 1.0/1.1 are deprecated, and wanted here
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = VERSIONS[version]
         ctx.maximum_version = VERSIONS[version]
-    if version in LEGACY:
-        ctx.set_ciphers((ciphers or "DEFAULT") + ":@SECLEVEL=0")
-    elif ciphers:
-        ctx.set_ciphers(ciphers)
+    ctx.options = OPTIONS | (0 if tickets else ssl.OP_NO_TICKET)   # assignment clears the build's extra bits
+    ctx.set_ciphers(cipher_string(version, ciphers))
+    if hasattr(ctx, "post_handshake_auth"):
+        ctx.post_handshake_auth = False      # no post_handshake_auth extension in the ClientHello
+
+
+def pinned_profile() -> dict:
+    """What lab contexts offer on this interpreter: a fingerprint to compare across Python builds."""
+    out = {"openssl": ssl.OPENSSL_VERSION}
+    for version in VERSIONS:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        _pin(ctx, version, None)
+        out[version] = {"options": ctx.options, "ciphers": [c["name"] for c in ctx.get_ciphers()]}
+    return out
 
 
 def _context(side: str, version: str, ciphers: str | None, cert: HostCert | None, tickets: bool,
@@ -68,7 +119,6 @@ def _context(side: str, version: str, ciphers: str | None, cert: HostCert | None
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*_pem_files(cert))
             if not tickets:
-                ctx.options |= ssl.OP_NO_TICKET
                 ctx.num_tickets = 0
         else:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -76,7 +126,7 @@ def _context(side: str, version: str, ciphers: str | None, cert: HostCert | None
             ctx.verify_mode = ssl.CERT_NONE      # clients pin the thumbprint instead (§3.2)
             if keylog:
                 ctx.keylog_filename = keylog
-        _pin(ctx, version, ciphers)
+        _pin(ctx, version, ciphers, tickets or side == "client")
         if alpn:
             ctx.set_alpn_protocols(list(alpn))
         if not keylog:
