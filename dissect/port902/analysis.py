@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
 from .io.capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
+from .errors import CaptureError
 from .infer.classify import classify
 from .infer.links import Handoff, find_handoffs
 from .net.flows import FlowTable
@@ -54,6 +55,7 @@ class Analysis:
     handoffs: list[Handoff] = field(default_factory=list)
     captures: list[CaptureStats] = field(default_factory=list)
     capture_weird: list[Weird] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) skipped by skip_unreadable
     extras: dict[str, Observer] = field(default_factory=dict)
 
     @property
@@ -139,12 +141,15 @@ def analyze(
     selection: Selection | None = None,
     max_records: int = MAX_RECORDS,
     observers: Iterable[Observer] | None = None,
+    skip_unreadable: bool = False,
 ) -> Analysis:
     """Analyse one or more captures.
 
     ``progress`` is called with the cumulative number of capture-file bytes read.
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
-    readable capture; damage inside a capture becomes ``weird`` rows instead.
+    readable capture; damage inside a capture becomes ``weird`` rows instead.  With
+    ``skip_unreadable`` such a file becomes an ``unreadable_capture`` weird row (and an
+    entry of ``Analysis.unreadable``) and the other captures are analysed.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -157,13 +162,14 @@ def analyze(
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
-                        selection=selection, max_records=max_records)
+                        selection=selection, max_records=max_records, skip_unreadable=skip_unreadable)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
-def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records) -> Analysis:
+def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records,
+             skip_unreadable=False) -> Analysis:
     observers = result_observers
     result = Analysis()
     interner = Interner()
@@ -185,17 +191,31 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         for obs in observers:
             obs.select(sel)
         authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
-        with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
-            table = FlowTable(make_session, finish, source=reader.path)
-            add = table.add
-            for pkt in reader:
-                if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports):
-                    add(pkt)
-                else:
-                    for obs in observers:
-                        obs.packet(pkt)
-            table.close()
-            stats = reader.stats
+        try:
+            with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
+                table = FlowTable(make_session, finish, source=reader.path)
+                add = table.add
+                for pkt in reader:
+                    if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports):
+                        add(pkt)
+                    else:
+                        for obs in observers:
+                            obs.packet(pkt)
+                table.close()
+                stats = reader.stats
+        except CaptureError as exc:
+            if not skip_unreadable:
+                raise
+            name = os.fspath(path)
+            result.unreadable.append((name, str(exc)))
+            result.capture_weird.append(Weird(None, None, "unreadable_capture", str(exc), "", name, None))
+            # a placeholder keeps the captures list in step with the observers' per-file index
+            result.captures.append(CaptureStats(path=name, format="unreadable"))
+            try:
+                done_before += os.path.getsize(name)
+            except OSError:
+                pass
+            continue
         done_before += stats.size_bytes
         result.captures.append(stats)
         for w in stats.warnings:

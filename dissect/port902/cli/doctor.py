@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import shutil
 import textwrap
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
@@ -21,6 +22,7 @@ from typing import Sequence, TextIO
 from ..analysis import SCHEMA_VERSION
 from ..infer.diagnose import FINDING_KINDS, Diagnostics
 from ..output.render import safe
+from ..output.sink import error, open_output, output_file
 from .runner import run_analyze
 
 WIDTH = 100
@@ -48,7 +50,10 @@ what it checks (the usual reasons a console fails while vCenter works):
 each finding names its packets (frame numbers as in Wireshark), hosts and times, and says
 what to do. Tickets in request targets are redacted unless --show-secrets.
 
-exit codes: 0 no problem found, 1 problems found, 2 bad usage or unreadable capture
+exit codes: 0 no problem found; 1 problems found; 2 bad usage, an unwritable -o, or a capture that
+  could not be read (the readable ones are still diagnosed); 3 capture damaged (truncated or corrupt:
+  part of it was never read, so no all-clear can be given); 4 nothing to check (no port-902
+  connection, authd greeting, DNS lookup, console path or UDP 902 heartbeat in the input)
 
 examples:
   dissect902 doctor client-side.pcapng
@@ -80,28 +85,47 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+# capture-level weird kinds that mean part of a capture was never read
+DAMAGE_KINDS = ("truncated_file", "corrupt_record", "unsupported_link", "unreadable_capture")
+EXIT_CODES = {"no_problem_found": 0, "problems_found": 1, "capture_damaged": 3, "nothing_to_check": 4}
+
+
+def damage(result) -> list:
+    """The capture-level weird rows that mean the diagnosis saw only part of the input."""
+    return [w for w in result.capture_weird if w.kind in DAMAGE_KINDS]
+
+
+def verdict(result, diag: Diagnostics) -> str:
+    """``problems_found``, else ``capture_damaged`` (part of the input unread: no all-clear),
+    else ``nothing_to_check`` (nothing port-902 related to judge), else ``no_problem_found``."""
+    if diag.problems:
+        return "problems_found"
+    if damage(result):
+        return "capture_damaged"
+    if not (result.sessions or diag.findings or diag.console_paths or diag.heartbeat_flows or diag.lookups):
+        return "nothing_to_check"
+    return "no_problem_found"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the diagnosis for parsed arguments; returns the exit code."""
+    prog = "dissect902 doctor"
     if not args.captures:
-        print("dissect902 doctor: error: give at least one capture file", file=sys.stderr)
-        return 2
+        return error(prog, "give at least one capture file")
+    if args.output not in (None, "-"):
+        output_file(args.output)
     diag = Diagnostics(show_secrets=args.show_secrets)
-    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets, observers=[diag])
+    result, read_code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
+                                    observers=[diag])
     if result is None:
-        return code
-    code = 1 if diag.problems else 0
-    if args.output in (None, "-"):
-        out, close = sys.stdout, False
-    else:
-        out, close = open(args.output, "w", encoding="utf-8", newline=""), True
-    try:
+        return read_code
+    code = read_code or EXIT_CODES[verdict(result, diag)]
+    args.exit_code = code  # `doctor x | head` keeps it
+    with open_output(args.output) as out:
         if args.format == "json":
             render_json(result, diag, out, code)
         else:
             render_table(result, diag, out)
-    finally:
-        if close:
-            out.close()
     return code
 
 
@@ -109,13 +133,16 @@ def run(args: argparse.Namespace) -> int:
 
 def render_json(result, diag: Diagnostics, out: TextIO, code: int | None = None) -> None:
     """The doctor's JSON document: verdict, captures and the ``diagnostics`` block."""
-    code = (1 if diag.problems else 0) if code is None else code
+    name = verdict(result, diag)
+    code = EXIT_CODES[name] if code is None else code
     doc = {
         "schema_version": SCHEMA_VERSION,
-        "verdict": "problems_found" if code else "no_problem_found",
+        "verdict": name,
         "exit_code": code,
         "captures": [{"path": c.path, "format": c.format, "packets": c.packets, "first_ts": c.first_ts,
                       "last_ts": c.last_ts} for c in result.captures],
+        "damage": [{"source": w.source, "kind": w.kind, "frame": w.frame, "offset": w.offset, "detail": w.detail}
+                   for w in damage(result)],
         "sessions": len(result.sessions),
         "diagnostics": diag.to_json(),
     }
@@ -129,9 +156,19 @@ def _utc(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def _wrap(out: TextIO, label: str, text: str, indent: int = 6) -> None:
+def text_width(out: TextIO) -> int:
+    """The terminal's width when writing to it (``COLUMNS`` first, as ``shutil`` reads it), else
+    WIDTH; never below 60 columns."""
+    width = WIDTH
+    if out is sys.stdout or getattr(out, "isatty", lambda: False)():
+        width = shutil.get_terminal_size((WIDTH, 24)).columns
+    return max(60, width)
+
+
+def _wrap(out: TextIO, label: str, text: str, indent: int = 6, width: int | None = None) -> None:
     pad = " " * indent
-    lines = textwrap.wrap(safe(text), WIDTH - indent - len(label), break_on_hyphens=False,
+    width = width or getattr(out, "doctor_width", None) or WIDTH
+    lines = textwrap.wrap(safe(text), max(20, width - indent - len(label)), break_on_hyphens=False,
                           break_long_words=False) or [""]
     out.write(f"{pad}{label}{lines[0]}\n")
     for line in lines[1:]:
@@ -140,10 +177,17 @@ def _wrap(out: TextIO, label: str, text: str, indent: int = 6) -> None:
 
 def render_table(result, diag: Diagnostics, out: TextIO) -> None:
     """Readable findings for a terminal (every capture-derived text escaped)."""
+    width = text_width(out)
+    out = _Width(out, width)
     for c in result.captures:
+        if c.format == "unreadable":
+            out.write(safe(f"{c.path}: not read (see the error above)") + "\n")
+            continue
         out.write(safe(f"{c.path}: {c.format}, {c.packets} packets, {_utc(c.first_ts)} to {_utc(c.last_ts)} UTC")
                   + "\n")
     problems = diag.problems
+    name = verdict(result, diag)
+    damaged = damage(result)
     notes = [f for f in diag.findings if f.severity != "problem"]
     several = len(result.captures) > 1
 
@@ -151,9 +195,20 @@ def render_table(result, diag: Diagnostics, out: TextIO) -> None:
         return f" in {os.path.basename(source)}" if several and source else ""
 
     out.write("\n")
+    if damaged:
+        _wrap(out, "", ("Capture damaged: " if name == "capture_damaged" else "Beware, capture damaged: ")
+              + "; ".join(_damage_line(w, several) for w in damaged)
+              + ". The findings below cover only what was read"
+              + ("" if problems else ", so this is no all-clear") + ".", indent=0)
+        out.write("\n")
     if problems:
         out.write(f"{len(problems)} problem(s) found, most likely first:\n\n")
-    else:
+    elif name == "nothing_to_check":
+        _wrap(out, "", "Nothing to check: no port 902/903/912 connection, authd greeting, DNS lookup, console "
+              "path or UDP 902 heartbeat in the capture. Was it taken on the right host or interface, with a "
+              "filter that keeps port 902?", indent=0)
+        out.write("\n")
+    elif name == "no_problem_found":
         out.write("No problem found.\n\n")
     for f in problems:
         out.write(safe(f"{f.rank:>3}. [{f.likelihood:.0%}] {f.title}  ({f.kind})") + "\n")
@@ -206,20 +261,36 @@ def render_table(result, diag: Diagnostics, out: TextIO) -> None:
         _wrap(out, f"{c['check']:<21}{status:<13}", c["what"], indent=2)
 
 
+def _damage_line(w, several: bool) -> str:
+    where = []
+    if w.frame:
+        where.append(f"after frame {w.frame}")
+    if w.offset is not None and w.offset >= 0:
+        where.append(f"at byte {w.offset}")
+    name = os.path.basename(w.source) if w.source else ""
+    head = f"{name}: " if name and (several or w.kind == "unreadable_capture") else ""
+    return f"{head}{w.kind.replace('_', ' ')}{' ' + ' '.join(where) if where else ''} ({w.detail})"
+
+
+class _Width:
+    """A text stream that carries the width the doctor wraps at."""
+
+    def __init__(self, out: TextIO, width: int):
+        self._out, self.doctor_width = out, width
+
+    def write(self, text: str) -> int:
+        return self._out.write(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dissect.port902.doctor CAPTURE...`` (the same as ``dissect902 doctor``)."""
     parser = argparse.ArgumentParser(prog="dissect902")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_parser(sub)
     args = parser.parse_args(["doctor", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return run(args)
-    except BrokenPipeError:  # `... | head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
+    from .main import run_command
+
+    return run_command(run, args)
 
 
 if __name__ == "__main__":

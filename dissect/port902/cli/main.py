@@ -19,6 +19,8 @@ from . import doctor
 from . import plot as plotcli
 from ..output.frames import SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
+from ..errors import Port902Error
+from ..output.sink import describe_os_error, error, open_output, output_file, require
 from .runner import run_analyze
 
 ANALYZE_EPILOG = """\
@@ -61,31 +63,28 @@ tables for --format csv/parquet: """ + ", ".join(SCHEMAS) + """ (--describe TABL
 """
 
 
-def _open_out(path: str | None, binary: bool = False):
-    if path is None or path == "-":
-        return sys.stdout, False
-    return open(path, "w", encoding="utf-8", newline=""), True
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
     if args.describe:
         print(describe(args.describe))
         return 0
+    prog = "dissect902 analyze"
     if not args.captures:
-        print("dissect902 analyze: error: give at least one capture file", file=sys.stderr)
-        return 2
-    if args.format == "parquet" and (args.output in (None, "-")):
-        print("dissect902 analyze: error: --format parquet needs -o FILE", file=sys.stderr)
-        return 2
-    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
+        return error(prog, "give at least one capture file")
+    if args.format == "parquet":
+        if args.output in (None, "-"):
+            return error(prog, "--format parquet needs -o FILE")
+        require("pyarrow", "parquet", "--format parquet")
+    if args.output not in (None, "-"):
+        output_file(args.output)  # refused before the analysis runs, not after
+    result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
                                observers=[] if args.no_diagnostics else None)
     if result is None:
         return code
+    args.exit_code = code  # kept when the reader of a pipe goes away early
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:
-        out, close = _open_out(args.output)
-        try:
+        with open_output(args.output) as out:
             if args.format == "table":
                 render_table(result, out)
             elif args.format == "json":
@@ -94,12 +93,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 render_jsonl(result, out, records=args.records)
             elif args.format == "csv":
                 render_csv(result, out, args.table)
-        finally:
-            if close:
-                out.close()
     weird = result.weird
     if weird and not args.quiet and args.format != "table":
         print(f"dissect902: {len(weird)} weird finding(s); see the 'weird' list", file=sys.stderr)
+    if code:
+        return code
     return 1 if (args.strict and weird) else 0
 
 
@@ -148,6 +146,11 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _prog(args: argparse.Namespace) -> str:
+    words = ["dissect902", getattr(args, "command", None), getattr(args, "lab_command", None)]
+    return " ".join(w for w in words if w)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(lab=bool(argv) and argv[0] == "lab")
@@ -155,16 +158,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_command(args.func, args)
+
+
+def run_command(func, args: argparse.Namespace) -> int:
+    """Run a command: one line on stderr and exit 2 for any error of ours or of the file system;
+    the command's exit code kept when the reader of a pipe stops early (``doctor x | head``)."""
     try:
-        return args.func(args)
+        code = func(args)
+        sys.stdout.flush()  # a pipe closed early fails here, inside the handler, not at exit
+        return code
     except BrokenPipeError:  # `dissect902 analyze x | head`
         try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at interpreter exit
+        except (OSError, ValueError):
             pass
-        return 0
+        return getattr(args, "exit_code", 0)
     except KeyboardInterrupt:
         return 130
+    except Port902Error as exc:  # OutputError, MissingExtra, CaptureError from a command
+        return error(_prog(args), exc)
+    except OSError as exc:  # anything the file system refused that a command did not word itself
+        return error(_prog(args), describe_os_error(exc, exc.filename or "output"))
 
 
 if __name__ == "__main__":

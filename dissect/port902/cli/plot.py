@@ -21,6 +21,7 @@ from pathlib import Path
 KINDS = ("bytes", "timeline", "fingerprints", "hosts")  # plots.KINDS, without importing matplotlib
 FEATURES = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE", "UNKNOWN")
 FORMATS = ("png", "svg", "pdf")
+CLI_MAX_BINS = 2000  # a chart 10 inches wide at 150 dpi has 1500 pixel columns
 
 PLOT_EPILOG = """\
 chart kinds (--kind):
@@ -71,7 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--uid", action="append", metavar="UID",
                    help="only this session (uid or a prefix of it, as the analyze table prints it); "
                    "repeat for more.  With --kind fingerprints: exactly these panels")
-    p.add_argument("--feature", action="append", choices=FEATURES, metavar="FEATURE",
+    p.add_argument("--feature", action="append", choices=FEATURES, metavar="FEATURE", type=str.upper,
                    help=f"only sessions classified as FEATURE ({', '.join(FEATURES)}); repeat for more")
     p.add_argument("--bin", type=float, metavar="SECONDS", help="bytes: width of a time bin (default: ~120 bins)")
     p.add_argument("--max-sessions", type=int, default=6, metavar="N",
@@ -101,23 +102,26 @@ def run(args: argparse.Namespace) -> int:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         return _error(f"{out}: the output must end in .png, .svg or .pdf")
-    if not out.parent.is_dir():
-        return _error(f"{out.parent}: no such directory")
+    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    from ..output.sink import output_file
+
+    for path in ([out] if fmt == "pdf" else _outputs(out, kinds)):
+        output_file(path)  # parents created (-o charts/site.png); a directory or unwritable place refused
     if args.bin is not None and args.bin <= 0:
         return _error("--bin must be a positive number of seconds")
     if args.max_sessions < 1 or args.top < 1:
         return _error("--max-sessions and --top must be at least 1")
 
     from ..output import plots  # matplotlib only now
-    from ..analysis import analyze
-    from ..errors import CaptureError
     from ..output.render import safe
+    from .runner import run_analyze
 
-    try:
-        result = analyze(args.captures)
-    except CaptureError as exc:
-        return _error(safe(str(exc)))
-    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    result, read_code = run_analyze(args.captures, True, prog="dissect902 plot", observers=[])
+    if result is None:
+        return read_code
+    args.exit_code = read_code
+    if args.bin is not None and "bytes" in kinds:
+        args.bin = _checked_bin(result, args.bin, plots, args.quiet)
     options = {
         "bytes": {"bin_s": args.bin},
         "timeline": {},
@@ -150,7 +154,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for path in written:
             print(f"wrote {path}")
-    return 0
+    return read_code
+
+
+def _checked_bin(result, bin_s: float, plots, quiet: bool) -> float:
+    """--bin as the chart will use it: a width that would make more than plots.MAX_BINS bins is
+    widened (and the user told), instead of silently."""
+    times = [t for s in result.sessions for t in (s.start, s.end) if t is not None]
+    span = (max(times) - min(times)) if times else 0.0
+    most = min(plots.MAX_BINS, CLI_MAX_BINS)
+    if span > 0 and span / bin_s > most:
+        wider = plots.nice_step(span, most)
+        if not quiet:
+            print(f"dissect902 plot: note: --bin {bin_s:g} would make {span / bin_s:,.0f} bins over {span:.1f} s; "
+                  f"using {wider:g} s ({most} bins at most: more bins than the chart has pixels)", file=sys.stderr)
+        return wider
+    return bin_s
 
 
 __all__ = ["KINDS", "PLOT_EPILOG", "add_parser", "run"]

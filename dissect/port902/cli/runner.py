@@ -1,5 +1,6 @@
 """What every command does around ``analyze``: a progress bar on a terminal for big inputs
-(quiet when piped) and one line on stderr, exit code 2, for a file that is not a capture."""
+(drawn on stderr, so shown only when stderr is a terminal) and one line on stderr, exit code 2,
+for a file that is not a capture (the readable ones are analysed all the same)."""
 
 from __future__ import annotations
 
@@ -34,14 +35,22 @@ def progress_bar(paths: Sequence[str], quiet: bool):
     return bar, update
 
 
-def run_analyze(paths: Sequence[str], quiet: bool, **options) -> tuple[Analysis | None, int]:
-    """(result, 0), or (None, 2) after one line on stderr when an input is not a readable capture."""
+def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **options
+                ) -> tuple[Analysis | None, int]:
+    """(result, 0); (result, 2) when some inputs were not readable captures (one line on stderr
+    each; they are ``unreadable_capture`` weird rows and the others are analysed); (None, 2)
+    when none was."""
     bar, update = progress_bar(paths, quiet)
     try:
-        return analyze(paths, progress=update, **options), 0
-    except CaptureError as exc:
-        print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
+        result = analyze(paths, progress=update, skip_unreadable=True, **options)
+    except CaptureError as exc:  # raised only by callers' own observers
+        print(f"{prog}: error: {safe(exc)}", file=sys.stderr)
         return None, 2
     finally:
         if bar is not None:
             bar.close()
+    for _path, why in result.unreadable:
+        print(f"{prog}: error: {safe(why)}", file=sys.stderr)
+    if result.unreadable and len(result.unreadable) == len(list(paths)):
+        return None, 2
+    return result, (2 if result.unreadable else 0)

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from ..output.sink import output_dir
+
 CONDITIONS = ("varied", "clean", "lan", "campus", "wan", "lossy", "host", "truncated")
 SCENARIOS = ("esxi8_console", "legacy_login", "classic_esx_handoff", "unanswered_syn", "nfc_transfers", "mixed_esxi")
 
@@ -61,6 +63,15 @@ examples:
   dissect902 lab scenario mixed_esxi --out /tmp/one
   dissect902 analyze lab-set/lab-7-0003.pcap      # compare with lab-set/lab-7-0003.labels.json
 """
+
+
+def scenario_name(text: str) -> str:
+    """What a user types for a scenario (``mixed-esxi``, ``Mixed_ESXi``, the sample's file name
+    ``mixed-esxi.pcap``) as its builder name; argparse's choices check the result."""
+    name = os.path.basename(text.strip()).lower()
+    for suffix in (".gz", ".pcapng", ".pcap"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name.replace("-", "_")
 
 
 def _size(text: str) -> int:
@@ -130,7 +141,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                          epilog="scenarios: " + ", ".join(SCENARIOS) + "\n\nexample:\n  dissect902 lab scenario "
                                 "nfc_transfers --out /tmp/nfc --seed 11",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    one.add_argument("name", nargs="?", choices=SCENARIOS, metavar="NAME", help="scenario name (see below)")
+    one.add_argument("name", nargs="?", type=scenario_name, choices=SCENARIOS, metavar="NAME",
+                     help="scenario name (see below; mixed-esxi and MIXED_ESXI work too)")
     one.add_argument("-o", "--out", metavar="DIR", help="output folder")
     one.add_argument("--seed", type=int, help="override the scenario's default seed")
     one.add_argument("--keys", action="store_true", help="also write the TLS key log")
@@ -148,6 +160,7 @@ def _generate(args) -> int:
     if args.max_bytes < args.min_bytes:
         print("dissect902 lab generate: error: --max-bytes is below --min-bytes", file=sys.stderr)
         return 2
+    output_dir(args.out)  # refused before any capture is drawn: a file, an unwritable place
     started = time.perf_counter()
 
     def progress(done: int, total: int, row: dict) -> None:
@@ -173,13 +186,18 @@ def _generate(args) -> int:
 def _scenario(args) -> int:
     from . import dataset
 
-    if args.list or not args.name:
+    if args.list:
         for name in dataset.scenario_names():
             print(name)
-        return 0 if args.list else 2
+        return 0
+    if not args.name:
+        print("dissect902 lab scenario: error: give a scenario name: " + ", ".join(SCENARIOS)
+              + " (--list prints them)", file=sys.stderr)
+        return 2
     if not args.out:
         print("dissect902 lab scenario: error: --out DIR is required", file=sys.stderr)
         return 2
+    output_dir(args.out)
     labels = dataset.write_scenario(args.name, args.out, args.seed, keys=args.keys)
     print(json.dumps({"file": os.path.join(args.out, labels["capture"]["file"]), "packets": labels["capture"]["packets"],
                       "connections": len(labels["connections"])}))

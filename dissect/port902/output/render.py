@@ -188,4 +188,16 @@ def _isna(v: object) -> bool:
 
 
 def write_parquet(analysis, path: str, table: str = "sessions") -> None:
-    frame_for(analysis, table).to_parquet(path, index=False)
+    """One table as a Parquet file; needs pyarrow (``pip install 'dissect902[parquet]'``)."""
+    try:
+        import pyarrow  # noqa: F401 - pandas would say only "Unable to find a usable engine"
+    except ImportError:
+        from ..errors import MissingExtra
+
+        raise MissingExtra("writing Parquet needs pyarrow, which is not installed: "
+                           "pip install 'dissect902[parquet]'") from None
+    frame = frame_for(analysis, table)
+    from .sink import open_output
+
+    with open_output(path, binary=True) as handle:
+        frame.to_parquet(handle, index=False)
