@@ -1,0 +1,321 @@
+"""A new user's first hour (issue 14): every command fails in one line with exit 2, writes where a
+user expects, analyses the readable captures among unreadable ones, and the doctor never gives a
+false all-clear."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dissect.port902.analysis import analyze
+from dissect.port902.cli.main import main
+from dissect.port902.lab.ip import pack_address, udp_packet
+from dissect.port902.lab.pcapwriter import CaptureWriter
+from dissect.port902.output import sink
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SMALL = SAMPLES / "doctor" / "refused.pcap"      # one refused attempt: a problem
+CLEAN = SAMPLES / "doctor" / "clean.pcap"        # a console that opened
+MIXED = SAMPLES / "mixed-esxi.pcap"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str, prog: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def records(path: Path) -> list[tuple[int, int]]:
+    """(offset, captured length) of every record of a little-endian pcap."""
+    data = path.read_bytes()
+    out, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        out.append((off, incl))
+        off += 16 + incl
+    return out
+
+
+# -- output paths ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["analyze"], ["analyze", "-f", "json"], ["analyze", "-f", "csv"],
+                                     ["doctor"], ["doctor", "-f", "json"]])
+def test_output_onto_a_directory_is_one_line(capsys, tmp_path, command):
+    code, out, err = run(capsys, *command, SMALL, "-o", tmp_path)
+    assert code == 2 and out == ""
+    assert "is a directory" in one_error_line(err, f"dissect902 {command[0]}")
+
+
+@pytest.mark.parametrize("command", [["analyze", "-f", "json"], ["doctor"]])
+def test_output_into_missing_directories_creates_them(capsys, tmp_path, command):
+    target = tmp_path / "new" / "deeper" / "out.txt"
+    code, _out, err = run(capsys, *command, SMALL, "-o", target)
+    assert code in (0, 1) and "error" not in err
+    assert target.stat().st_size > 0
+
+
+@pytest.mark.parametrize("place", ["/proc/dissect902-test/out.json", "/proc/dissect902-test.json"])
+def test_unwritable_places_are_one_line(capsys, place):
+    for command in ("analyze", "doctor"):
+        code, out, err = run(capsys, command, SMALL, "-o", place)
+        assert code == 2 and out == ""
+        assert "/proc/dissect902-test" in one_error_line(err, f"dissect902 {command}")
+
+
+def test_write_error_while_writing_is_one_line(capsys):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    code, _out, err = run(capsys, "analyze", SMALL, "-f", "json", "-o", "/dev/full")
+    assert code == 2 and "No space left" in one_error_line(err, "dissect902 analyze")
+
+
+def test_output_under_a_file_is_refused_before_the_analysis(capsys, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    ran = []
+    monkeypatch.setattr("dissect.port902.cli.runner.analyze", lambda *a, **k: ran.append(1))
+    code, _out, err = run(capsys, "analyze", SMALL, "-o", blocker / "out.json")
+    assert code == 2 and not ran
+    assert "not a directory" in one_error_line(err, "dissect902 analyze")
+
+
+@pytest.mark.parametrize("sub", ["generate", "scenario"])
+def test_lab_onto_an_existing_file_is_refused(capsys, tmp_path, sub):
+    blocker = tmp_path / "lab.txt"
+    blocker.write_text("keep me")
+    argv = ["lab", "generate", "-n", "1"] if sub == "generate" else ["lab", "scenario", "unanswered_syn"]
+    code, out, err = run(capsys, *argv, "-o", blocker)
+    assert code == 2 and blocker.read_text() == "keep me"
+    assert "not a directory" in one_error_line(err, f"dissect902 lab {sub}")
+
+
+def test_lab_scenario_accepts_what_a_user_types(capsys, tmp_path):
+    code, out, err = run(capsys, "lab", "scenario", "Unanswered-SYN.pcap", "-o", tmp_path / "new")
+    assert code == 0, err
+    assert Path(json.loads(out)["file"]).name == "unanswered-syn.pcap"
+
+
+def test_lab_scenario_without_a_name_says_so(capsys):
+    code, _out, err = run(capsys, "lab", "scenario")
+    assert code == 2 and "mixed_esxi" in one_error_line(err, "dissect902 lab scenario")
+
+
+def test_plot_creates_parent_directories(capsys, tmp_path):
+    target = tmp_path / "charts" / "site.png"
+    code, out, err = run(capsys, "plot", CLEAN, "--feature", "mks", "-o", target)
+    assert code == 0, err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_onto_a_directory_is_one_line(capsys, tmp_path):
+    (tmp_path / "x.png").mkdir()
+    code, _out, err = run(capsys, "plot", CLEAN, "-o", tmp_path / "x.png")
+    assert code == 2 and "is a directory" in one_error_line(err, "dissect902 plot")
+
+
+def test_open_output_names_the_file_the_os_refused(tmp_path):
+    target = tmp_path / "ro" / "out.txt"
+    target.parent.mkdir()
+    target.parent.chmod(0o500)
+    try:
+        if os.access(target.parent, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(sink.OutputError, match="Permission denied"):
+            sink.output_file(target)
+    finally:
+        target.parent.chmod(0o700)
+
+
+# -- parquet without pyarrow -------------------------------------------------------------------------------------
+
+def test_parquet_without_pyarrow_names_the_extra(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    ran = []
+    monkeypatch.setattr("dissect.port902.cli.runner.analyze", lambda *a, **k: ran.append(1))
+    code, _out, err = run(capsys, "analyze", SMALL, "-f", "parquet", "-o", tmp_path / "x.parquet")
+    assert code == 2 and not ran
+    assert "pip install 'dissect902[parquet]'" in one_error_line(err, "dissect902 analyze")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_write_parquet_without_pyarrow_raises_missing_extra(tmp_path, monkeypatch):
+    from dissect.port902.errors import MissingExtra
+    from dissect.port902.output.render import write_parquet
+
+    result = analyze(SMALL, observers=[])
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(MissingExtra, match=r"dissect902\[parquet\]"):
+        write_parquet(result, str(tmp_path / "x.parquet"))
+    with pytest.raises(ImportError):  # still an ImportError to code that knows nothing of us
+        write_parquet(result, str(tmp_path / "x.parquet"))
+
+
+def test_readme_mentions_the_parquet_extra():
+    assert "dissect902[parquet]" in (ROOT / "README.md").read_text()
+
+
+# -- one unreadable capture among several ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_readable_captures_are_analysed_beside_an_unreadable_one(capsys, tmp_path, fmt):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is not a capture at all")
+    alone = json.loads(run(capsys, "analyze", SMALL, "-f", "json")[1])
+    code, out, err = run(capsys, "analyze", bad, SMALL, "-f", fmt)
+    assert code == 2
+    assert one_error_line(err.replace("dissect902: 1 weird finding(s); see the 'weird' list\n", ""),
+                          "dissect902 analyze").endswith("(starts with 74686973)")
+    if fmt == "json":
+        doc = json.loads(out)
+        sessions, weird = doc["sessions"], doc["weird"]
+    else:
+        rows = [json.loads(line) for line in out.splitlines()]
+        sessions = [r for r in rows if r["record_type"] == "session"]
+        weird = [r for r in rows if r["record_type"] == "weird"]
+    assert [s["uid"] for s in sessions] == [s["uid"] for s in alone["sessions"]] and sessions
+    unreadable = [w for w in weird if w["kind"] == "unreadable_capture"]
+    assert len(unreadable) == 1 and unreadable[0]["source"] == str(bad)
+
+
+def test_only_unreadable_captures_give_no_output(capsys, tmp_path):
+    paths = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    paths[0].write_bytes(b"")
+    paths[1].write_bytes(b"\x1f\x8b garbage")
+    code, out, err = run(capsys, "analyze", *paths)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 2
+
+
+def test_doctor_frames_stay_with_their_capture_beside_an_unreadable_one(capsys, tmp_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"garbage!" * 4)
+    code, out, err = run(capsys, "doctor", bad, SMALL, "-f", "json")
+    doc = json.loads(out)
+    assert code == 2 and doc["exit_code"] == 2
+    sources = {f["source"] for f in doc["diagnostics"]["findings"]}
+    assert sources == {str(SMALL)}
+
+
+# -- doctor: no false all-clear ----------------------------------------------------------------------------------
+
+def cut(src: Path, dst: Path, size: int) -> Path:
+    dst.write_bytes(src.read_bytes()[:size])
+    return dst
+
+
+def test_doctor_on_a_clean_capture_still_gives_the_all_clear(capsys):
+    code, out, _err = run(capsys, "doctor", CLEAN)
+    assert code == 0 and "No problem found." in out
+
+
+def test_doctor_on_a_truncated_capture_is_capture_damaged(capsys, tmp_path):
+    half = cut(CLEAN, tmp_path / "half.pcap", CLEAN.stat().st_size // 2 + 7)
+    code, out, _err = run(capsys, "doctor", half)
+    assert code == 3
+    assert "No problem found" not in out and "Capture damaged" in out and "no all-clear" in out
+    doc = json.loads(run(capsys, "doctor", half, "-f", "json")[1])
+    assert doc["verdict"] == "capture_damaged" and doc["exit_code"] == 3
+    assert doc["damage"][0]["kind"] == "truncated_file" and doc["damage"][0]["offset"] > 0
+
+
+def test_doctor_on_a_corrupt_record_midway_is_capture_damaged(capsys, tmp_path):
+    recs = records(CLEAN)
+    middle = len(recs) // 2
+    data = bytearray(CLEAN.read_bytes())
+    struct.pack_into("<I", data, recs[middle][0] + 8, 0x7FFFFFFF)
+    bad = tmp_path / "corrupt.pcap"
+    bad.write_bytes(bytes(data))
+    doc = json.loads(run(capsys, "doctor", bad, "-f", "json")[1])
+    assert doc["verdict"] == "capture_damaged" and doc["exit_code"] == 3
+    assert doc["damage"][0]["frame"] == middle + 1
+    assert doc["captures"][0]["packets"] == middle
+
+
+def test_doctor_on_a_cut_short_gzip_is_capture_damaged(capsys, tmp_path):
+    packed = gzip.compress(CLEAN.read_bytes())
+    gz = tmp_path / "cut.pcap.gz"
+    gz.write_bytes(packed[: len(packed) * 2 // 3])
+    code, out, _err = run(capsys, "doctor", gz)
+    assert code == 3 and "No problem found" not in out
+
+
+def test_doctor_with_problems_and_damage_reports_both(capsys, tmp_path):
+    recs = records(SMALL)
+    short = cut(SMALL, tmp_path / "refused-cut.pcap", recs[-1][0] + 20)
+    code, out, _err = run(capsys, "doctor", short)
+    assert code == 1 and "problem(s) found" in out and "Beware, capture damaged" in out
+
+
+def test_doctor_on_nothing_relevant_is_nothing_to_check(capsys, tmp_path):
+    path = tmp_path / "one-udp.pcap"
+    with CaptureWriter(str(path)) as w:
+        w.write(1_700_000_000.0, udp_packet(pack_address("10.0.0.1"), pack_address("10.0.0.2"), 5000, 6000, b"hello"))
+    code, out, _err = run(capsys, "doctor", path)
+    assert code == 4 and "Nothing to check" in out and "No problem found" not in out
+    assert json.loads(run(capsys, "doctor", path, "-f", "json")[1])["verdict"] == "nothing_to_check"
+
+
+def test_doctor_help_documents_every_exit_code(capsys):
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("0 no problem found", "1 problems found", "2 bad usage", "3 capture damaged",
+                   "4 nothing to check"):
+        assert phrase in text
+
+
+def test_doctor_wraps_at_the_terminal_width(capsys, monkeypatch):
+    widths = {}
+    for columns in ("70", "150"):
+        monkeypatch.setenv("COLUMNS", columns)
+        _code, out, _err = run(capsys, "doctor", SMALL)
+        widths[columns] = max(len(line) for line in out.splitlines() if not line.startswith(str(SMALL)))
+    assert widths["70"] <= 70 < widths["150"] <= 150
+
+
+# -- pipes -------------------------------------------------------------------------------------------------------
+
+class ClosedPipe(io.StringIO):
+    """Standard output whose reader went away after ``keep`` characters (``| head``)."""
+
+    def __init__(self, keep: int):
+        super().__init__()
+        self.keep = keep
+
+    def write(self, text: str) -> int:
+        if self.tell() + len(text) > self.keep:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+@pytest.mark.parametrize("capture, expected", [(SMALL, 1), (CLEAN, 0)])
+def test_doctor_exit_code_survives_a_closed_pipe(monkeypatch, capture, expected):
+    monkeypatch.setattr(sys, "stdout", ClosedPipe(40))
+    assert main(["doctor", str(capture)]) == expected
+
+
+def test_a_closed_pipe_leaves_no_traceback():
+    script = ("import sys; from dissect.port902.cli.main import main; "
+              f"sys.exit(main(['analyze', {str(MIXED)!r}, '-f', 'jsonl', '--records']))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", "-c", f'{sys.executable} -c "{script}" | head -c 10 >/dev/null; '
+                           'echo ${PIPESTATUS[0]}'], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == "0", done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
