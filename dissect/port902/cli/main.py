@@ -21,6 +21,7 @@ from ..output.frames import SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from ..errors import Port902Error
 from ..output.sink import describe_os_error, error, open_output, output_file, require
+from ..analysis import default_observers
 from .runner import run_analyze
 
 ANALYZE_EPILOG = """\
@@ -58,6 +59,7 @@ examples:
   dissect902 analyze capture.pcap --format csv --table tls_records > records.csv
   dissect902 analyze capture.pcap --format jsonl | jq 'select(.record_type=="session")'
   dissect902 analyze capture.pcap --strict || echo "something malformed in there"
+  dissect902 analyze capture.pcap --reference --strict   # and does Wireshark read it the same way?
 
 tables for --format csv/parquet: """ + ", ".join(SCHEMAS) + """ (--describe TABLE explains the columns)
 """
@@ -76,10 +78,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         require("pyarrow", "parquet", "--format parquet")
     if args.output not in (None, "-"):
         output_file(args.output)  # refused before the analysis runs, not after
+    observers = None if not (args.no_diagnostics or args.reference) else (
+        [] if args.no_diagnostics else default_observers(args.show_secrets))
+    if args.reference:
+        from ..reference import ReferenceCheck, require_reference
+
+        require_reference()
+        observers.append(ReferenceCheck())
     result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
-                               observers=[] if args.no_diagnostics else None)
+                               observers=observers)
     if result is None:
         return code
+    if args.reference and not args.quiet:
+        print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
@@ -131,6 +142,9 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
                    help="show PASS arguments and tickets instead of <redacted> (they are credentials)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the console diagnosis (DNS, ICMP, UDP 902, 443/7331/7343): faster on busy captures")
+    p.add_argument("--reference", action="store_true",
+                   help="cross-check every session against Wireshark's dissection (tshark via pyshark: "
+                   "pip install 'dissect902[reference]'); differences are reference_mismatch weird rows")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
     p.set_defaults(func=cmd_analyze)
