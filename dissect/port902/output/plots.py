@@ -59,7 +59,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, Locator, MaxNLocator
 
-from . import frames as framesmod
+from ..model.schema import FRAME_TABLES, build
 
 __all__ = [
     "OKABE_ITO", "FEATURE_COLORS", "FEATURE_ORDER", "KINDS", "FORMATS", "Chart",
@@ -300,7 +300,7 @@ class Inputs:
 
 
 def _empty_frame(name: str) -> pd.DataFrame:
-    return framesmod.build(framesmod.SCHEMAS[name], [])
+    return build(FRAME_TABLES[name], [])
 
 
 def inputs(data, *, uids: Iterable[str] | None = None, features: Iterable[str] | None = None,
