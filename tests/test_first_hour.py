@@ -319,3 +319,36 @@ def test_a_closed_pipe_leaves_no_traceback():
                            'echo ${PIPESTATUS[0]}'], capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout.strip() == "0", done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+# -- uids come from the connection -------------------------------------------------------------------------------
+
+def test_uids_do_not_depend_on_the_file_name_or_compression(tmp_path):
+    plain = tmp_path / "x.pcap"
+    plain.write_bytes(SMALL.read_bytes())
+    packed = tmp_path / "elsewhere" / "renamed.pcap.gz"
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(SMALL.read_bytes()))
+    first = [s.uid for s in analyze(plain, observers=[]).sessions]
+    assert first and first == [s.uid for s in analyze(packed, observers=[]).sessions]
+    assert first == [s.uid for s in analyze(SMALL, observers=[]).sessions]
+
+
+def test_uids_are_unique_within_a_run(tmp_path):
+    copies = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        copies.append(tmp_path / folder / "same.pcap")
+        copies[-1].write_bytes(MIXED.read_bytes())
+    result = analyze(copies, observers=[])
+    uids = [s.uid for s in result.sessions]
+    assert len(uids) == len(set(uids)) and len(uids) % 2 == 0
+    assert uids[: len(uids) // 2] == [s.uid for s in analyze(MIXED, observers=[]).sessions]
+
+
+def test_uids_differ_for_connections_that_differ_only_in_isn():
+    from dissect.port902.net.flows import connection_uid
+
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    assert connection_uid(a, 5000, b, 902, 1.0, 1) != connection_uid(a, 5000, b, 902, 1.0, 2)
+    assert connection_uid(a, 5000, b, 902, 1.0, 1) != connection_uid(a, 5000, b, 902, 1.000001, 1)

@@ -358,7 +358,8 @@ def test_cli_options(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["-o", "{tmp}/x.jpg"], "must end in .png, .svg or .pdf"),
-    (["-o", "{tmp}/missing/x.png"], "no such directory"),
+    (["-o", "/proc/dissect902-missing/x.png"], "cannot create /proc/dissect902-missing"),
+    (["-o", "{tmp}"], "must end in"),
     (["--uid", "Cnope", "-o", "{tmp}/x.png"], "no session with uid Cnope"),
     (["--bin", "0", "-k", "bytes", "-o", "{tmp}/x.png"], "--bin"),
 ])

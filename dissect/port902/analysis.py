@@ -173,6 +173,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     observers = result_observers
     result = Analysis()
     interner = Interner()
+    issued_uids: set[str] = set()  # connection uids are unique within a run
     done_before = 0
     for path in paths:
         sessions: list[SessionRecord] = []
@@ -193,7 +194,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
         try:
             with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
-                table = FlowTable(make_session, finish, source=reader.path)
+                table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
                 add = table.add
                 for pkt in reader:
                     if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports):

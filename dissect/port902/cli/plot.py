@@ -103,10 +103,13 @@ def run(args: argparse.Namespace) -> int:
     if fmt not in FORMATS:
         return _error(f"{out}: the output must end in .png, .svg or .pdf")
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
-    from ..output.sink import output_file
+    from ..output.sink import OutputError, output_file
 
-    for path in ([out] if fmt == "pdf" else _outputs(out, kinds)):
-        output_file(path)  # parents created (-o charts/site.png); a directory or unwritable place refused
+    try:
+        for path in ([out] if fmt == "pdf" else _outputs(out, kinds)):
+            output_file(path)  # parents created (-o charts/site.png); a directory or unwritable place refused
+    except OutputError as exc:
+        return _error(str(exc))
     if args.bin is not None and args.bin <= 0:
         return _error("--bin must be a positive number of seconds")
     if args.max_sessions < 1 or args.top < 1:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 from typing import Callable
 
 from ..io.capture import Packet
@@ -71,6 +70,25 @@ class Direction:
         self.last_data_ts: float | None = None
 
 
+def connection_uid(orig_ip: bytes, orig_port: int, resp_ip: bytes, resp_port: int, first_ts: float, isn: int,
+                   issued: set[str] | None = None) -> str:
+    """``C`` + 17 hex digits from the connection itself: its 4-tuple, the time of its first packet
+    (to the microsecond) and the client's initial sequence number (as the first packet shows it).
+    Neither the file's name nor its place: ``x.pcap`` and ``x.pcap.gz`` give the same uids.
+    ``issued`` (the uids of the run so far) keeps them unique within a run: a connection seen
+    again (the same capture twice, a span and a host capture of one connection) gets the next
+    hash of the same seed."""
+    seed = f"{orig_ip.hex()}|{orig_port}|{resp_ip.hex()}|{resp_port}|{first_ts:.6f}|{isn}"
+    uid = "C" + hashlib.sha1(seed.encode()).hexdigest()[:17]
+    if issued is not None:
+        n = 1
+        while uid in issued:
+            n += 1
+            uid = "C" + hashlib.sha1(f"{seed}|{n}".encode()).hexdigest()[:17]
+        issued.add(uid)
+    return uid
+
+
 class Connection:
     """One TCP connection; ``session`` is its application-level analyzer."""
 
@@ -78,7 +96,8 @@ class Connection:
                  "last_frame", "orig", "resp", "history", "_hist_seen", "syn_times", "session",
                  "roles_from", "finished", "rst_frame", "source")
 
-    def __init__(self, pkt: Packet, orig_is_src: bool, roles_from: str, make_session: Callable, source: str) -> None:
+    def __init__(self, pkt: Packet, orig_is_src: bool, roles_from: str, make_session: Callable, source: str,
+                 issued: set[str] | None = None) -> None:
         if orig_is_src:
             self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = pkt.src, pkt.sport, pkt.dst, pkt.dport
         else:
@@ -86,9 +105,8 @@ class Connection:
         self.start = self.end = pkt.ts
         self.first_frame = self.last_frame = pkt.frame
         self.source = source
-        # the capture's file name, not its path: the same capture gets the same uids wherever it lies
-        seed = f"{os.path.basename(source)}|{self.orig_ip.hex()}|{self.orig_port}|{self.resp_ip.hex()}|{self.resp_port}|{pkt.frame}"
-        self.uid = "C" + hashlib.sha1(seed.encode()).hexdigest()[:17]
+        self.uid = connection_uid(self.orig_ip, self.orig_port, self.resp_ip, self.resp_port, pkt.ts,
+                                  pkt.seq if orig_is_src else (pkt.ack - 1) & 0xFFFFFFFF, issued)
         self.session = make_session(self)
         self.orig = Direction(Reassembler(self.session.client_sink))
         self.resp = Direction(Reassembler(self.session.server_sink))
@@ -240,7 +258,9 @@ class FlowTable:
         source: str = "",
         max_live: int = MAX_LIVE,
         idle_timeout: float = IDLE_TIMEOUT_S,
+        issued_uids: set[str] | None = None,
     ) -> None:
+        self.issued_uids = set() if issued_uids is None else issued_uids  # shared by every file of a run
         self.make_session = make_session
         self.on_finish = on_finish
         self.watched = watched_ports
@@ -279,7 +299,7 @@ class FlowTable:
                 conn = None
         if conn is None:
             orig_is_src, why = self._roles(pkt)
-            conn = Connection(pkt, orig_is_src, why, self.make_session, self.source)
+            conn = Connection(pkt, orig_is_src, why, self.make_session, self.source, self.issued_uids)
             self.table[key] = conn
             self.table[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = conn
             self.live += 1
