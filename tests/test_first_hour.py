@@ -352,3 +352,33 @@ def test_uids_differ_for_connections_that_differ_only_in_isn():
     a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
     assert connection_uid(a, 5000, b, 902, 1.0, 1) != connection_uid(a, 5000, b, 902, 1.0, 2)
     assert connection_uid(a, 5000, b, 902, 1.0, 1) != connection_uid(a, 5000, b, 902, 1.000001, 1)
+
+
+# -- the analyze table fits the terminal -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width", [60, 80, 100, 132])
+def test_session_table_fits_the_width(width):
+    from dissect.port902.output.render import render_table
+
+    result = analyze(MIXED, observers=[])
+    full, fitted = io.StringIO(), io.StringIO()
+    render_table(result, full, width=None)
+    render_table(result, fitted, width=width)
+    grid = fitted.getvalue().split(" session(s)\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert max(len(line) for line in grid[:-1]) <= width
+    assert max(len(line) for line in full.getvalue().splitlines()) > width
+    header = grid[0].split()
+    for kept in ("client", "server", "state", "feature"):
+        assert kept in header
+    assert "hidden to fit" in grid[-1]
+    assert all(f"\n{i}  " in "\n" + fitted.getvalue() or f"\n{i} " in "\n" + fitted.getvalue()
+               for i in range(1, len(result.sessions) + 1))
+
+
+def test_session_table_in_a_pipe_keeps_every_column():
+    from dissect.port902.output.render import render_table
+
+    out = io.StringIO()
+    render_table(analyze(MIXED, observers=[]), out)
+    assert "auth" in out.getvalue().split(" session(s)\n", 1)[1].splitlines()[0]
+    assert "hidden to fit" not in out.getvalue()

@@ -70,8 +70,24 @@ def _feature_cell(s) -> str:
     return f"{s.feature} {s.confidence:.2f}"
 
 
-def render_table(analysis, out: TextIO, width: int = 200) -> None:
-    """A readable summary: one line per session, then hand-offs and findings."""
+def table_width(out: TextIO) -> int | None:
+    """The terminal's width when ``out`` is one (``COLUMNS`` first), else None: a file or a pipe
+    gets every column."""
+    if not getattr(out, "isatty", lambda: False)():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size((200, 24)).columns
+
+
+def render_table(analysis, out: TextIO, width: int | None = -1) -> None:
+    """A readable summary: one line per session, then hand-offs and findings.
+
+    ``width``: fit the session grid into so many columns (dropping and shortening the columns
+    that matter least, as ``ps`` does); None for every column; -1 (default) for the terminal's
+    width when ``out`` is a terminal, else every column."""
+    if width == -1:
+        width = table_width(out)
     caps = analysis.captures
     for c in caps:
         out.write(safe(f"{c.path}: {c.format}, {', '.join(c.link_types) or '?'}, {c.packets} packets, "
@@ -88,7 +104,7 @@ def render_table(analysis, out: TextIO, width: int = 200) -> None:
             banner, _tls_cell(s), _auth_cell(s), _size(s.bytes[0]), _size(s.bytes[1]), _feature_cell(s),
             s.failure.kind if s.failure else "-",
         ])
-    _write_grid(out, headers, rows)
+    _write_grid(out, headers, rows, width)
     failed = [(i, s) for i, s in enumerate(sessions, 1) if s.failure]
     if failed:
         out.write(f"\nfailures ({len(failed)})\n")
@@ -128,14 +144,70 @@ def render_table(analysis, out: TextIO, width: int = 200) -> None:
             out.write(f"  ... {len(weird) - 20} more (use --format json)\n")
 
 
-def _write_grid(out: TextIO, headers: list[str], rows: list[list[str]]) -> None:
+# what goes first when the session grid is wider than the terminal: the start time is cut to
+# HH:MM:SS, then columns are dropped in this order; addresses are shortened with "…" before the
+# failure column goes; "#", client, server, state and feature always stay
+DROP_ORDER = ("auth", "banner", "dur s", "c->s", "s->c", "tls", "uid", "start (UTC)", "failure")
+
+
+def _grid_width(headers: list[str], rows: list[list[str]]) -> int:
+    return sum(max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)) + 2 * (len(headers) - 1)
+
+
+def _fit(headers: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, rows, dropped column names) that fit ``width`` columns."""
+    dropped: list[str] = []
+    if _grid_width(headers, rows) <= width:
+        return headers, rows, dropped
+    if "start (UTC)" in headers:
+        i = headers.index("start (UTC)")
+        headers = headers[:i] + ["start"] + headers[i + 1:]
+        rows = [r[:i] + [r[i][11:19] if len(r[i]) > 19 else r[i]] + r[i + 1:] for r in rows]
+
+    def drop(names, headers, rows):
+        for name in names:
+            if _grid_width(headers, rows) <= width:
+                break
+            key = "start" if name == "start (UTC)" else name
+            if key in headers:
+                i = headers.index(key)
+                headers = headers[:i] + headers[i + 1:]
+                rows = [r[:i] + r[i + 1:] for r in rows]
+                dropped.append(name)
+        return headers, rows
+
+    def shorten(rows, floor):
+        excess = _grid_width(headers, rows) - width
+        for name in ("server", "client"):
+            if excess <= 0 or name not in headers:
+                continue
+            i = headers.index(name)
+            longest = max([len(r[i]) for r in rows] + [len(name)])
+            keep = min(longest, max(len(name), longest - excess, floor))
+            rows = [r[:i] + [r[i] if len(r[i]) <= keep else r[i][:keep - 1] + "\u2026"] + r[i + 1:] for r in rows]
+            excess -= longest - keep
+        return rows
+
+    headers, rows = drop(DROP_ORDER[:-1], headers, rows)
+    rows = shorten(rows, 16)
+    headers, rows = drop(DROP_ORDER[-1:], headers, rows)
+    rows = shorten(rows, 8)
+    return headers, rows, dropped
+
+
+def _write_grid(out: TextIO, headers: list[str], rows: list[list[str]], width: int | None = None) -> None:
     rows = [[safe(c) for c in r] for r in rows]
+    dropped: list[str] = []
+    if width is not None:
+        headers, rows, dropped = _fit(headers, rows, width)
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
     out.write(line.rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+    if dropped:
+        out.write(f"(hidden to fit {width} columns: {', '.join(dropped)}; -f json shows all)\n")
 
 
 def render_json(analysis, out: TextIO, records: bool = False) -> None:
