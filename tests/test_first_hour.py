@@ -382,3 +382,37 @@ def test_session_table_in_a_pipe_keeps_every_column():
     render_table(analyze(MIXED, observers=[]), out)
     assert "auth" in out.getvalue().split(" session(s)\n", 1)[1].splitlines()[0]
     assert "hidden to fit" not in out.getvalue()
+
+
+# -- doctor arithmetic and wording at scale ----------------------------------------------------------------------
+
+def test_doctor_headline_counts_what_the_cap_left_out(capsys, tmp_path):
+    from dissect.port902.lab.tcp import TcpConversation
+
+    packets = []
+    for i in range(60):  # 60 clients, each refused by its own host: 60 findings of one kind
+        conv = TcpConversation(f"10.1.0.{i + 1}", 40000 + i, f"10.2.0.{i + 1}", 902, 1000.0 + i)
+        conv.refuse()
+        packets += conv.packets()
+    path = tmp_path / "flood.pcap"
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in sorted(packets, key=lambda p: p[0]):
+            w.write(ts, pkt)
+    code, out, _err = run(capsys, "doctor", path)
+    doc = json.loads(run(capsys, "doctor", path, "-f", "json")[1])
+    listed = len([f for f in doc["diagnostics"]["findings"] if f["severity"] == "problem"])
+    hidden = next(c["problems"] for c in doc["diagnostics"]["checked"] if c["check"] == "suppressed")
+    assert code == 1 and listed + hidden == 60 and hidden > 0
+    assert f"{listed} problem(s) found ({hidden} more of the same kinds not listed" in out
+    checked = out.split("Checked:\n", 1)[1]
+    row = next(line for line in checked.splitlines() if line.strip().startswith("suppressed"))
+    assert "not listed" in row and f"{hidden} similar" in row  # never "…problem(s)35 similar…"
+    for line in checked.splitlines():
+        assert "problem(s)" not in line or " problem(s) " in line + " "
+
+
+def test_reconnect_gap_is_never_negative():
+    from dissect.port902.infer.diagnose.checks.reconnect import _later
+
+    assert _later(2.5) == "2.5 s later"
+    assert "-" not in _later(-0.6) and "0.6 s before" in _later(-0.6)

@@ -202,7 +202,10 @@ def render_table(result, diag: Diagnostics, out: TextIO) -> None:
               + ("" if problems else ", so this is no all-clear") + ".", indent=0)
         out.write("\n")
     if problems:
-        out.write(f"{len(problems)} problem(s) found, most likely first:\n\n")
+        hidden = _suppressed_problems(diag)
+        more = (f" ({hidden} more of the same kinds not listed: --format json counts them per check)"
+                if hidden else "")
+        out.write(f"{len(problems)} problem(s) found{more}, most likely first:\n\n")
     elif name == "nothing_to_check":
         _wrap(out, "", "Nothing to check: no port 902/903/912 connection, authd greeting, DNS lookup, console "
               "path or UDP 902 heartbeat in the capture. Was it taken on the right host or interface, with a "
@@ -256,9 +259,17 @@ def render_table(result, diag: Diagnostics, out: TextIO) -> None:
                                f"heartbeats (frame {h.odd_frames[0] if h.odd_frames else '?'})") + "\n")
         out.write("\n")
     out.write("Checked:\n")
-    for c in diag.checked:
-        status = "ok" if not c["problems"] else f"{c['problems']} problem(s)"
-        _wrap(out, f"{c['check']:<21}{status:<13}", c["what"], indent=2)
+    statuses = [("not listed" if c["check"] == "suppressed" else "ok" if not c["problems"]
+                 else f"{c['problems']} problem(s)") for c in diag.checked]
+    name_w = max([len(c["check"]) for c in diag.checked] + [20]) + 1
+    status_w = max([len(x) for x in statuses] + [12]) + 1
+    for c, status in zip(diag.checked, statuses):
+        _wrap(out, f"{c['check']:<{name_w}}{status:<{status_w}}", c["what"], indent=2)
+
+
+def _suppressed_problems(diag: Diagnostics) -> int:
+    """Findings ranked out by the per-kind cap (they are all of kinds already listed)."""
+    return sum(c["problems"] for c in diag.checked if c["check"] == "suppressed")
 
 
 def _damage_line(w, several: bool) -> str:

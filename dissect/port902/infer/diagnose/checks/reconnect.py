@@ -26,11 +26,17 @@ def reconnect_findings(ctx: _Context) -> list[_Candidate]:
     return out
 
 
+def _later(gap: float) -> str:
+    """``2.5 s later`` — or, when the second session began before the first one's last packet,
+    ``0.6 s before that (while it was still closing)``: never a negative time."""
+    return f"{gap:.1f} s later" if gap >= 0 else f"{-gap:.1f} s before that (while it was still closing)"
+
+
 def _render_moved(ctx: _Context, a, b) -> Finding:
     gap = b.start - a.end
     vc = ctx.vcenter_between(a.source, a.client_ip, a.end, b.start, {a.server_ip, b.server_ip})
     detail = (f"The console of {a.client_ip} on {a.server} ({a.uid}, frames {a.first_frame}-{a.last_frame}) "
-              f"ended at {_when(a.end)}; {gap:.1f} s later the same client opened a console on {b.server} "
+              f"ended at {_when(a.end)}; {_later(gap)} the same client opened a console on {b.server} "
               f"({b.uid}, frame {b.first_frame}).")
     frames = [a.first_frame, a.last_frame, b.first_frame]
     hosts = [a.client_ip, a.server_ip, b.server_ip]
@@ -54,7 +60,7 @@ def _render_retry(ctx: _Context, a, b) -> Finding:
         a.state, "ended")
     detail = (f"{a.client_ip}'s session to {a.server} ({a.uid}, frame {a.first_frame}) {how} at "
               f"{_when(a.end)}; "
-              f"{gap:.1f} s later the client opened the console on the same host again ({b.uid}, frame "
+              f"{_later(gap)} the client opened the console on the same host again ({b.uid}, frame "
               f"{b.first_frame}), which worked.")
     return Finding("console_retry", f"console to {a.server} reconnected", detail, _LIKELIHOOD["retry"],
                    "A retry that worked: if it happens often, look at the first session's failure.",

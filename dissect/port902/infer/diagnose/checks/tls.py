@@ -175,8 +175,11 @@ def _context_notes(sessions: list, moved_from, other, web) -> str:
     notes = ""
     s = sessions[0]
     if moved_from is not None:
-        notes += (f" It came {sessions[0].start - moved_from.end:.1f} s after the console session to "
-                  f"{moved_from.server} ended ({moved_from.uid}): the console was following its VM to this host "
+        gap = sessions[0].start - moved_from.end
+        when = (f"It came {gap:.1f} s after the console session to {moved_from.server} ended" if gap >= 0 else
+                f"It started {-gap:.1f} s before the console session to {moved_from.server} ended (the old "
+                "session was still closing)")
+        notes += (f" {when} ({moved_from.uid}): the console was following its VM to this host "
                   f"(likely vMotion) and could not reach it.")
     if other is not None:
         notes += (f" Another client ({other.client_ip}, frame {other.first_frame}) did reach {s.server}: "
