@@ -416,3 +416,72 @@ def test_reconnect_gap_is_never_negative():
 
     assert _later(2.5) == "2.5 s later"
     assert "-" not in _later(-0.6) and "0.6 s before" in _later(-0.6)
+
+
+# -- doctor and generic TLS clients ------------------------------------------------------------------------------
+
+BANNER_SSL = (b"220 VMware Authentication Daemon Version 1.10: SSL Required, ServerDaemonProtocol:SOAP, "
+              b"MKSDisplayProtocol:VNC , VMXARGS supported, NFCSSL supported/t\r\n")
+BANNER_PLAIN = b"220 VMware Authentication Daemon Version 1.0, ServerDaemonProtocol:SOAP, MKSDisplayProtocol:VNC\r\n"
+
+
+def generic_tls_client(path: Path, *, banner: bytes, hello_first: bool, delay: float = 0.2,
+                       server_answers_tls: bool = True, rtt: float = 0.02) -> Path:
+    """A client that sends a ClientHello at once (``hello_first``) or ``delay`` s after the greeting,
+    and hangs up after the server's flight without a word (what openssl s_client does)."""
+    from dissect.port902.lab.certs import host_cert
+    from dissect.port902.lab.tcp import TcpConversation
+    from dissect.port902.lab.tlsbio import TlsPair
+
+    pair = TlsPair(host_cert("esx-gen.lab"), "1.2")
+    flights = pair.handshake()
+    conv = TcpConversation("10.7.0.9", 50123, "10.7.0.1", 902, 1_700_000_000.0, rtt=rtt)
+    t = conv.open()
+    if hello_first:
+        t = conv.client_send(flights[0][1], at=t)
+        t = conv.server_send(banner, at=t + 0.001)
+    else:
+        t = conv.server_send(banner, at=t + 0.001)
+        t = conv.client_send(flights[0][1], at=t + delay)
+    if server_answers_tls:
+        t = conv.server_send(flights[1][1], at=t + 0.002)
+    else:
+        t = conv.server_send(b"530 Please login with USER and PASS.\r\n", at=t + 0.002)
+    conv.close(at=t + 0.0005, by="client")
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in conv.packets():
+            w.write(ts, pkt)
+    return path
+
+
+def doctor_kinds(capsys, path: Path) -> list[str]:
+    doc = json.loads(run(capsys, "doctor", path, "-f", "json")[1])
+    return [f["kind"] for f in doc["diagnostics"]["findings"] if f["severity"] == "problem"]
+
+
+def test_tls_before_the_greeting_is_not_a_rejected_certificate(capsys, tmp_path):
+    early = generic_tls_client(tmp_path / "early.pcap", banner=BANNER_SSL, hello_first=True)
+    assert doctor_kinds(capsys, early) == ["tls_before_greeting"]
+    _code, out, _err = run(capsys, "doctor", early)
+    assert "before the authd greeting" in out and "certificate was not the problem" in out
+    # the same client reading the greeting first and hanging up after the certificate: a rejection
+    late = generic_tls_client(tmp_path / "late.pcap", banner=BANNER_SSL, hello_first=False)
+    assert doctor_kinds(capsys, late) == ["certificate_rejected"]
+
+
+def test_a_hello_right_on_the_heels_of_the_greeting_is_doubted(capsys, tmp_path):
+    # on a LAN (the 5 ms window): the ClientHello 0.2 ms after the greeting reached the client
+    racing = generic_tls_client(tmp_path / "race.pcap", banner=BANNER_SSL, hello_first=False, delay=0.0002,
+                                rtt=0.001)
+    doc = json.loads(run(capsys, "doctor", racing, "-f", "json")[1])
+    (finding,) = [f for f in doc["diagnostics"]["findings"] if f["severity"] == "problem"]
+    assert finding["kind"] == "certificate_rejected" and finding["likelihood"] == 0.5
+    assert "never read the greeting" in finding["detail"]
+
+
+def test_tls_offered_to_a_daemon_without_ssl(capsys, tmp_path):
+    path = generic_tls_client(tmp_path / "plain.pcap", banner=BANNER_PLAIN, hello_first=False,
+                              server_answers_tls=False)
+    assert doctor_kinds(capsys, path) == ["tls_to_plain_daemon"]
+    _code, out, _err = run(capsys, "doctor", path)
+    assert "530 Please login" in out and "No problem found" not in out

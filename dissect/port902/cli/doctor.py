@@ -38,7 +38,9 @@ what it checks (the usual reasons a console fails while vCenter works):
   reachability      SYNs to 902 never answered (filtered / host down), RST to a SYN (refused),
                     ICMP unreachable / administratively prohibited for 902 (a firewall)
   TLS on 902        alerts, and clients that hang up right after the server certificate
-                    (the host's thumbprint changed)
+                    (the host's thumbprint changed); clients that send TLS before reading the
+                    greeting (openssl s_client, nmap ssl-*, a TLS proxy) or offer TLS to a
+                    daemon without SSL - not a certificate problem
   authd             530 to a login, a session that ends right after CONNECT (VM not found,
                     not powered on) - visible on plaintext daemons only; resets mid-stream
   reconnects        a console that moved to another host (vMotion, with the vCenter 443

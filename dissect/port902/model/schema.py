@@ -234,6 +234,8 @@ FINDING_KINDS = {
     "refused": "a SYN to 902 was answered with RST (closed, or a firewall rejecting)",
     "certificate_rejected": "the client rejected the host certificate (TLS alert, or hung up right after it)",
     "tls_alert": "a TLS alert ended the handshake on 902 (version / cipher mismatch)",
+    "tls_before_greeting": "the client sent TLS before reading the authd greeting (a generic TLS client or a proxy)",
+    "tls_to_plain_daemon": "the client started TLS with a daemon whose greeting has no 'SSL Required'",
     "login_rejected": "authd answered a login with 530",
     "connect_failed": "the session ended right after CONNECT (VM not found / not powered on)",
     "reset_midstream": "an established 902 session was reset",

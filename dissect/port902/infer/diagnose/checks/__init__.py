@@ -7,12 +7,14 @@ what is shown).
 
 from .authd import connect_findings, login_findings, reset_findings
 from .dns import dns_findings
+from .greeting import greeting_findings
 from .network import icmp_findings, path_findings, refused_findings, syn_findings
 from .reconnect import reconnect_findings
 from .tls import tls_findings
 
 CHECKS = (
     ("icmp", icmp_findings),
+    ("greeting", greeting_findings),  # before tls: a client that never read the greeting rejected no certificate
     ("tls", tls_findings),
     ("syn", syn_findings),
     ("refused", refused_findings),

@@ -10,6 +10,9 @@ from collections import defaultdict
 
 from ....net.flows import hostport
 from ..context import _Candidate, _Context, _ender, _record_ts
+from .greeting import hello_right_after_greeting
+
+LIKELIHOOD_EARLY_ABORT = 0.50  # a hang-up after the hello from a client that may not have read the greeting
 from ..findings import (
     _LIKELIHOOD,
     ABORT_WINDOW_S,
@@ -35,7 +38,7 @@ def tls_findings(ctx: _Context) -> list[_Candidate]:
     that hangs up like that on 3+ hosts or 5+ times (a health check, a scanner) gets 0.30."""
     groups: dict[tuple, list] = defaultdict(list)
     for s in ctx.sessions:
-        if s.state == "partial" or not s.handshakes:
+        if s.state == "partial" or not s.handshakes or s.uid in ctx.explained:
             continue
         hit = None
         # an alert sent before that side's hello (a server refusing the ClientHello) is filed by the
@@ -71,8 +74,14 @@ def tls_findings(ctx: _Context) -> list[_Candidate]:
             ctx.explained[s.uid] = kind
         desc0 = items[0][1][5]
         descs = sorted({d for _, (_, _, _, _, _, d) in items if d})
+        early = None
+        if kind == "certificate_rejected" and not descs:
+            gaps = [hello_right_after_greeting(s) for s in sessions]
+            early = max(gaps) if gaps and all(g is not None for g in gaps) else None
         if kind == "certificate_rejected":
             likelihood = _LIKELIHOOD["cert_alert" if descs else "cert_abort"]
+            if early is not None:
+                likelihood = LIKELIHOOD_EARLY_ABORT
         else:
             likelihood = _LIKELIHOOD["tls_alert" if desc0 in VERSION_ALERTS else "tls_alert_other"]
         later = ctx.later_worked(sessions[-1])
@@ -83,12 +92,13 @@ def tls_findings(ctx: _Context) -> list[_Candidate]:
             likelihood = _LIKELIHOOD["brute"]
         out.append(_Candidate(kind, likelihood, sessions[0].start, _render_tls,
                               (ctx, kind, client, server_ip, port, items, sessions, descs, likelihood, later,
-                               len(prober[client]) if probing else None)))
+                               len(prober[client]) if probing else None, early)))
     return out
 
 
 def _render_tls(ctx: _Context, kind: str, client: str, server_ip: str, port: int, items: list, sessions: list,
-                descs: list[str], likelihood: float, later, probed_hosts: int | None) -> Finding:
+                descs: list[str], likelihood: float, later, probed_hosts: int | None,
+                early: float | None = None) -> Finding:
     s0, (_, h0, ts0, frame0, who0, desc0) = items[0]
     cert = next((h.certificates[0] for _, (_, h, *_rest) in items if h.certificates), None)
     cert_frame = next((h.certificate_frame for _, (_, h, *_rest) in items if h.certificates), None)
@@ -130,6 +140,10 @@ def _render_tls(ctx: _Context, kind: str, client: str, server_ip: str, port: int
         advice = ("A TLS version or cipher mismatch: newer ESXi releases disable TLS 1.0/1.1 (TLS profiles, the "
                   "TLS reconfigurator); update the console client (VMRC) or align the host's TLS settings.")
         title = f"TLS alert '{desc0}' on {server}"
+    if early is not None:
+        detail += (f" But the ClientHello came only {early * 1000:.1f} ms after the greeting and the client sent "
+                   "no alert: a generic TLS client that never read the greeting (openssl s_client, nmap ssl-* "
+                   "scripts) fails exactly like this, so the certificate may not be the cause.")
     if later is not None:
         detail += f" A later session ({later.uid}, frame {later.first_frame}) worked."
     if probed_hosts is not None:
