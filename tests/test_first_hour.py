@@ -485,3 +485,46 @@ def test_tls_offered_to_a_daemon_without_ssl(capsys, tmp_path):
     assert doctor_kinds(capsys, path) == ["tls_to_plain_daemon"]
     _code, out, _err = run(capsys, "doctor", path)
     assert "530 Please login" in out and "No problem found" not in out
+
+
+# -- doctor on several captures ----------------------------------------------------------------------------------
+
+DNS_NO_ADDRESS = SAMPLES / "doctor" / "dns-no-address.pcap"
+
+
+def console_from(path: Path, client: str, at: float) -> Path:
+    from dissect.port902.lab.tcp import TcpConversation
+
+    conv = TcpConversation(client, 51000, "10.40.0.99", 902, at)
+    conv.syn_unanswered(retries=(1.0,))
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in conv.packets():
+            w.write(ts, pkt)
+    return path
+
+
+def dns_finding(capsys, *paths):
+    doc = json.loads(run(capsys, "doctor", *paths, "-f", "json")[1])
+    return next(f for f in doc["diagnostics"]["findings"] if f["kind"] == "dns_no_address")
+
+
+def test_lookups_are_not_merged_across_captures(capsys, tmp_path):
+    alone = dns_finding(capsys, DNS_NO_ADDRESS)
+    other = tmp_path / "other.pcap"
+    other.write_bytes(DNS_NO_ADDRESS.read_bytes())  # the same lookups, in another file
+    both = dns_finding(capsys, DNS_NO_ADDRESS, other)
+    assert both["evidence_frames"] == alone["evidence_frames"]
+    assert both["detail"] == alone["detail"]
+
+
+def test_correlation_across_captures_only_where_they_overlap(capsys, tmp_path):
+    alone = dns_finding(capsys, DNS_NO_ADDRESS)
+    client = alone["hosts"][0]
+    t0 = alone["first_ts"]
+    same_time = console_from(tmp_path / "esxi-side.pcap", client, t0 + 0.5)  # inside the DNS capture's span
+    next_day = console_from(tmp_path / "next-day.pcap", client, t0 + 86400.0)
+    near = dns_finding(capsys, DNS_NO_ADDRESS, same_time)
+    assert "in esxi-side.pcap, which covers the same time" in near["detail"]
+    assert near["likelihood"] < alone["likelihood"]
+    far = dns_finding(capsys, DNS_NO_ADDRESS, next_day)
+    assert far["detail"] == alone["detail"] and far["likelihood"] == alone["likelihood"]

@@ -87,7 +87,7 @@ class Diagnostics:
         # DNS
         self._pending: OrderedDict[tuple, _Query] = OrderedDict()  # oldest first: evicted when full
         self._dns_memo: dict[bytes, tuple | None] = {}  # payload[2:] -> dns_summary(payload)
-        self._names: dict[tuple, NameLookup] = {}  # (client address bytes, name in lower case) -> lookups
+        self._names: dict[tuple, NameLookup] = {}  # (capture index, client address bytes, lower-case name) -> lookups
         # UDP 902
         self._heartbeats: dict[tuple, HeartbeatFlow] = {}
         # ICMP
@@ -156,7 +156,8 @@ class Diagnostics:
                     self._expire(*self._pending.popitem(last=False), None)
                 self._pending[key] = _Query(name, qtype, ts, frame)
             if tracked:
-                entry = self._names.get((src, lname)) or self._name_entry(src, name, lname, ts, frame)
+                entry = (self._names.get((self._source_index, src, lname))
+                         or self._name_entry(src, name, lname, ts, frame))
                 if entry is not None:
                     entry.queries += 1
                     entry.qtypes.add(tname)
@@ -173,7 +174,7 @@ class Diagnostics:
         self._pending.pop((self._source_index, dst, dport, src, payload[:2]), None)
         if not tracked:
             return
-        entry = self._names.get((dst, lname)) or self._name_entry(dst, name, lname, ts, frame)
+        entry = self._names.get((self._source_index, dst, lname)) or self._name_entry(dst, name, lname, ts, frame)
         if entry is None:
             return
         entry.responses += 1
@@ -195,7 +196,7 @@ class Diagnostics:
         """The lookups of ``name`` (``lname`` in lower case) by the address ``client``; None
         beyond MAX_NAMES.  Keyed by the address bytes: ``_ip`` is one-to-one, so the entries are
         those of the address text, without writing it for every packet."""
-        key = (client, lname)
+        key = (self._source_index, client, lname)  # per capture: frame numbers restart with each file
         entry = self._names.get(key)
         if entry is None:
             if len(self._names) >= MAX_NAMES:
@@ -218,7 +219,7 @@ class Diagnostics:
         if capture_end is not None and capture_end - q.ts < DNS_TIMEOUT_S:
             self._counts["dns_cut_by_capture_end"] += 1
             return
-        entry = self._names.get((key[1], q.name.lower()))
+        entry = self._names.get((key[0], key[1], q.name.lower()))
         if entry is None:
             return
         entry.outcomes["no_answer"] += q.sends
@@ -284,6 +285,7 @@ class Diagnostics:
     def finish(self, analysis) -> None:
         """Build findings from what was collected and from ``analysis.sessions``."""
         self._sources = [c.path for c in analysis.captures]
+        self._spans = [(c.first_ts, c.last_ts) for c in analysis.captures]
         ends = [c.last_ts for c in analysis.captures]
         for key, q in list(self._pending.items()):
             idx = key[0]

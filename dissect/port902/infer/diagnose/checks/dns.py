@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..context import _Candidate, _Context
 from ..evidence import NameLookup
 from ..findings import (
@@ -41,8 +43,11 @@ def dns_findings(ctx: _Context) -> list[_Candidate]:
         kind = _DNS_KINDS.get(outcome, "dns_servfail")
         likelihood = _LIKELIHOOD["dns"]
         t0 = entry.first_fail_ts or entry.first_ts
-        followed = [s for s in ctx.by_client.get((ctx.diag._source(entry.source_index), entry.client), ())
+        source = ctx.diag._source(entry.source_index)
+        followed = [s for s in ctx.by_client.get((source, entry.client), ())
                     if t0 <= s.start <= t0 + FOLLOW_WINDOW_S]
+        if not followed:
+            followed = _followed_elsewhere(ctx, entry, source, t0)
         fails = sum(v for k, v in entry.outcomes.items() if k != "NOERROR")
         if not followed:
             likelihood += 0.25
@@ -58,6 +63,24 @@ def dns_findings(ctx: _Context) -> list[_Candidate]:
     return out
 
 
+def _followed_elsewhere(ctx: _Context, entry: NameLookup, source: str | None, t0: float) -> list:
+    """902 sessions of the same client address in *other* captures that overlap the lookup's
+    capture in time (several vantage points of one incident); [] when the captures do not overlap."""
+    spans = getattr(ctx.diag, "_spans", [])
+    own = spans[entry.source_index] if 0 <= entry.source_index < len(spans) else (None, None)
+    if own[0] is None or own[1] is None:
+        return []
+    out = []
+    for index, path in enumerate(ctx.diag._sources):
+        if index == entry.source_index or index >= len(spans) or spans[index][0] is None:
+            continue
+        first, last = spans[index]
+        if last < own[0] or first > own[1]:
+            continue  # no overlap in time: no correlation
+        out += [s for s in ctx.by_client.get((path, entry.client), ()) if t0 <= s.start <= t0 + FOLLOW_WINDOW_S]
+    return sorted(out, key=lambda s: s.start)
+
+
 def _render_dns(ctx: _Context, entry: NameLookup, kind: str, outcome: str, followed: list, fails: int,
                 likelihood: float) -> Finding:
     resolvers = ", ".join(sorted(entry.resolvers)) or "?"
@@ -70,6 +93,10 @@ def _render_dns(ctx: _Context, entry: NameLookup, kind: str, outcome: str, follo
     if not followed:
         detail += (f" No 902 connection from {entry.client} followed within {FOLLOW_WINDOW_S:.0f} s: "
                    "the console never got as far as the host.")
+    elif followed[0].source != ctx.diag._source(entry.source_index):
+        detail += (f" No 902 connection followed in this capture, but in {os.path.basename(followed[0].source)}, "
+                   f"which covers the same time, {entry.client} did open 902 to {followed[0].server} soon after "
+                   f"(frame {followed[0].first_frame} of that capture), perhaps by address or another name.")
     else:
         detail += (f" {entry.client} did open 902 to {followed[0].server} soon after (frame "
                    f"{followed[0].first_frame}), perhaps by address or another name.")
