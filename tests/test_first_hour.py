@@ -181,7 +181,7 @@ def test_readable_captures_are_analysed_beside_an_unreadable_one(capsys, tmp_pat
     code, out, err = run(capsys, "analyze", bad, SMALL, "-f", fmt)
     assert code == 2
     assert one_error_line(err.replace("dissect902: 1 weird finding(s); see the 'weird' list\n", ""),
-                          "dissect902 analyze").endswith("(starts with 74686973)")
+                          "dissect902 analyze").endswith("(it starts with text 'this is not a ca')")
     if fmt == "json":
         doc = json.loads(out)
         sessions, weird = doc["sessions"], doc["weird"]
@@ -528,3 +528,32 @@ def test_correlation_across_captures_only_where_they_overlap(capsys, tmp_path):
     assert near["likelihood"] < alone["likelihood"]
     far = dns_finding(capsys, DNS_NO_ADDRESS, next_day)
     assert far["detail"] == alone["detail"] and far["likelihood"] == alone["likelihood"]
+
+
+# -- what was found instead of a capture, in words ---------------------------------------------------------------
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "the file is empty (0 bytes)"),
+    (gzip.compress(b"hello, this is text and not a capture"), "gzip-compressed, but what it holds is not a pcap"),
+    (gzip.compress(b""), "gzip-compressed, but it holds nothing"),
+    (b"\x1f\x8b\x08" + b"\x00" * 5 + b"garbage that does not inflate", "gzip-compressed, but the compressed data "
+                                                                        "is damaged"),
+    (b"\x00\x01\x02\x03garbage", "not a pcap or pcapng capture (it starts with bytes 00010203)"),
+])
+def test_unreadable_files_say_what_they_are(capsys, tmp_path, content, words):
+    path = tmp_path / "input.pcap"
+    path.write_bytes(content)
+    code, _out, err = run(capsys, "analyze", path)
+    assert code == 2 and words in one_error_line(err, "dissect902 analyze")
+
+
+def test_a_damaged_gzip_names_real_offsets(tmp_path):
+    packed = gzip.compress(CLEAN.read_bytes())
+    cut_at = len(packed) // 2
+    path = tmp_path / "cut.pcap.gz"
+    path.write_bytes(packed[:cut_at])
+    weird = [w for w in analyze(path, observers=[]).weird if "gzip" in w.detail]
+    assert len(weird) == 1
+    w = weird[0]
+    assert 0 < w.offset < CLEAN.stat().st_size
+    assert f"after {w.offset} decompressed bytes" in w.detail and f"byte {cut_at} of {cut_at}" in w.detail

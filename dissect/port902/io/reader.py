@@ -7,6 +7,7 @@ import gzip
 import mmap
 import os
 import struct
+import zlib
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import CaptureError
@@ -39,6 +40,21 @@ def _open(path: str | os.PathLike) -> tuple[BinaryIO, BinaryIO, int]:
     if head == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw, mode="rb"), raw, size
     return raw, raw, size
+
+
+def _not_a_capture(path: str, head: bytes, packed: bool, size: int) -> str:
+    """Say what was found instead of a capture, in words."""
+    if not head:
+        if packed:
+            return f"{path}: gzip-compressed, but it holds nothing (0 bytes once decompressed)"
+        return f"{path}: the file is empty (0 bytes), not a capture"
+    what = "gzip-compressed, but what it holds is not" if packed else "not"
+    text = head[:16]
+    if text and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+        shown = "text " + repr(text.decode("ascii"))
+    else:
+        shown = "bytes " + head[:4].hex()
+    return f"{path}: {what} a pcap or pcapng capture (it starts with {shown})"
 
 
 class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
@@ -76,12 +92,17 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         self.chunk_size = chunk_size
         self.stats = CaptureStats(path=self.path)
         self._stream, self._raw, self.stats.size_bytes = _open(path)
+        packed = self._stream is not self._raw
         try:
             head = self._stream.read(24)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             self.close()
+            if packed:
+                raise CaptureError(f"{self.path}: gzip-compressed, but the compressed data is damaged before "
+                                   f"any capture data could be read ({exc})") from exc
             raise CaptureError(f"{self.path}: unreadable ({exc})") from exc
         self._head = head
+        self._decoded = len(head)  # bytes of the (decompressed) capture stream read so far
         magic_le = struct.unpack_from("<I", head)[0] if len(head) >= 4 else None
         if magic_le in PCAP_MAGIC:
             self.stats.format = "pcap"
@@ -89,8 +110,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
             self.stats.format = "pcapng"
         else:
             self.close()
-            shown = head[:4].hex() or "empty file"
-            raise CaptureError(f"{self.path}: not a pcap or pcapng capture (starts with {shown})")
+            raise CaptureError(_not_a_capture(self.path, head, packed, self.stats.size_bytes))
 
     def close(self) -> None:
         self._release_map()
@@ -119,13 +139,14 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         while got < self.chunk_size and self._damage is None:
             try:
                 part = self._stream.read1(self.chunk_size - got)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 self._damage = str(exc)
                 break
             if not part:
                 break
             parts.append(part)
             got += len(part)
+        self._decoded += got
         return b"".join(parts)
 
     def _chunks(self, initial: bytes) -> Iterator[bytes]:
@@ -138,7 +159,10 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
                 self.progress(self._raw.tell())
             chunk = self._read_chunk()
         if self._damage is not None:
-            self._warn(-1, None, "truncated_file", f"compressed stream is damaged or cut short: {self._damage}")
+            self._warn(self._decoded, None, "truncated_file",
+                       f"the gzip stream is damaged or cut short after {self._decoded} decompressed bytes "
+                       f"(byte {self._raw.tell()} of {self.stats.size_bytes} in the compressed file): "
+                       f"{self._damage}")
 
     def __iter__(self) -> Iterator[Packet]:
         try:
