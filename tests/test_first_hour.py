@@ -557,3 +557,12 @@ def test_a_damaged_gzip_names_real_offsets(tmp_path):
     w = weird[0]
     assert 0 < w.offset < CLEAN.stat().st_size
     assert f"after {w.offset} decompressed bytes" in w.detail and f"byte {cut_at} of {cut_at}" in w.detail
+
+
+def test_feature_counts_are_integers_like_the_sessions_frame():
+    result = analyze(MIXED, observers=[])
+    feats, sessions = result.features_frame(), result.sessions_frame()
+    for col in ("handshakes", "tls1_client_msgs", "later_client_msgs", "c2s_bytes", "s2c_bytes"):
+        assert str(feats[col].dtype) == "Int64", col
+    assert feats["c2s_bytes"].tolist() == sessions["c2s_bytes"].tolist() if "c2s_bytes" in sessions else True
+    assert str(feats["later_client_regularity"].dtype) == "float64"  # shares and rates stay floats
