@@ -564,5 +564,6 @@ def test_feature_counts_are_integers_like_the_sessions_frame():
     feats, sessions = result.features_frame(), result.sessions_frame()
     for col in ("handshakes", "tls1_client_msgs", "later_client_msgs", "c2s_bytes", "s2c_bytes"):
         assert str(feats[col].dtype) == "Int64", col
-    assert feats["c2s_bytes"].tolist() == sessions["c2s_bytes"].tolist() if "c2s_bytes" in sessions else True
+    assert feats["c2s_bytes"].tolist() == sessions["orig_bytes"].tolist()
+    assert str(sessions["orig_bytes"].dtype) == "Int64"
     assert str(feats["later_client_regularity"].dtype) == "float64"  # shares and rates stay floats
