@@ -73,9 +73,9 @@ TOUR = [
     5. classic ESX's **903 → 902 hand-off**;
     6. a first look at failures (the subject of notebook 3).
 
-    Facts about the protocol come from `protocol.md` (shared with this project); the `[Sn]`
-    tags point to its source table. Where public material is silent, the reference says
-    **UNKNOWN** and so do we.
+    Facts about the protocol come from `protocol.md`, the project's protocol notes (in `docs/`);
+    the `[Sn]` tags link to the bibliography, [sources.md](../docs/sources.md), where every source
+    has its address. Where public material is silent, the reference says **UNKNOWN** and so do we.
     """),
     code(SETUP),
     md("""
@@ -1129,6 +1129,20 @@ NOTEBOOK_SPECS = {
 }
 
 
+PROTOCOL_LINK = "../docs/protocol.md"
+SOURCES_LINK = "../docs/sources.md"
+
+
+def link_references(text: str) -> str:
+    """Markdown with every citation clickable: ``protocol.md`` -> docs/protocol.md, ``[S13]`` ->
+    its entry in docs/sources.md (the bibliography, with addresses)."""
+    import re
+
+    text = re.sub(r"`?protocol\.md`?(?![\])])", f"[protocol.md]({PROTOCOL_LINK})", text)
+    return re.sub(r"(?<!\[)\[(S\d+[a-z]?)\](?!\()",
+                  lambda m: f"[[{m.group(1)}]]({SOURCES_LINK}#{m.group(1).lower()})", text)
+
+
 def build(name: str) -> nbformat.NotebookNode:
     """The notebook ``name`` with fixed cell ids and no outputs."""
     title, cells = NOTEBOOK_SPECS[name]
@@ -1140,6 +1154,8 @@ def build(name: str) -> nbformat.NotebookNode:
     }
     stem = name.split("-", 1)[0]
     for i, (kind, text) in enumerate(cells):
+        if kind == "markdown":
+            text = link_references(text)
         cell = nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
         cell["id"] = f"nb{stem}-{i:02d}"
         nb.cells.append(cell)
