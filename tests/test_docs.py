@@ -56,3 +56,19 @@ def test_github_entries_link_the_file_at_its_commit():
     links = module.addresses("rapid7/metasploit-framework `lib/x/vmauthd.rb` (1db709bf)")
     assert links == ["https://github.com/rapid7/metasploit-framework/blob/1db709bf/lib/x/vmauthd.rb"]
     assert module.addresses("Forum post (index id 123; page address not reported)") == []
+
+
+def test_notebook_pages_are_rendered_from_the_current_notebooks():
+    """notebooks/html/*.html (outputs included, for readers without Jupyter) were made from the
+    notebooks as committed: each page records its notebook's SHA-256."""
+    module = load("render_notebooks")
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert [module.page_of(p).name for p in notebooks] == sorted(p.name for p in module.HTML.glob("*.html"))
+    assert module.stale() == [], "run: python scripts/render_notebooks.py"
+    for path in notebooks:
+        page = module.page_of(path).read_text(encoding="utf-8")
+        assert 'class="jp-OutputArea' in page or "jp-RenderedText" in page  # outputs, not just sources
+        targets = re.findall(r'href="(\.\./[^"#]+)', page)
+        assert targets, path.name
+        for target in targets:  # relative links work from notebooks/html/
+            assert (module.HTML / target).resolve().is_file(), (path.name, target)
