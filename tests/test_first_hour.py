@@ -567,3 +567,20 @@ def test_feature_counts_are_integers_like_the_sessions_frame():
     assert feats["c2s_bytes"].tolist() == sessions["orig_bytes"].tolist()
     assert str(sessions["orig_bytes"].dtype) == "Int64"
     assert str(feats["later_client_regularity"].dtype) == "float64"  # shares and rates stay floats
+
+
+def test_a_line_in_clear_to_an_ssl_daemon_is_a_finding(capsys, tmp_path):
+    from dissect.port902.lab.tcp import TcpConversation
+
+    conv = TcpConversation("10.8.0.6", 40002, "10.8.0.1", 902, 1_700_000_000.0, rtt=0.01)
+    t = conv.open()
+    t = conv.server_send(BANNER_SSL, at=t)
+    t = conv.client_send(b"AUTH TLS\r\n", at=t + 0.01)
+    conv.close(at=t + 0.05, by="server")
+    path = tmp_path / "auth-tls.pcap"
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in conv.packets():
+            w.write(ts, pkt)
+    assert doctor_kinds(capsys, path) == ["clear_to_ssl_daemon"]
+    _code, out, _err = run(capsys, "doctor", path)
+    assert "'AUTH TLS' in clear" in " ".join(out.split())

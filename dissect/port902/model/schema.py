@@ -236,6 +236,7 @@ FINDING_KINDS = {
     "tls_alert": "a TLS alert ended the handshake on 902 (version / cipher mismatch)",
     "tls_before_greeting": "the client sent TLS before reading the authd greeting (a generic TLS client or a proxy)",
     "tls_to_plain_daemon": "the client started TLS with a daemon whose greeting has no 'SSL Required'",
+    "clear_to_ssl_daemon": "the client answered an 'SSL Required' greeting with a line in clear (e.g. AUTH TLS)",
     "login_rejected": "authd answered a login with 530",
     "connect_failed": "the session ended right after CONNECT (VM not found / not powered on)",
     "reset_midstream": "an established 902 session was reset",

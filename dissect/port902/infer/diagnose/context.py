@@ -221,7 +221,7 @@ class _Context:
                 f"{sum(1 for s in ss if s.state == 'refused')} refused; "
                 f"{counts['icmp_errors']} ICMP error(s) in the capture"),
             row("tls_handshakes", len(hs), kinds["certificate_rejected"] + kinds["tls_alert"]
-                + kinds["tls_before_greeting"] + kinds["tls_to_plain_daemon"],
+                + kinds["tls_before_greeting"] + kinds["tls_to_plain_daemon"] + kinds["clear_to_ssl_daemon"],
                 f"{len(hs)} TLS handshake(s) on 902: alerts, and clients hanging up after the server certificate"),
             row("authd_logins", sum(s.login_attempts for s in ss), kinds["login_rejected"],
                 "logins visible in clear (non-SSL daemons): 530 replies"),

@@ -19,10 +19,13 @@ from ..findings import Finding, _plural
 
 LIKELIHOOD_EARLY_TLS = 0.80
 LIKELIHOOD_TLS_TO_PLAIN = 0.80
+LIKELIHOOD_CLEAR_TO_SSL = 0.80
 
 
 def greeting_findings(ctx: _Context) -> list[_Candidate]:
-    """* ``tls_before_greeting`` 0.80: the client's ClientHello came before the server's
+    """* ``clear_to_ssl_daemon`` 0.80: after an ``SSL Required`` greeting the client sent a line in
+      clear (``AUTH TLS``, ``USER …``) and no TLS handshake followed;
+    * ``tls_before_greeting`` 0.80: the client's ClientHello came before the server's
       ``220`` greeting in the stream (frame order), so the client never read it;
     * ``tls_to_plain_daemon`` 0.80: the greeting does not say ``SSL Required`` and the client's
       ClientHello got no ServerHello (a daemon without SSL answers TLS bytes with ``530`` lines or
@@ -30,6 +33,12 @@ def greeting_findings(ctx: _Context) -> list[_Candidate]:
     Sessions explained here are not judged again by the TLS check (no "certificate rejected")."""
     groups: dict[tuple, list] = defaultdict(list)
     for s in ctx.sessions:
+        if s.banner is not None and s.banner.ssl_required and not s.handshakes and s.uid not in ctx.explained:
+            said = next((ln for ln in s.dialogue if ln.from_client), None)
+            if said is not None:
+                ctx.explained[s.uid] = "clear_to_ssl_daemon"
+                groups[("clear_to_ssl_daemon", s.client_ip, s.server_ip, s.server_port, s.source)].append(s)
+            continue
         if s.banner is None or not s.handshakes or s.banner_frame is None:
             continue
         h = s.handshakes[0]
@@ -45,7 +54,8 @@ def greeting_findings(ctx: _Context) -> list[_Candidate]:
         groups[(kind, s.client_ip, s.server_ip, s.server_port, s.source)].append(s)
     out = []
     for (kind, client, server_ip, port, _source), sessions in groups.items():
-        likelihood = LIKELIHOOD_EARLY_TLS if kind == "tls_before_greeting" else LIKELIHOOD_TLS_TO_PLAIN
+        likelihood = {"tls_before_greeting": LIKELIHOOD_EARLY_TLS, "tls_to_plain_daemon": LIKELIHOOD_TLS_TO_PLAIN,
+                      "clear_to_ssl_daemon": LIKELIHOOD_CLEAR_TO_SSL}[kind]
         out.append(_Candidate(kind, likelihood, sessions[0].start, _render, (ctx, kind, client, server_ip, port,
                                                                               sessions, likelihood)))
     return out
@@ -56,6 +66,12 @@ def _render(ctx: _Context, kind: str, client: str, server_ip: str, port: int, se
     server = hostport(server_ip, port)
     parts, frames = [], []
     for s in sessions[:5]:
+        if kind == "clear_to_ssl_daemon":
+            said = next(ln for ln in s.dialogue if ln.from_client)
+            frames += [s.banner_frame, said.frame, s.last_frame]
+            parts.append(f"{s.uid}: '{said.text[:40]}' in clear (frame {said.frame}) after the greeting "
+                         f"(frame {s.banner_frame}); no TLS handshake followed")
+            continue
         h = s.handshakes[0]
         frames += [h.frame, s.banner_frame, h.server_hello_frame, s.last_frame]
         if kind == "tls_before_greeting":
@@ -83,6 +99,14 @@ def _render(ctx: _Context, kind: str, client: str, server_ip: str, port: int, se
         advice = ("Connect with a vSphere client (VMRC, the vSphere Client, VDDK), or read the greeting line "
                   "before starting TLS; if a load balancer or TLS proxy sits in front of 902, pass 902 through "
                   "as plain TCP.")
+    elif kind == "clear_to_ssl_daemon":
+        title = f"{client} spoke in clear to {server}, which requires SSL"
+        detail = (f"The daemon on {server} greets with 'SSL Required', but {client} answered with a plaintext "
+                  f"line instead of starting TLS ({_plural(len(sessions), 'session')}): " + "; ".join(parts)
+                  + ". authd reads nothing but a TLS ClientHello after that greeting: an FTP-style 'AUTH TLS', "
+                  "a login typed by hand or a client built for non-SSL daemons cannot get in.")
+        advice = ("Start TLS right after the greeting (every vSphere client does); a tool written for old non-SSL "
+                  "daemons (USER/PASS in clear) needs its TLS option, e.g. a newer version.")
     else:
         title = f"{client} offered TLS to a daemon without SSL on {server}"
         detail = (f"The daemon on {server} does not say 'SSL Required' in its greeting, yet {client} started "
