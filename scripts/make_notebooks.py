@@ -525,7 +525,8 @@ INVESTIGATE = [
     md("""
     Arrows link *reconnects*: a session from the same client shortly after one that failed
     (here the brute-force retries), or a console reopened. `plots.links_frame` lists them with
-    the rule that matched:
+    the rule that matched; the rule is `dissect.port902.infer.reconnects`, the same one the
+    diagnosis uses for its vMotion and retry notes:
     """),
     code("""
     plots.links_frame(result)
