@@ -34,7 +34,8 @@ except ModuleNotFoundError:              # running from a checkout without insta
     sys.path.insert(0, str(ROOT))
 
 from dissect.port902.lab import CaptureWriter, TcpConversation, TlsPair, host_cert, thumbprint  # noqa: E402
-from dissect.port902.lab import authd, nfc, rfb, samples, scenarios  # noqa: E402
+from dissect.port902.lab import authd, nfc, rfb, samples, scenario, scenarios  # noqa: E402
+from dissect.port902.lab.labels import EXPECTED_DEFAULTS, FEATURES, LABELS_SCHEMA, TRANSPORTS  # noqa: E402
 from dissect.port902.lab.ip import udp_packet, pack_address  # noqa: E402
 from dissect.port902.lab.links import LINKTYPES  # noqa: E402
 from dissect.port902.lab.pace import Pace  # noqa: E402
@@ -413,9 +414,9 @@ def test_tls_pair_handshakes_and_carries_data(version):
 
 @pytest.mark.tshark
 def test_tshark_decodes_both_handshakes_and_the_certificate(tmp_path):
-    sc = scenarios.Scenario("tls_check", 7, keylog=tmp_path / "k.keys")
-    host = scenarios.Host("esxi-tls.lab.example", "10.7.0.11", "esxi8")
-    client = scenarios.Client("c", "10.7.0.50", "windows")
+    sc = scenario.Scenario("tls_check", 7, keylog=tmp_path / "k.keys")
+    host = scenario.Host("esxi-tls.lab.example", "10.7.0.11", "esxi8")
+    client = scenario.Client("c", "10.7.0.50", "windows")
     flow = scenarios.mks_console(sc, client, host, sc.at(0), 2, tls1="1.2", tls2="1.3")
     labels = sc.write(tmp_path / "tls.pcap")
     events = {e["what"]: e["frame"] for e in labels["connections"][0]["events"]}
@@ -477,12 +478,12 @@ def _labels(sample) -> dict:
 @pytest.mark.parametrize("sample", samples.SAMPLES, ids=lambda s: s.filename)
 def test_sample_exists_and_labels_are_complete(sample):
     labels = _labels(sample)
-    assert labels["schema"] == scenarios.LABELS_SCHEMA
+    assert labels["schema"] == LABELS_SCHEMA
     assert labels["capture"]["file"] == sample.filename
     assert (SAMPLES_DIR / sample.filename).exists()
     for conn in labels["connections"]:
-        assert conn["feature"] in scenarios.FEATURES and conn["transport"] in scenarios.TRANSPORTS
-        assert set(conn["expected"]) == set(scenarios.EXPECTED_DEFAULTS)
+        assert conn["feature"] in FEATURES and conn["transport"] in TRANSPORTS
+        assert set(conn["expected"]) == set(EXPECTED_DEFAULTS)
         assert conn["frames"]["count"] > 0
 
 
