@@ -966,7 +966,7 @@ print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
     rows = []
     for name in ["USER", "R331", "PASS", "R230", "R530", "THUMB16", "R200TP", "CONNECT", "R200CONNECT",
                  "SESSION_BANNER", "RBANNER", "THUMB_PLAIN", "PROXY", "R200HA", "HTTP_REQ", "HTTP_RESP", "VMXCMD"]:
-        tok = getattr(dlg, name)
+        tok = getattr(dlg.grammar, name)  # the size models live in infer/dialogue/grammar.py
         exact = ", ".join(map(str, tok.size.exact)) if tok.size.exact else ""
         rows.append((tok.text, exact, f"{tok.size.lo}–{tok.size.hi}" + (" (log-uniform)" if tok.size.log else ""),
                      f"{tok.fixed} + len(<{tok.echo}>)" if tok.echo else ""))
