@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+from functools import lru_cache
+from socket import AF_INET, inet_ntop
 from typing import Callable
 
 from ..io.capture import Packet
@@ -50,12 +52,15 @@ CONN_STATES = {
 }
 
 
+@lru_cache(maxsize=65536)
 def fmt_ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    """Address text of 4 or 16 raw bytes: the one spelling every table and finding matches on."""
+    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
-def hostport(ip: str, port: int) -> str:
+def hostport(ip: object, port: object) -> str:
     """'ip:port', with IPv6 in brackets so the port stays unambiguous."""
+    ip = str(ip)
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
