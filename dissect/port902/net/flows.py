@@ -101,7 +101,7 @@ class Connection:
         self.session = make_session(self)
         self.orig = Direction(Reassembler(self.session.client_sink))
         self.resp = Direction(Reassembler(self.session.server_sink))
-        self.history = []
+        self.history: list[str] = []
         self._hist_seen: set[str] = set()
         self.syn_times: list[float] = []
         self.roles_from = roles_from
