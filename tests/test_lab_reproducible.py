@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = r"""
 import hashlib, json, sys, tempfile, os
-from dissect.port902.lab import dataset, tlsbio
+from dissect.port902.lab import samples, tlsbio
 from dissect.port902.lab.certs import host_cert
 from dissect.port902.lab.tlsbio import TlsPair
 out = {"profile": tlsbio.pinned_profile(), "hello": {}}
@@ -38,7 +38,7 @@ for v in ("1.0", "1.1", "1.2", "1.3"):
     flights = TlsPair(host_cert("esx-a.lab"), v).handshake()
     out["hello"][v] = [(side, len(data)) for side, data in flights]
 with tempfile.TemporaryDirectory() as tmp:
-    labels = dataset.write_scenario(sys.argv[1], tmp)
+    labels = samples.write_scenario(sys.argv[1], tmp)
     out["labels"] = labels
     out["size"] = os.path.getsize(os.path.join(tmp, labels["capture"]["file"]))
 print(json.dumps(out, sort_keys=True, default=str))

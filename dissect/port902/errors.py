@@ -30,5 +30,4 @@ class CaptureError(Port902Error):
 
 
 class MissingExtra(Port902Error, ImportError):
-    """An optional dependency is not installed; the message names the extra that brings it
-    (``pip install 'dissect902[parquet]'``)."""
+    """An optional dependency is not installed; the message names the extra that brings it."""

@@ -22,7 +22,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass, field
 
-from .errors import MissingExtra, Port902Error
+from .errors import Port902Error
 
 FIELDS = ("first_frame", "packets_c2s", "packets_s2c", "client_hello_frame", "ja3", "sni",
           "server_hello_frame", "tls_version", "cipher", "server_cert_sha1")
@@ -34,11 +34,9 @@ class ReferenceUnavailable(Port902Error):
 
 def require_reference() -> None:
     """Raise unless pyshark and tshark are both there; the message says what to install."""
-    try:
-        import pyshark  # noqa: F401
-    except ImportError:
-        raise MissingExtra("--reference needs pyshark, which is not installed: "
-                           "pip install 'dissect902[reference]'") from None
+    from .extras import require
+
+    require("pyshark", "--reference")
     if shutil.which("tshark") is None:
         raise ReferenceUnavailable("--reference needs the tshark program (Wireshark's command line), which is "
                                    "not on PATH: apt-get install tshark")

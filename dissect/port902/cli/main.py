@@ -20,7 +20,8 @@ from . import plot as plotcli
 from ..model.schema import FRAME_TABLES, SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from ..errors import Port902Error
-from ..output.sink import describe_os_error, error, open_output, output_file, require
+from ..extras import require
+from ..output.sink import describe_os_error, error, open_output, output_file
 from ..analysis import default_observers
 from .runner import run_analyze
 
@@ -76,7 +77,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.format == "parquet":
         if args.output in (None, "-"):
             return error(prog, "--format parquet needs -o FILE")
-        require("pyarrow", "parquet", "--format parquet")
+        require("pyarrow", "--format parquet")
     if args.output not in (None, "-"):
         output_file(args.output)  # refused before the analysis runs, not after
     observers = None if not (args.no_diagnostics or args.reference) else (
@@ -113,6 +114,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if (args.strict and weird) else 0
 
 
+def _version() -> str:
+    """The version, the capture engine in use and the Python it runs on."""
+    from ..io.native import default_engine
+
+    engine = {"c": "C engine (_fastscan)", "python": "pure-Python engine"}[default_engine()]
+    return f"dissect902 {__version__} — {engine}, Python {sys.version.split()[0]}"
+
+
 def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dissect902",
@@ -121,7 +130,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
         "the classic ESX 903->902 hand-off, and what each session was.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"dissect902 {__version__}")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser(
         "analyze",

@@ -184,10 +184,10 @@ def _generate(args) -> int:
 
 
 def _scenario(args) -> int:
-    from . import dataset
+    from . import samples
 
     if args.list:
-        for name in dataset.scenario_names():
+        for name in samples.scenario_names():
             print(name)
         return 0
     if not args.name:
@@ -198,7 +198,7 @@ def _scenario(args) -> int:
         print("dissect902 lab scenario: error: --out DIR is required", file=sys.stderr)
         return 2
     output_dir(args.out)
-    labels = dataset.write_scenario(args.name, args.out, args.seed, keys=args.keys)
+    labels = samples.write_scenario(args.name, args.out, args.seed, keys=args.keys)
     print(json.dumps({"file": os.path.join(args.out, labels["capture"]["file"]), "packets": labels["capture"]["packets"],
                       "connections": len(labels["connections"])}))
     return 0

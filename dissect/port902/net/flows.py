@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from functools import lru_cache
+from socket import AF_INET, inet_ntop
 from typing import Callable
 
 from ..io.capture import Packet
 from .reassembly import Reassembler
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+#: the two directions of a connection, as every later stage numbers them
+C2S, S2C = 0, 1
+DIRECTIONS = {C2S: "client_to_server", S2C: "server_to_client"}
+
 WELL_KNOWN_AUTHD_PORTS = frozenset({902, 903, 912})
 GREETING = b"220 VMware Authentication Daemon"
 
@@ -45,12 +51,15 @@ CONN_STATES = {
 }
 
 
+@lru_cache(maxsize=65536)
 def fmt_ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    """Address text of 4 or 16 raw bytes: the one spelling every table and finding matches on."""
+    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
-def hostport(ip: str, port: int) -> str:
+def hostport(ip: object, port: object) -> str:
     """'ip:port', with IPv6 in brackets so the port stays unambiguous."""
+    ip = str(ip)
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
@@ -110,7 +119,7 @@ class Connection:
         self.session = make_session(self)
         self.orig = Direction(Reassembler(self.session.client_sink))
         self.resp = Direction(Reassembler(self.session.server_sink))
-        self.history = []
+        self.history: list[str] = []
         self._hist_seen: set[str] = set()
         self.syn_times: list[float] = []
         self.roles_from = roles_from

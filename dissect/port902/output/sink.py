@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
-from ..errors import MissingExtra, Port902Error
+from ..errors import Port902Error
 
 EXIT_USAGE = 2
 
@@ -122,22 +122,5 @@ def open_output(path: str | os.PathLike | None, *, binary: bool = False,
         raise OutputError(describe_os_error(exc, p)) from None
 
 
-def require(module: str, extra: str, what: str) -> None:
-    """Raise :class:`~dissect.port902.errors.MissingExtra` naming ``pip install 'dissect902[EXTRA]'``
-    when ``module`` is not installed."""
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise MissingExtra(missing_extra_message(module, extra, what))
-
-
-def missing_extra_message(module: str, extra: str, what: str) -> str:
-    return f"{what} needs {module}, which is not installed: pip install 'dissect902[{extra}]'"
-
-
-__all__ = ["EXIT_USAGE", "MissingExtra", "OutputError", "describe_os_error", "error", "open_output",
-           "output_dir", "output_file", "require"]
+__all__ = ["EXIT_USAGE", "OutputError", "describe_os_error", "error", "open_output",
+           "output_dir", "output_file"]
