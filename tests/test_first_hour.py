@@ -584,3 +584,14 @@ def test_a_line_in_clear_to_an_ssl_daemon_is_a_finding(capsys, tmp_path):
     assert doctor_kinds(capsys, path) == ["clear_to_ssl_daemon"]
     _code, out, _err = run(capsys, "doctor", path)
     assert "'AUTH TLS' in clear" in " ".join(out.split())
+
+
+def test_a_hang_up_cites_the_fin_not_the_last_ack(capsys, tmp_path):
+    late = generic_tls_client(tmp_path / "late.pcap", banner=BANNER_SSL, hello_first=False)
+    result = analyze(late, observers=[])
+    s = result.sessions[0]
+    fin = s.fin_frames[0]
+    assert fin is not None and fin < s.last_frame  # the server's FIN/ACK and the last ACK come after
+    doc = json.loads(run(capsys, "doctor", late, "-f", "json")[1])
+    (finding,) = [f for f in doc["diagnostics"]["findings"] if f["kind"] == "certificate_rejected"]
+    assert f"FIN from the client in frame {fin}," in finding["detail"]

@@ -91,6 +91,7 @@ class SessionRecord:
     handoff_from: str | None = None
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
+    fin_frames: tuple[int | None, int | None] = (None, None)  # first FIN of client, of server
 
     # -- derived -----------------------------------------------------------------------
 
@@ -304,6 +305,7 @@ def summarize(conn: Connection) -> SessionRecord:
         syn_count=o.syn,
         syn_times=conn.syn_times[:16],
         rst_frame=conn.rst_frame,
+        fin_frames=(conn.orig.fin_frame, conn.resp.fin_frame),
         packets=(o.packets, r.packets),
         bytes=(oa.delivered + oa.gap_bytes, ra.delivered + ra.gap_bytes),
         wire_bytes=(oa.wire_bytes, ra.wire_bytes),

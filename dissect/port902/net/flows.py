@@ -67,11 +67,12 @@ class Direction:
     """Per-direction TCP facts of one connection."""
 
     __slots__ = ("packets", "syn", "synack", "fin", "rst", "ack_seen", "data_seen", "zero_window",
-                 "reasm", "isn", "first_data_ts", "last_data_ts")
+                 "reasm", "isn", "first_data_ts", "last_data_ts", "fin_frame")
 
     def __init__(self, reasm: Reassembler) -> None:
         self.packets = 0
         self.syn = self.synack = self.fin = self.rst = 0
+        self.fin_frame: int | None = None  # the first FIN this side sent
         self.ack_seen = self.data_seen = self.zero_window = False
         self.reasm = reasm
         self.isn: int | None = None
@@ -165,6 +166,8 @@ class Connection:
                     self.rst_frame = pkt.frame
             if fl & FIN:
                 d.fin += 1
+                if d.fin_frame is None:
+                    d.fin_frame = pkt.frame
                 self._hist("F", is_orig)
         elif fl & ACK and not plen:
             d.ack_seen = True

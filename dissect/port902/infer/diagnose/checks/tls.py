@@ -60,7 +60,8 @@ def tls_findings(ctx: _Context) -> list[_Candidate]:
                     and s.state in ("closed", "reset") and _ender(s) == "client"
                     and not any(ln.from_client for ln in s.dialogue)
                     and s.end - (_record_ts(s, h.server_hello_frame) or h.ts) <= ABORT_WINDOW_S):
-                hit = ("certificate_rejected", h, s.end, s.rst_frame or s.last_frame, "client", None)
+                ended = s.rst_frame or getattr(s, "fin_frames", (None, None))[0] or s.last_frame
+                hit = ("certificate_rejected", h, s.end, ended, "client", None)
         if hit is not None:
             groups[(hit[0], s.client_ip, s.server_ip, s.server_port, s.source)].append((s, hit))
     prober: dict[str, set] = defaultdict(set)  # client -> hosts it hung up on after the hello
