@@ -92,6 +92,9 @@ def render_table(analysis, out: TextIO, width: int | None = -1) -> None:
         width = table_width(out)
     caps = analysis.captures
     for c in caps:
+        if c.format == "unreadable":
+            out.write(safe(f"{c.path}: not read (not a capture: see the unreadable_capture row below)") + "\n")
+            continue
         out.write(safe(f"{c.path}: {c.format}, {', '.join(c.link_types) or '?'}, {c.packets} packets, "
                        f"{c.selected} selected (authd, DNS, ICMP errors, console paths)") + "\n")
     sessions = analysis.sessions
