@@ -21,7 +21,7 @@ from ..model.schema import FRAME_TABLES, SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from ..errors import Port902Error
 from ..extras import require
-from ..output.sink import describe_os_error, error, open_output, output_file
+from ..output.sink import describe_os_error, error, open_output, output_dir, output_file
 from ..analysis import default_observers
 from .runner import run_analyze
 
@@ -182,7 +182,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return run_command(args.func, args)
+    func = _checked_lab(args.func) if args.command == "lab" else args.func
+    return run_command(func, args)
+
+
+def _checked_lab(func):
+    """``lab generate`` / ``lab scenario NAME``: the output folder is checked (and made) here, before
+    any capture is drawn (the lab imports nothing from the analysis, this module may)."""
+    def run(args: argparse.Namespace) -> int:
+        sub = getattr(args, "lab_command", None)
+        wants = sub == "generate" or (sub == "scenario" and args.name and not args.list)
+        if wants and getattr(args, "out", None):
+            output_dir(args.out)  # a file there, or an unwritable place: one line, exit 2
+        return func(args)
+
+    return run
 
 
 def run_command(func, args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 
-from ..output.sink import output_dir
 
 CONDITIONS = ("varied", "clean", "lan", "campus", "wan", "lossy", "host", "truncated")
 SCENARIOS = ("esxi8_console", "legacy_login", "classic_esx_handoff", "unanswered_syn", "nfc_transfers", "mixed_esxi")
@@ -160,7 +159,6 @@ def _generate(args) -> int:
     if args.max_bytes < args.min_bytes:
         print("dissect902 lab generate: error: --max-bytes is below --min-bytes", file=sys.stderr)
         return 2
-    output_dir(args.out)  # refused before any capture is drawn: a file, an unwritable place
     started = time.perf_counter()
 
     def progress(done: int, total: int, row: dict) -> None:
@@ -197,7 +195,6 @@ def _scenario(args) -> int:
     if not args.out:
         print("dissect902 lab scenario: error: --out DIR is required", file=sys.stderr)
         return 2
-    output_dir(args.out)
     labels = samples.write_scenario(args.name, args.out, args.seed, keys=args.keys)
     print(json.dumps({"file": os.path.join(args.out, labels["capture"]["file"]), "packets": labels["capture"]["packets"],
                       "connections": len(labels["connections"])}))
