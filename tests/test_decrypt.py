@@ -1,0 +1,269 @@
+"""TLS decryption with a key log (issue 9): key log parsing, key derivation and record
+decryption against real TLS traffic from Python's ssl module (OpenSSL), every suite family."""
+
+import os
+import pickle
+import ssl
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from dissect.port902.decrypt import ConnectionDecryptor, parse_keylog, load_keylog, KeyLogError
+from dissect.port902.decrypt.schedule import hkdf_expand_label
+from dissect.port902.decrypt.prf import p_hash
+from dissect.port902.lab.certs import host_cert
+
+NO_ETM = 1 << 19  # SSL_OP_NO_ENCRYPT_THEN_MAC (OpenSSL 1.1+/3.x)
+VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
+            "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class Pair:
+    """A client and a server in memory; ``wire`` is what went on the stream, in order."""
+
+    def __init__(self, tmp_path, version="1.2", ciphers=None, etm=True, keylog=None, tls13_suite=None):
+        cert = host_cert("decrypt.lab")
+        crt, key = tmp_path / "c.crt", tmp_path / "c.key"
+        crt.write_bytes(cert.cert_pem)
+        key.write_bytes(cert.key_pem)
+        self.keylog = keylog or str(tmp_path / "keys.txt")
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(str(crt), str(key))
+        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cctx.check_hostname, cctx.verify_mode = False, ssl.CERT_NONE
+        cctx.keylog_filename = self.keylog
+        for ctx in (sctx, cctx):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ctx.maximum_version = VERSIONS[version]
+            if version in ("1.0", "1.1"):
+                ctx.set_ciphers((ciphers or "DEFAULT") + ":@SECLEVEL=0")
+            elif ciphers:
+                ctx.set_ciphers(ciphers)
+            if not etm:
+                ctx.options |= NO_ETM
+        self.ci, self.co, self.si, self.so = (ssl.MemoryBIO() for _ in range(4))
+        self.c = cctx.wrap_bio(self.ci, self.co, server_side=False)
+        self.s = sctx.wrap_bio(self.si, self.so, server_side=True)
+        self.wire = []  # (from_client, bytes)
+        self._handshake()
+
+    def _move(self):
+        moved = False
+        for out, peer, fc in ((self.co, self.si, True), (self.so, self.ci, False)):
+            data = out.read()
+            if data:
+                self.wire.append((fc, data))
+                peer.write(data)
+                moved = True
+        return moved
+
+    def _handshake(self):
+        done = [False, False]
+        for _ in range(50):
+            for i, obj in enumerate((self.c, self.s)):
+                if not done[i]:
+                    try:
+                        obj.do_handshake()
+                        done[i] = True
+                    except ssl.SSLWantReadError:
+                        pass
+            if not self._move() and all(done):
+                break
+        self.drain()
+
+    def drain(self):
+        out = b""
+        for obj in (self.c, self.s):
+            while True:
+                try:
+                    chunk = obj.read(65536)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        self._move()
+        return out
+
+    def send(self, from_client, data):
+        obj = self.c if from_client else self.s
+        obj.write(data)
+        self._move()
+        got = self.drain()
+        assert got == data
+
+    def key_update(self):
+        self.c.write(b"")  # nothing; Python has no KeyUpdate API
+
+
+def _read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def run(pair, keylog_text=None):
+    keylog = parse_keylog(keylog_text if keylog_text is not None else _read(pair.keylog))
+    plain, weird, certs = [], [], []
+    dec = ConnectionDecryptor(keylog, lambda hs, fc, ct, data, ts, fr: plain.append((hs, fc, ct, data)),
+                              lambda ts, fr, kind, detail: weird.append((kind, detail)),
+                              lambda hs, ders, ts, fr: certs.append((hs, ders)))
+    for i, (fc, data) in enumerate(pair.wire):
+        # split every flight in odd pieces: record boundaries must not matter
+        for j in range(0, len(data), 777):
+            dec.data(fc, data[j:j + 777], float(i), i + 1)
+    return dec, plain, weird, certs
+
+
+def app(plain, from_client, hs=1):
+    return b"".join(d for h, fc, ct, d in plain if h == hs and fc == from_client and ct == 23)
+
+
+CASES = [
+    ("1.3", None, True, None),
+    ("1.3", None, True, "TLS_CHACHA20_POLY1305_SHA256"),
+    ("1.3", None, True, "TLS_AES_128_GCM_SHA256"),
+    ("1.2", "ECDHE-RSA-AES128-GCM-SHA256", True, None),
+    ("1.2", "ECDHE-RSA-AES256-GCM-SHA384", True, None),
+    ("1.2", "ECDHE-RSA-CHACHA20-POLY1305", True, None),
+    ("1.2", "ECDHE-RSA-AES128-SHA256", True, None),
+    ("1.2", "ECDHE-RSA-AES128-SHA256", False, None),
+    ("1.2", "ECDHE-RSA-AES256-SHA384", True, None),
+    ("1.2", "ECDHE-RSA-AES256-SHA384", False, None),
+    ("1.2", "ECDHE-RSA-AES128-SHA", False, None),
+    ("1.2", "AES256-SHA", True, None),
+    ("1.1", "ECDHE-RSA-AES256-SHA", False, None),
+    ("1.0", "AES128-SHA", False, None),
+    ("1.0", "ECDHE-RSA-AES256-SHA", True, None),
+]
+
+
+MESSAGES = [(True, b"USER root\r\n"), (False, b"331 Password required for root.\r\n"),
+            (True, bytes(range(256)) * 160), (False, b"x" * 5)]
+
+
+def _pair_in_subprocess(tmp_path, suite13):
+    """Python's ssl cannot choose TLS 1.3 suites: a child process with an OpenSSL config can."""
+    conf = tmp_path / "openssl.cnf"
+    conf.write_text("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\nsystem_default = sd\n"
+                    f"[sd]\nCiphersuites = {suite13}\n")
+    code = ("import sys, pickle, pathlib; sys.path.insert(0, sys.argv[1]); import test_decrypt as t; "
+            "p = t.Pair(pathlib.Path(sys.argv[2]), '1.3'); [p.send(fc, d) for fc, d in t.MESSAGES]; "
+            "pickle.dump((p.wire, p.keylog), open(sys.argv[2] + '/wire.pickle', 'wb'))")
+    env = dict(os.environ, OPENSSL_CONF=str(conf))
+    subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), str(tmp_path)], env=env, check=True)
+    with open(tmp_path / "wire.pickle", "rb") as handle:
+        wire, keylog = pickle.load(handle)
+
+    class Recorded:
+        pass
+    rec = Recorded()
+    rec.wire, rec.keylog = wire, keylog
+    return rec
+
+
+@pytest.mark.parametrize("version,ciphers,etm,suite13", CASES)
+def test_decrypts_real_openssl_traffic(tmp_path, version, ciphers, etm, suite13):
+    messages = MESSAGES
+    if suite13:
+        pair = _pair_in_subprocess(tmp_path, suite13)
+    else:
+        pair = Pair(tmp_path, version, ciphers, etm)
+        for fc, data in messages:
+            pair.send(fc, data)
+    dec, plain, weird, certs = run(pair)
+    assert weird == []
+    assert app(plain, True) == b"".join(d for fc, d in messages if fc)
+    assert app(plain, False) == b"".join(d for fc, d in messages if not fc)
+    hk = dec.handshakes[0]
+    assert hk.keys == "found"
+    if suite13:
+        assert hk.suite.name == suite13
+    if ciphers and "SHA" in ciphers and "GCM" not in ciphers and "CHACHA" not in ciphers:
+        assert hk.suite.cipher == "cbc" and hk.etm == etm
+    if version == "1.3":  # the encrypted handshake was read: the certificate is known
+        assert certs and certs[0][1][0] == host_cert("decrypt.lab").der
+
+
+def test_second_handshake_on_the_same_stream_is_decrypted_with_its_own_keys(tmp_path):
+    keys = str(tmp_path / "keys.txt")
+    one = Pair(tmp_path, "1.2", keylog=keys)
+    one.send(True, b"CONNECT /vmfs/volumes/ds/vm/vm.vmx mks\r\n")
+    one.send(False, b"200 Connect /vmfs/volumes/ds/vm/vm.vmx\r\n")
+    two = Pair(tmp_path, "1.3", keylog=keys)
+    two.send(True, b"0123456789abcdef")
+    two.send(False, b"RFB-ish server init")
+
+    class Both:
+        keylog = keys
+        wire = one.wire + two.wire
+    dec, plain, weird, _ = run(Both)
+    assert weird == []
+    assert app(plain, True, 1).startswith(b"CONNECT")
+    assert app(plain, True, 2) == b"0123456789abcdef"
+    assert app(plain, False, 2) == b"RFB-ish server init"
+    assert [h.version for h in dec.handshakes] == [0x0303, 0x0304]
+    # only the second handshake's keys: TLS #1 stays as it is, TLS #2 is read
+    text = _read(keys).splitlines()
+    cr2 = dec.handshakes[1].client_random.hex()
+    dec, plain, weird, _ = run(Both, "\n".join(x for x in text if cr2 in x))
+    assert [h.keys for h in dec.handshakes] == ["missing", "found"]
+    assert app(plain, True, 1) == b"" and app(plain, True, 2) == b"0123456789abcdef"
+    assert weird == []
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_wrong_key_is_a_weird_row_not_an_exception(tmp_path, version):
+    pair = Pair(tmp_path, version)
+    pair.send(True, b"USER root\r\n")
+    pair.send(False, b"331 Password required for root.\r\n")
+    text = _read(pair.keylog)
+    bad = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:  # flip one bit of every secret
+            secret = bytearray(bytes.fromhex(parts[2]))
+            secret[0] ^= 1
+            line = f"{parts[0]} {parts[1]} {secret.hex()}"
+        bad.append(line)
+    dec, plain, weird, _ = run(pair, "\n".join(bad))
+    assert app(plain, True) == b"" and app(plain, False) == b""
+    assert {k for k, _ in weird} == {"decrypt_failed"}
+    assert len(weird) == 2  # once per direction, not once per record
+    assert dec.handshakes[0].failed == [True, True]
+
+
+def test_tls13_with_only_application_secrets(tmp_path):
+    pair = Pair(tmp_path, "1.3")
+    pair.send(True, b"PASS x\r\n")
+    text = _read(pair.keylog).splitlines()
+    only = "\n".join(x for x in text if "HANDSHAKE" not in x)
+    dec, plain, weird, certs = run(pair, only)
+    assert app(plain, True) == b"PASS x\r\n" and weird == [] and certs == []
+
+
+def test_keylog_parsing(tmp_path):
+    log = parse_keylog("# comment\n\nCLIENT_RANDOM " + "11" * 32 + " " + "22" * 48 + "\n"
+                       "SERVER_TRAFFIC_SECRET_0 " + "33" * 32 + " " + "44" * 32 + "\r\n"
+                       "garbage line\nCLIENT_RANDOM zz 00\n")
+    assert log.master_secret(b"\x11" * 32) == b"\x22" * 48
+    assert log.tls13_secret(b"\x33" * 32, "SERVER_TRAFFIC_SECRET_0") == b"\x44" * 32
+    assert log.bad_lines == 2 and len(log) == 2
+    with pytest.raises(KeyLogError, match="cannot read"):
+        load_keylog(tmp_path / "missing.keys")
+    (tmp_path / "bin.keys").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(KeyLogError, match="not text"):
+        load_keylog(tmp_path / "bin.keys")
+
+
+def test_kdf_known_answers():
+    # RFC 8448 §3 (simple 1-RTT): server handshake traffic secret -> key and iv
+    secret = bytes.fromhex("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38")
+    assert hkdf_expand_label("sha256", secret, b"key", b"", 16).hex() == "3fce516009c21727d0f2e4e86ee403bc"
+    assert hkdf_expand_label("sha256", secret, b"iv", b"", 12).hex() == "5d313eb2671276ee13000b30"
+    # P_SHA256 is HMAC-chained: the first block is HMAC(secret, HMAC(secret, seed) + seed)
+    import hmac, hashlib
+    a1 = hmac.new(b"k", b"seed", hashlib.sha256).digest()
+    assert p_hash("sha256", b"k", b"seed", 40)[:32] == hmac.new(b"k", a1 + b"seed", hashlib.sha256).digest()
