@@ -139,8 +139,15 @@ def analyze(
     selection: Selection | None = None,
     max_records: int = MAX_RECORDS,
     observers: Iterable[Observer] | None = None,
+    keylog=None,
+    keep_plaintext: bool = False,
 ) -> Analysis:
     """Analyse one or more captures.
+
+    ``keylog``: an NSS key log (a path, several paths, or a ``decrypt.KeyLog``) with which TLS
+    is decrypted and dissected (issue 9); secrets in pcapng Decryption Secrets Blocks are used
+    whether or not it is given.  ``keep_plaintext`` keeps the decrypted bytes (for
+    ``decrypt.export``).  A key log that cannot be read raises ``decrypt.KeyLogError``.
 
     ``progress`` is called with the cumulative number of capture-file bytes read.
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
@@ -157,22 +164,29 @@ def analyze(
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
-                        selection=selection, max_records=max_records)
+                        selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
-def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records) -> Analysis:
+def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
+             keep_plaintext=False) -> Analysis:
+    from .decrypt.hooks import capture_keylog, load_keylogs
+
     observers = result_observers
+    given_keys = load_keylogs(keylog)
     result = Analysis()
     interner = Interner()
     done_before = 0
     for path in paths:
         sessions: list[SessionRecord] = []
 
-        def make_session(conn, _secrets=show_secrets):
-            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner)
+        keys = capture_keylog(path, given_keys)
+
+        def make_session(conn, _secrets=show_secrets, _keys=keys):
+            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
+                           keylog=_keys, keep_plaintext=keep_plaintext)
 
         def finish(conn, _out=sessions):
             _out.append(summarize(conn))
@@ -208,6 +222,11 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         result.sessions.extend(sessions)
     result.handoffs = find_handoffs(result.sessions)
     for rec in result.sessions:
+        if rec.visible is not None:  # decrypted: the metadata verdict reads only what was on the wire
+            from .decrypt.hooks import classify_decrypted
+
+            classify_decrypted(rec, classify, failure_of)
+            continue
         verdict = classify(rec)
         rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
         rec.inferred_dialogue, rec.inferred_logins = verdict.dialogue, verdict.logins
