@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 DSB_BLOCK = 0x0000000A
 SHB_BLOCK = 0x0A0D0D0A
 TLS_KEY_LOG = 0x544C534B
-_BOM = {b"\x1a\x2b\x3c\x4d": "<", b"\x4d\x3c\x2b\x1a": ">"}
+_BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}  # 0x1A2B3C4D as written
 
 
 class KeyLogError(Exception):
