@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from dissect.port902 import analyze
-from dissect.port902.cli import main
+from dissect.port902.cli.main import main
 
 from conftest import SAMPLES
 
@@ -36,7 +36,7 @@ def _match(result, conn):
 def lab_set(tmp_path_factory):
     """Lab captures with key logs: TLS 1.0-1.3, GCM, ChaCha20, CBC with and without EtM."""
     out = tmp_path_factory.mktemp("labkeys")
-    subprocess.run([sys.executable, "-m", "dissect.port902.cli", "lab", "generate", "-o", str(out), "-n", "3",
+    subprocess.run([sys.executable, "-m", "dissect.port902.cli.main", "lab", "generate", "-o", str(out), "-n", "3",
                     "--seed", "3", "--max-bytes", "256K", "--max-console", "60", "--keys", "--conditions",
                     "clean", "-q"], check=True)
     caps = sorted(p for p in out.iterdir() if ".pcap" in p.name)

@@ -12,14 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import diagnose, doctor
+from dissect.port902.infer import diagnose
+from dissect.port902.cli import doctor
 from dissect.port902.analysis import Analysis, analyze
-from dissect.port902.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
-from dissect.port902.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
+from dissect.port902.io.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
+from dissect.port902.infer.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
 from dissect.port902.lab import background, failures
 from dissect.port902.lab import scenarios as S
 from dissect.port902.lab.channel import CLIENT, SERVER, Step
-from dissect.port902.report import render_json
+from dissect.port902.output.render import render_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCTOR = ROOT / "samples" / "doctor"
@@ -441,7 +442,7 @@ def test_shared_sample_with_failed_attempts():
 
 from collections import Counter  # noqa: E402
 
-from dissect.port902 import dns as dnsmod  # noqa: E402
+from dissect.port902.proto import dns as dnsmod  # noqa: E402
 from dissect.port902.errors import Malformed  # noqa: E402
 from dissect.port902.lab.ip import udp_packet  # noqa: E402
 from dissect.port902.lab.pcapwriter import CaptureWriter  # noqa: E402

@@ -1,4 +1,4 @@
-"""Tests for dissect.port902.tls: byte literals, real handshakes from Python's ssl, fuzzing.
+"""Tests for dissect.port902.proto.tls: byte literals, real handshakes from Python's ssl, fuzzing.
 
 Real TLS bytes come from two ``ssl.SSLObject``s talking through memory BIOs (no sockets),
 with a self-signed "ESXi default certificate" made by ``cryptography`` — the same shapes
@@ -23,9 +23,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import tls
+from dissect.port902.proto import tls
 from dissect.port902.errors import Malformed, NeedMoreData, Port902Error
-from dissect.port902.tls import (
+from dissect.port902.proto.tls import (
     ClientHello, HandshakeReassembler, HandshakeTooLarge, TlsAlert, TlsChangeCipherSpec,
     TlsDirection, TlsEnd, TlsHandshakeMessage, TlsNewHandshake, TlsRecord, TlsWeird,
 )

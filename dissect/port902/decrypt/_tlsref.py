@@ -1,6 +1,3 @@
-"""Where the clear-text TLS parser lives (moves with the issue-15 layout)."""
+"""The clear-text TLS parser the decryptor reuses (hello and certificate parsing)."""
 
-try:  # the new layout
-    from ..proto import tls  # noqa: F401
-except ImportError:  # pragma: no cover - the flat layout before the move
-    from .. import tls  # noqa: F401
+from ..proto import tls  # noqa: F401

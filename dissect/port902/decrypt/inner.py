@@ -20,12 +20,8 @@ from ._tlsref import tls as tlsmod
 from .keylog import KeyLog
 from .stream import ConnectionDecryptor
 
-try:
-    from ..proto import nfc as nfcmod
-    from ..proto.authd import LineBuffer
-except ImportError:  # pragma: no cover - flat layout before the move
-    from .. import nfc as nfcmod
-    from ..authd import LineBuffer
+from ..proto import nfc as nfcmod
+from ..proto.authd import LineBuffer
 
 MAX_ROWS = 20_000
 REDACTED = "<redacted>"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from . import infer_dialogue as dlg
+from . import dialogue as dlg
 from .features import FEATURES, IDLE_S, View, compute
 
 LABELS = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE", "UNKNOWN")

@@ -25,9 +25,9 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import nfc as nfcmod
-from . import tls as tlsmod
-from .authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
+from ..proto import nfc as nfcmod
+from ..proto import tls as tlsmod
+from ..proto.authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
 
 MAX_RECORDS = 50_000
 MIDSTREAM_SYNC_WINDOW = 64 * 1024  # how far into a mid-stream capture we look for record boundaries
@@ -304,7 +304,7 @@ class Session:
         self.decryption = None
         self.visible_dialogue: Dialogue | None = None
         if keylog:
-            from .decrypt.inner import DecryptedSession
+            from ..decrypt.inner import DecryptedSession
 
             self.visible_dialogue = Dialogue(show_secrets=show_secrets)
             self.decryption = DecryptedSession(keylog, self._decrypted_line, self.weird_event,

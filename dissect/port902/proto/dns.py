@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from socket import AF_INET, inet_ntop
 
-from .errors import Malformed
+from ..errors import Malformed
 
 __all__ = ["HEADER", "RR_FIXED", "QUESTION_FIXED", "RCODES", "TYPES", "CLASSES", "OPCODES",
            "Question", "Record", "Message", "parse", "parse_name", "rcode_name", "type_name",

@@ -45,7 +45,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, NamedTuple
 
-from .errors import CaptureError
+from ..errors import CaptureError
 
 # --- file formats ------------------------------------------------------------------
 

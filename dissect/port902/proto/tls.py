@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-from .errors import Malformed, NeedMoreData
+from ..errors import Malformed, NeedMoreData
 
 __all__ = [
     "CONTENT_TYPES", "HANDSHAKE_TYPES", "VERSIONS", "ALERT_LEVELS", "ALERT_DESCRIPTIONS",

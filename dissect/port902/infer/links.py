@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .results import SessionRecord
+from ..model.records import SessionRecord
 
 HANDOFF_WINDOW_S = 10.0
 CONTROL_PORT = 903

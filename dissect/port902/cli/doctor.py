@@ -18,9 +18,9 @@ import textwrap
 from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
-from .analysis import SCHEMA_VERSION
-from .diagnose import FINDING_KINDS, Diagnostics
-from .report import safe
+from ..analysis import SCHEMA_VERSION
+from ..infer.diagnose import FINDING_KINDS, Diagnostics
+from ..output.render import safe
 from .runner import run_analyze
 
 WIDTH = 100

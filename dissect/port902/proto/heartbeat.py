@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .errors import Malformed
+from ..errors import Malformed
 
 __all__ = ["HEAD", "MIDDLE", "NDPI_LENGTH", "NDPI_FIRST_BYTE", "BUILDS", "Heartbeat", "parse", "esxi_version"]
 

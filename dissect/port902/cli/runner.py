@@ -7,10 +7,10 @@ import os
 import sys
 from typing import Sequence
 
-from .analysis import Analysis, analyze
-from .decrypt.keylog import KeyLogError
-from .errors import CaptureError
-from .report import safe
+from ..analysis import Analysis, analyze
+from ..decrypt.keylog import KeyLogError
+from ..errors import CaptureError
+from ..output.render import safe
 
 PROGRESS_MIN_BYTES = 4 << 20
 

@@ -23,7 +23,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import tls as tlsmod
+from ..proto import tls as tlsmod
 
 C2S, S2C = 0, 1
 SMALL = 64  # plaintext bytes: keystrokes, pointer events, update requests, short authd lines

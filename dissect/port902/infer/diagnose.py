@@ -43,15 +43,15 @@ from functools import lru_cache
 from socket import AF_INET, inet_ntop
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from . import dns as dnsmod
-from . import heartbeat as hbmod
-from .authd import REPLY_CODES, split_command
-from .capture import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
-from .consolepath import KINDS as PATH_KINDS
-from .consolepath import ConsoleConn, ConsolePathTracker, classify
-from .errors import Malformed
-from .flows import hostport
-from .frames import Schema, build
+from ..proto import dns as dnsmod
+from ..proto import heartbeat as hbmod
+from ..proto.authd import REPLY_CODES, split_command
+from ..io.capture import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
+from ..analyzers.consolepath import KINDS as PATH_KINDS
+from ..analyzers.consolepath import ConsoleConn, ConsolePathTracker, classify
+from ..errors import Malformed
+from ..net.flows import hostport
+from ..output.frames import Schema, build
 
 if TYPE_CHECKING:  # pandas loads when a frame is built (frames.build): analyze runs this observer by default
     import pandas as pd
@@ -1158,7 +1158,7 @@ def _render_tls(ctx: _Context, kind: str, client: str, server_ip: str, port: int
 
 
 def _offered(h) -> list[str]:
-    from .tls import version_name
+    from ..proto.tls import version_name
 
     ch = h.client_hello
     return [version_name(v) for v in ch.offered_versions] if ch is not None else []

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Iterable
 if TYPE_CHECKING:  # pandas is imported when a frame is built, not when the package loads
     import pandas as pd
 
-from . import tls as tlsmod
-from .features import FEATURES as FEATURE_FUNCTIONS
-from .features import compute as compute_features
-from .session import DIRECTIONS
+from ..proto import tls as tlsmod
+from ..infer.features import FEATURES as FEATURE_FUNCTIONS
+from ..infer.features import compute as compute_features
+from ..analyzers.session import DIRECTIONS
 
 Schema = dict[str, tuple[str, str]]
 
@@ -316,7 +316,7 @@ def handoffs_frame(handoffs) -> "pd.DataFrame":
 def features_frame(sessions) -> "pd.DataFrame":
     """One row per session: the feature values the classifier's deciding rule read (a mid-stream
     session judged as a hand-off shows its hand-off view), and the decoded TLS #1 dialogue."""
-    from .classify import classify  # the verdict is recomputed: frame and verdict cannot disagree
+    from ..infer.classify import classify  # the verdict is recomputed: frame and verdict cannot disagree
 
     rows = []
     for s in sessions:

@@ -32,7 +32,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from . import tls as tlsmod
+from ..proto import tls as tlsmod
 
 C2S, S2C = 0, 1
 MAX_RECORD = 16384

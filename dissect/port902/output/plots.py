@@ -1097,7 +1097,7 @@ def host_totals(data, *, top: int = 12, title: str | None = None, **frames) -> F
 
 #: feature column -> (y scale, [(threshold, what it separates)]); thresholds from classify.py
 def _feature_panels() -> dict[str, tuple[str, list[tuple[float, str]]]]:
-    from . import classify as c
+    from ..infer import classify as c
 
     g = lambda name, default: getattr(c, name, default)  # noqa: E731 - tolerate renamed constants
     return {

@@ -12,10 +12,10 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
-from . import tls as tlsmod
-from .authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
-from .flows import Connection, fmt_ip, hostport
-from .session import DIRECTIONS, Handshake, Session, Weird
+from ..proto import tls as tlsmod
+from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
+from ..net.flows import Connection, fmt_ip, hostport
+from ..analyzers.session import DIRECTIONS, Handshake, Session, Weird
 
 
 @dataclass(slots=True)

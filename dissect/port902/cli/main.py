@@ -12,10 +12,13 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__, doctor, plotcli
-from .lab import cli as lab_cli
-from .frames import SCHEMAS, describe
-from .report import render_csv, render_json, render_jsonl, render_table, write_parquet
+from .. import __version__
+
+from . import doctor
+
+from . import plot as plotcli
+from ..output.frames import SCHEMAS, describe
+from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from .runner import run_analyze
 
 ANALYZE_EPILOG = """\
@@ -80,7 +83,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if result is None:
         return code
     if args.export_decrypted:
-        from .decrypt.export import export_decrypted
+        from ..decrypt.export import export_decrypted
 
         export_decrypted(result, args.export_decrypted)
     if args.format == "parquet":
@@ -105,7 +108,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if (args.strict and weird) else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dissect902",
         description="Dissect VMware ESXi port 902 (vmware-authd) traffic in packet captures: "
@@ -146,12 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
     doctor.add_parser(sub)
     plotcli.add_parser(sub)
-    lab_cli.add_parser(sub)
+    if lab:  # the lab is a tool for tests and training: loaded only when its command runs
+        from ..lab import cli as lab_cli
+
+        lab_cli.add_parser(sub)
+    else:
+        sub.add_parser("lab", help="write labelled synthetic port-902 captures (datasets or named scenarios)",
+                       add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(lab=bool(argv) and argv[0] == "lab")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -243,7 +243,7 @@ def starts_like_line(head: bytes) -> bool:
 def _redact_http(text: str, verb: str, arg_start: int) -> str:
     """Tickets in an HTTP request target, credential headers, secret XML elements: by position."""
     if verb in HTTP_METHODS and arg_start < len(text):
-        from .consolepath import redact_target  # consolepath reads 443 traffic; only this line needs it
+        from ..analyzers.consolepath import redact_target  # consolepath reads 443 traffic; only this line needs it
 
         rest = text[arg_start:]
         target, sep, tail = rest.partition(" ")

@@ -8,7 +8,7 @@ for it.
 
 Wiring into ``cli.py`` (inside ``build_parser``, after the ``analyze`` sub-parser)::
 
-    from . import plotcli
+    from . import plot as plotcli
     plotcli.add_parser(sub)
 """
 
@@ -108,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_sessions < 1 or args.top < 1:
         return _error("--max-sessions and --top must be at least 1")
 
-    from . import plots  # matplotlib only now
-    from .analysis import analyze
-    from .errors import CaptureError
-    from .report import safe
+    from ..output import plots  # matplotlib only now
+    from ..analysis import analyze
+    from ..errors import CaptureError
+    from ..output.render import safe
 
     try:
         result = analyze(args.captures)

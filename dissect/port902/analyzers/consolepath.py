@@ -33,9 +33,9 @@ from functools import lru_cache
 from urllib.parse import unquote_plus
 from socket import AF_INET, inet_ntop
 
-from .capture import IPPROTO_TCP, Packet
-from .errors import Malformed
-from .tls import parse_client_hello
+from ..io.capture import IPPROTO_TCP, Packet
+from ..errors import Malformed
+from ..proto.tls import parse_client_hello
 
 __all__ = ["CONSOLE_PORTS", "KINDS", "HttpRequest", "ConsoleConn", "ConsolePathTracker", "parse_http_request",
            "client_hello_info", "redact_target", "classify"]

@@ -17,7 +17,7 @@ import ipaddress
 import os
 from typing import Callable
 
-from .capture import Packet
+from ..io.capture import Packet
 from .reassembly import Reassembler
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
