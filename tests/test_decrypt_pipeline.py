@@ -298,3 +298,69 @@ def test_export_decrypted_is_read_by_tsharks_vnc_dissector(tmp_path):
                             "-e", "tcp.payload"], capture_output=True, text=True, check=True).stdout
     text = b"".join(bytes.fromhex(x.replace(":", "")) for x in lines.split())
     assert b"CONNECT " in text and b"200 Connect" in text
+
+
+def test_decrypted_frames(tmp_path):
+    from dissect.port902.output.frames import SCHEMAS
+
+    cap = SAMPLES / "esxi8-console.pcap"
+    result = analyze(cap, keylog=cap.with_suffix(".keys"))
+    s = [x for x in result.sessions if x.decryption and x.decryption.rfb][0]
+    summary = s.decryption.rfb_summary()
+    rfb = result.rfb_messages_frame()
+    assert list(rfb.columns) == list(SCHEMAS["rfb_messages"])
+    init = rfb[rfb.message == "ServerInit"].iloc[0]
+    assert (init.width, init.height, init["name"]) == (summary["width"], summary["height"], summary["name"])
+    keys = rfb[rfb.message == "KeyEvent"]
+    assert len(keys) == summary["key_events"] and set(keys.keysym) == {"<redacted>"}
+    assert len(rfb[rfb.message == "FramebufferUpdate"]) == summary["framebuffer_updates"]
+    assert (rfb[rfb.message == "FramebufferUpdate"].rectangles >= 1).all()
+    shown = analyze(cap, keylog=cap.with_suffix(".keys"), show_secrets=True).rfb_messages_frame()
+    assert shown[shown.message == "KeyEvent"].keysym.str.startswith("0x").all()
+    # without keys: empty frames that still have their columns
+    plain = analyze(cap)
+    for name in ("rfb_messages", "nfc_operations", "http"):
+        df = getattr(plain, f"{name}_frame")()
+        assert df.empty and list(df.columns) == list(SCHEMAS[name])
+    mixed = SAMPLES / "mixed-esxi.pcap"
+    result = analyze(mixed, keylog=mixed.with_suffix(".keys"))
+    http = result.http_frame()
+    assert len(http[http.direction == "client_to_server"]) == len(http[http.direction == "server_to_client"]) > 0
+    nfc = analyze(SAMPLES / "nfc-transfers.pcapng", keylog=SAMPLES / "nfc-transfers.keys").nfc_operations_frame()
+    assert not nfc.empty and (nfc.handshake == 2).all() and nfc.path.notna().any()
+    out = tmp_path / "rfb.csv"
+    assert main(["analyze", str(cap), "--keylog", str(cap.with_suffix(".keys")), "-f", "csv", "--table",
+                 "rfb_messages", "-o", str(out), "-q"]) == 0
+    assert out.read_text().count("\n") == len(rfb) + 1
+
+
+def test_decrypted_secrets_reach_no_output(tmp_path):
+    """PASS arguments, tickets and THUMBPRINT tokens read from decrypted TLS #1 are redacted in
+    every table and format, as they are when a daemon speaks in clear."""
+    from dissect.port902.output.frames import SCHEMAS
+
+    cap = SAMPLES / "mixed-esxi.pcap"
+    keys = str(cap.with_suffix(".keys"))
+    shown = analyze(cap, keylog=keys, show_secrets=True)
+    secrets = set()
+    for s in shown.sessions:
+        for ln in s.dialogue:
+            if ln.decrypted and ln.verb in ("PASS", "THUMBPRINT", "SESSION", "USER") and " " in ln.text:
+                arg = ln.text.split(" ", 1)[1].strip()
+                if (ln.verb != "USER" or len(arg) > 30) and len(arg) >= 12:  # USER: when it is a ticket;
+                    secrets.add(arg)  # short words (root, password) also occur in ordinary text
+    secrets.discard("PlainText")
+    assert len(secrets) >= 3
+    outputs = []
+    for table in SCHEMAS:
+        out = tmp_path / f"{table}.csv"
+        assert main(["analyze", str(cap), "--keylog", keys, "-f", "csv", "--table", table, "-o", str(out), "-q"]) == 0
+        outputs.append(out.read_text())
+    for fmt in ("json", "jsonl", "table"):
+        out = tmp_path / f"o.{fmt}"
+        assert main(["analyze", str(cap), "--keylog", keys, "-f", fmt, "-o", str(out), "-q"]) == 0
+        outputs.append(out.read_text())
+    text = "\n".join(outputs)
+    assert "<redacted>" in text
+    for secret in secrets:
+        assert secret not in text

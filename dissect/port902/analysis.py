@@ -104,6 +104,24 @@ class Analysis:
     def handoffs_frame(self) -> "pd.DataFrame":
         return frames.handoffs_frame(self.handoffs)
 
+    def rfb_messages_frame(self) -> "pd.DataFrame":
+        """RFB messages read from decrypted TLS #2 of consoles (needs a key log)."""
+        from .decrypt.frames import rfb_messages_frame
+
+        return rfb_messages_frame(self.sessions)
+
+    def nfc_operations_frame(self) -> "pd.DataFrame":
+        """NFC operations read from decrypted TLS #2 (nbdssl; needs a key log)."""
+        from .decrypt.frames import nfc_operations_frame
+
+        return nfc_operations_frame(self.sessions)
+
+    def http_frame(self) -> "pd.DataFrame":
+        """HTTP (SOAP) messages read from decrypted TLS #1 (needs a key log)."""
+        from .decrypt.frames import http_frame
+
+        return http_frame(self.sessions)
+
     def features_frame(self) -> "pd.DataFrame":
         """The classifier's inputs, one row per session (``frames.describe('features')``)."""
         return frames.features_frame(self.sessions)

@@ -187,6 +187,9 @@ SCHEMAS = {
     "handoffs": HANDOFFS,
     "features": FEATURES,
 }
+from ..decrypt.frames import SCHEMAS as _DECRYPTED  # noqa: E402 - rfb_messages, nfc_operations, http (issue 9)
+
+SCHEMAS.update(_DECRYPTED)
 
 
 def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFrame":
