@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 DSB_BLOCK = 0x0000000A
 SHB_BLOCK = 0x0A0D0D0A
 TLS_KEY_LOG = 0x544C534B
+PACKET_BLOCKS = (2, 3, 6)  # obsolete packet, simple packet, enhanced packet
 _BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}  # 0x1A2B3C4D as written
 
 
@@ -120,11 +121,12 @@ def _open(path: str | os.PathLike):
     return handle
 
 
-def read_pcapng_secrets(path: str | os.PathLike) -> KeyLog:
+def read_pcapng_secrets(path: str | os.PathLike, scan_all: bool = False) -> KeyLog:
     """The TLS key log text of every Decryption Secrets Block in a pcapng file (gzip too).
 
-    Walks block headers only, skipping bodies by seeking, so a large capture costs little.
-    Not pcapng, or damaged: whatever was found before the damage (often nothing)."""
+    Reads the blocks before the first packet (where ``editcap --inject-secrets`` puts them), so
+    a capture without keys costs a few reads; ``scan_all`` walks every block header (bodies are
+    skipped by seeking).  Not pcapng, or damaged: whatever was found before the damage."""
     log = KeyLog()
     try:
         handle = _open(path)
@@ -151,6 +153,8 @@ def read_pcapng_secrets(path: str | os.PathLike) -> KeyLog:
                     handle.seek(-4, os.SEEK_CUR)
                 if blen < 12 or blen % 4:
                     break
+                if btype in PACKET_BLOCKS and not scan_all:
+                    break  # keys come before the packets they decrypt (editcap --inject-secrets)
                 if btype == DSB_BLOCK:
                     body = handle.read(blen - 8)
                     if len(body) < blen - 8 or len(body) < 12:
