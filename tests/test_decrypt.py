@@ -267,3 +267,37 @@ def test_kdf_known_answers():
     import hmac, hashlib
     a1 = hmac.new(b"k", b"seed", hashlib.sha256).digest()
     assert p_hash("sha256", b"k", b"seed", 40)[:32] == hmac.new(b"k", a1 + b"seed", hashlib.sha256).digest()
+
+
+def test_tls13_key_update_checked_by_openssl(tmp_path):
+    """Records after a KeyUpdate use the next secret (RFC 8446 §7.2): records built here with
+    our key schedule are accepted by OpenSSL's server, and the decryptor follows the update."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+    from dissect.port902.decrypt.schedule import next_secret, traffic_keys
+
+    pair = Pair(tmp_path, "1.3")
+    pair.send(True, b"before ")
+    dec, _, _, _ = run(pair)
+    hk = dec.handshakes[0]
+    suite = hk.suite
+    secret = parse_keylog(_read(pair.keylog)).tls13_secret(hk.client_random, "CLIENT_TRAFFIC_SECRET_0")
+    seq = 1  # "before " went out as record 0 under secret 0
+
+    def record(secret, seq, inner_type, data):
+        key, iv = traffic_keys(suite, secret)
+        aead = AESGCM(key) if suite.cipher == "gcm" else ChaCha20Poly1305(key)
+        pt = data + bytes([inner_type])
+        header = bytes([23, 3, 3]) + (len(pt) + 16).to_bytes(2, "big")
+        nonce = (int.from_bytes(iv, "big") ^ seq).to_bytes(12, "big")
+        return header + aead.encrypt(nonce, pt, header)
+
+    wire = record(secret, seq, 22, b"\x18\x00\x00\x01\x00")  # KeyUpdate, update_not_requested
+    wire += record(next_secret(suite, secret), 0, 23, b"after one update ")
+    wire += record(next_secret(suite, secret), 1, 22, b"\x18\x00\x00\x01\x00")
+    wire += record(next_secret(suite, next_secret(suite, secret)), 0, 23, b"after two")
+    pair.si.write(wire)
+    assert pair.drain() == b"after one update after two"  # OpenSSL agrees with our key schedule
+    pair.wire.append((True, wire))
+    dec, plain, weird, _ = run(pair)
+    assert weird == [] and app(plain, True) == b"before after one update after two"
+    assert dec.handshakes[0].key_updates == [2, 0]
