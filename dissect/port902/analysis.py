@@ -106,19 +106,19 @@ class Analysis:
 
     def rfb_messages_frame(self) -> "pd.DataFrame":
         """RFB messages read from decrypted TLS #2 of consoles (needs a key log)."""
-        from .decrypt.frames import rfb_messages_frame
+        from .output.decrypted import rfb_messages_frame
 
         return rfb_messages_frame(self.sessions)
 
     def nfc_operations_frame(self) -> "pd.DataFrame":
         """NFC operations read from decrypted TLS #2 (nbdssl; needs a key log)."""
-        from .decrypt.frames import nfc_operations_frame
+        from .output.decrypted import nfc_operations_frame
 
         return nfc_operations_frame(self.sessions)
 
     def http_frame(self) -> "pd.DataFrame":
         """HTTP (SOAP) messages read from decrypted TLS #1 (needs a key log)."""
-        from .decrypt.frames import http_frame
+        from .output.decrypted import http_frame
 
         return http_frame(self.sessions)
 

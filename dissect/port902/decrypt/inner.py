@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..proto.http import HttpStream, looks_like_http
 from ..proto.rfb import RfbParser
-from ._tlsref import tls as tlsmod
+from ..proto import tls as tlsmod
 from .keylog import KeyLog
 from .stream import ConnectionDecryptor
 

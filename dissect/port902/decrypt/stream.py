@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ._tlsref import tls as tlsmod
+from ..proto import tls as tlsmod
 from .keylog import KeyLog
 from .prf import key_block
 from .record import AeadTls13, DecryptError, RecordCipher, tls12_ciphers

@@ -187,7 +187,7 @@ SCHEMAS = {
     "handoffs": HANDOFFS,
     "features": FEATURES,
 }
-from ..decrypt.frames import SCHEMAS as _DECRYPTED  # noqa: E402 - rfb_messages, nfc_operations, http (issue 9)
+from .decrypted import SCHEMAS as _DECRYPTED  # noqa: E402 - rfb_messages, nfc_operations, http (issue 9)
 
 SCHEMAS.update(_DECRYPTED)
 

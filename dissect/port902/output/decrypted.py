@@ -1,4 +1,4 @@
-"""DataFrames of what decryption read (issue 9): RFB messages, NFC operations and HTTP
+"""DataFrames of what decryption (``decrypt/``) read (issue 9): RFB messages, NFC operations and HTTP
 messages inside TLS, one row each, with declared columns like ``output.frames``.  A session
 without keys contributes no rows; an analysis without keys gives empty frames with columns.
 Key event contents (``keysym``) are ``<redacted>`` unless the analysis ran with show_secrets."""
@@ -64,7 +64,7 @@ def _dir(from_client: bool) -> str:
 
 
 def _build(schema, rows):
-    from ..output.frames import build
+    from .frames import build
 
     return build(schema, rows)
 

@@ -1,3 +1,0 @@
-"""The clear-text TLS parser the decryptor reuses (hello and certificate parsing)."""
-
-from ..proto import tls  # noqa: F401
