@@ -263,6 +263,8 @@ def inherit_handoff_features(result: Analysis) -> None:
     by_uid = {s.uid: s for s in result.sessions}
     for h in result.handoffs:
         src, dst = by_uid[h.from_session], by_uid[h.to_session]
+        if src.feature_inferred in ("NONE", "UNKNOWN") and (dst.feature_inferred or dst.feature) not in ("NONE", "UNKNOWN"):
+            src.feature_inferred = dst.feature_inferred or dst.feature  # decrypted: the metadata view inherits too
         if src.feature in ("NONE", "UNKNOWN") and dst.feature not in ("NONE", "UNKNOWN"):
             src.feature = dst.feature
             src.confidence = round(min(dst.confidence or 0.5, 0.9), 3)
