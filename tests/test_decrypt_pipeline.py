@@ -364,3 +364,23 @@ def test_decrypted_secrets_reach_no_output(tmp_path):
     assert "<redacted>" in text
     for secret in secrets:
         assert secret not in text
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_damaged_capture_with_keys_never_raises(tmp_path, seed):
+    """Flipped bytes and a cut anywhere: rows, not tracebacks, and what is intact still decrypts."""
+    import random
+
+    cap = SAMPLES / "mixed-esxi.pcap"
+    data = bytearray(cap.read_bytes())
+    rng = random.Random(seed)
+    for _ in range(40):
+        i = rng.randrange(24, len(data))
+        data[i] ^= 1 << rng.randrange(8)
+    out = tmp_path / "damaged.pcap"
+    out.write_bytes(bytes(data[:rng.randrange(len(data) // 2, len(data))]))
+    result = analyze(out, keylog=cap.with_suffix(".keys"))
+    assert any(s.decryption and s.decryption.decrypted for s in result.sessions)
+    json.dumps(result.to_dict())
+    for name in ("rfb_messages", "nfc_operations", "http"):
+        getattr(result, f"{name}_frame")()

@@ -43,6 +43,11 @@ with "220 VMware Authentication Daemon"):
               902, rejected certificates and logins, resets, vMotion reconnects, console paths
               (JSON: "diagnostics"; the full report: dissect902 doctor)
 
+decryption: --keylog FILE (NSS key log; pcapng Decryption Secrets Blocks are read without it)
+  decrypts TLS #1 and TLS #2 and dissects authd lines, SOAP/HTTP, RFB and NFC inside; the feature
+  then comes from the plaintext (confidence 1.0) beside the metadata verdict (feature_inferred);
+  --export-decrypted OUT.pcapng hands the inner streams to Wireshark (RFB on 5900).
+
 secrets: PASS / XPAS / SESSION arguments, ticket-shaped USER names, THUMBPRINT client tokens,
   the ticket a 331/230 reply repeats, tickets in HTTP targets and credential headers are
   replaced by <redacted> in every format (by their place in the line) unless --show-secrets.
