@@ -301,3 +301,14 @@ def test_tls13_key_update_checked_by_openssl(tmp_path):
     dec, plain, weird, _ = run(pair)
     assert weird == [] and app(plain, True) == b"before after one update after two"
     assert dec.handshakes[0].key_updates == [2, 0]
+
+
+def test_malformed_hello_is_skipped_not_raised(tmp_path):
+    pair = Pair(tmp_path, "1.2")
+    pair.send(True, b"x")
+    fc, first = pair.wire[0]
+    bad = bytearray(first)
+    bad[5 + 4 + 2 + 32] = 200  # ClientHello session_id length far past the end
+    pair.wire[0] = (fc, bytes(bad))
+    dec, plain, weird, _ = run(pair)
+    assert app(plain, True) == b"" and dec.handshakes[0].client_random is None

@@ -17,7 +17,7 @@ from .. import __version__
 from . import doctor
 
 from . import plot as plotcli
-from ..output.frames import SCHEMAS, describe
+from ..model.schema import FRAME_TABLES, SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from .runner import run_analyze
 
@@ -62,7 +62,8 @@ examples:
   dissect902 analyze capture.pcap --format jsonl | jq 'select(.record_type=="session")'
   dissect902 analyze capture.pcap --strict || echo "something malformed in there"
 
-tables for --format csv/parquet: """ + ", ".join(SCHEMAS) + """ (--describe TABLE explains the columns)
+tables for --format csv/parquet: """ + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
+  it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
 """
 
 
@@ -135,7 +136,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    p.add_argument("--table", choices=list(SCHEMAS), default="sessions",
+    p.add_argument("--table", choices=list(FRAME_TABLES), default="sessions",
                    help="which table --format csv/parquet writes (default: sessions)")
     p.add_argument("--describe", choices=list(SCHEMAS), metavar="TABLE", help="explain the columns of TABLE and exit")
     p.add_argument("--records", action="store_true", help="JSON: include every TLS record (time, direction, length)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import Malformed
 from ..proto import tls as tlsmod
 from .keylog import KeyLog
 from .prf import key_block
@@ -273,7 +274,7 @@ class ConnectionDecryptor:
                     self._hs(d.hs).client_random = ch.random
                 elif msg_type == 2 and not d.from_client:
                     self._server_hello(d, tlsmod.parse_server_hello(mbody), ts, frame)
-            except tlsmod.Malformed:
+            except (Malformed, ValueError, IndexError):
                 continue
 
     def _server_hello(self, d: _Direction, sh, ts: float, frame: int) -> None:
