@@ -252,7 +252,7 @@ def _oracle(cap, keys):
         if dec is None or not dec.handshakes or dec.handshakes[0].keys != "found":
             continue
         def mine(hs, side):
-            return b"".join(d for h, fc, _, _, d in dec.plaintext if h == hs and fc == side)
+            return b"".join(d for h, fc, _, _, d, _ in dec.plaintext if h == hs and fc == side)
         node0, first, second = _tshark_plaintext(cap, keys, streams[(s.client_ip, s.client_port)])
         client_first = node0 == f"{s.client_ip}:{s.client_port}" or node0 == s.client
         c2s, s2c = (first, second) if client_first else (second, first)
@@ -384,3 +384,26 @@ def test_damaged_capture_with_keys_never_raises(tmp_path, seed):
     json.dumps(result.to_dict())
     for name in ("rfb_messages", "nfc_operations", "http"):
         getattr(result, f"{name}_frame")()
+
+
+@pytest.mark.tshark
+def test_export_keeps_secrets_redacted_unless_asked(tmp_path):
+    cap = SAMPLES / "esxi8-console.pcap"
+    conn = [c for c in _labels(cap)["connections"] if c["service"] == "authd"][0]
+    ticket = conn["expected"]["users"][0].encode()
+    keys = str(cap.with_suffix(".keys"))
+    hidden, shown = tmp_path / "hidden.pcapng", tmp_path / "shown.pcapng"
+    assert main(["analyze", str(cap), "--keylog", keys, "--export-decrypted", str(hidden), "-q", "-o", str(tmp_path / "a")]) == 0
+    assert main(["analyze", str(cap), "--keylog", keys, "--export-decrypted", str(shown), "--show-secrets", "-q",
+                 "-o", str(tmp_path / "b")]) == 0
+    assert ticket not in hidden.read_bytes() and b"PASS <redacted>" in hidden.read_bytes()
+    assert ticket in shown.read_bytes()
+
+    def keysyms(path):
+        out = subprocess.run(["tshark", "-r", str(path), "-d", "tcp.port==5900,vnc", "-Y", "vnc.key_down", "-T",
+                              "fields", "-e", "vnc.key"], capture_output=True, text=True, check=True).stdout
+        return [int(x, 0) for line in out.split() for x in line.split(",")]
+    hidden_keys, shown_keys = keysyms(hidden), keysyms(shown)
+    s = [x for x in analyze(cap, keylog=keys).sessions if x.decryption and x.decryption.rfb][0]
+    assert len(hidden_keys) == len(shown_keys) == s.decryption.rfb_summary()["key_events"] > 0
+    assert set(hidden_keys) == {0} and set(shown_keys) != {0}

@@ -91,7 +91,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.export_decrypted:
         from ..decrypt.export import export_decrypted
 
-        export_decrypted(result, args.export_decrypted)
+        export_decrypted(result, args.export_decrypted, show_secrets=args.show_secrets)
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:

@@ -10,11 +10,17 @@ An MKS stream begins at ServerInit (authd did the RFB opening): a minimal RFB 3.
 (ProtocolVersion both ways, security None, SecurityResult OK, ClientInit) is prepended, and the
 client's 16-byte token (a secret) is left out, so Wireshark's VNC dissector is in step; those
 packets carry a comment saying they were synthesized.
+
+Secrets stay redacted unless ``show_secrets``: authd lines are written as the dialogue shows
+them (``PASS <redacted>``), credential headers and password / ticket / token elements of HTTP
+are masked with ``*`` (same length, so the HTTP framing holds), and RFB KeyEvent keysyms are
+zeroed (what was typed at the console is a secret; the events themselves stay).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 
 LINKTYPE_RAW = 101
@@ -112,9 +118,68 @@ class _Conversation:
         self._send(False, ts, 0x11, b"")
 
 
-def export_decrypted(analysis, path: str) -> int:
+_HTTP_SECRETS = (
+    re.compile(rb"(?im)^(?:authorization|proxy-authorization|cookie|set-cookie):[ \t]*([^\r\n]*)"),
+    re.compile(rb"(?i)<(?:[\w.-]+:)?(?:password|ticket|token|sessionId|samlToken)(?:\s[^>]*)?>([^<]+)"),
+)
+_RFB_SIZES = {0: 20, 3: 10, 4: 8, 5: 6}
+
+
+def _mask_http(data: bytearray) -> None:
+    for pattern in _HTTP_SECRETS:
+        for m in pattern.finditer(bytes(data)):
+            data[m.start(1):m.end(1)] = b"*" * (m.end(1) - m.start(1))
+
+
+def _zero_keysyms(data: bytearray, start: int) -> None:
+    """Client RFB messages from ``start``: every KeyEvent's keysym set to 0 (lengths kept)."""
+    pos, n = start, len(data)
+    while pos < n:
+        t = data[pos]
+        if t in _RFB_SIZES:
+            size = _RFB_SIZES[t]
+        elif t == 2 and pos + 4 <= n:
+            size = 4 + 4 * int.from_bytes(data[pos + 2:pos + 4], "big")
+        elif t == 6 and pos + 8 <= n:
+            size = 8 + int.from_bytes(data[pos + 4:pos + 8], "big")
+        else:
+            return  # unknown message: stop (the parser reported the desync)
+        if t == 4 and pos + 8 <= n:
+            data[pos + 4:pos + 8] = b"\x00\x00\x00\x00"
+        pos += size
+
+
+def _joined(chunks: list, side: bool, modes: tuple, edit) -> list:
+    """Apply ``edit`` to the concatenated bytes of one direction's chunks in ``modes`` and cut the
+    result back at the original chunk boundaries."""
+    picked = [i for i, c in enumerate(chunks) if c[0] == side and c[4] in modes]
+    if not picked:
+        return chunks
+    buf = bytearray(b"".join(chunks[i][3] for i in picked))
+    edit(buf)
+    out, pos = list(chunks), 0
+    for i in picked:
+        fc, ts, frame, data, mode = chunks[i]
+        out[i] = (fc, ts, frame, bytes(buf[pos:pos + len(data)]), mode)
+        pos += len(data)
+    return out
+
+
+def _redacted(rec, hs: int, chunks: list) -> list:
+    if any(c[4] == "lines" for c in chunks):  # authd lines: as the (redacted) dialogue shows them
+        lines = [(ln.from_client, ln.ts, ln.frame, (ln.text + "\r\n").encode("latin-1", "replace"), "line")
+                 for ln in rec.dialogue if ln.decrypted]
+        chunks = sorted([c for c in chunks if c[4] != "lines"] + lines, key=lambda c: c[1])
+    for side in (True, False):
+        chunks = _joined(chunks, side, ("http",), _mask_http)
+    chunks = _joined(chunks, True, ("rfb",), lambda b: _zero_keysyms(b, 16))
+    return chunks
+
+
+def export_decrypted(analysis, path: str, show_secrets: bool = False) -> int:
     """Write every decrypted inner stream of ``analysis`` (run with ``keep_plaintext=True``) to
-    ``path``; returns the number of conversations written."""
+    ``path``; returns the number of conversations written.  Secrets are redacted unless
+    ``show_secrets`` (module docstring)."""
     conversations = 0
     with open(path, "wb") as handle:
         w = PcapngWriter(handle)
@@ -124,9 +189,11 @@ def export_decrypted(analysis, path: str) -> int:
                 continue
             client, server = ipaddress.ip_address(rec.client_ip), ipaddress.ip_address(rec.server_ip)
             by_hs: dict[int, list] = {}
-            for hs, fc, ts, frame, data in dec.plaintext:
-                by_hs.setdefault(hs, []).append((fc, ts, frame, data))
+            for hs, fc, ts, frame, data, mode in dec.plaintext:
+                by_hs.setdefault(hs, []).append((fc, ts, frame, data, mode))
             for hs, chunks in sorted(by_hs.items()):
+                if not show_secrets:
+                    chunks = _redacted(rec, hs, chunks)
                 kind = dec.inner.get(hs, "opaque")
                 conv = _Conversation(w, client, server, rec.client_port, PORTS.get(kind, 902))
                 first_ts = chunks[0][1]
@@ -137,7 +204,7 @@ def export_decrypted(analysis, path: str) -> int:
                     for fc, data in RFB_OPENING:
                         conv.data(fc, first_ts, data, SYNTH)
                     skip_token = 16
-                for fc, ts, frame, data in chunks:
+                for fc, ts, frame, data, _mode in chunks:
                     if fc and skip_token:
                         cut = min(skip_token, len(data))
                         skip_token -= cut

@@ -113,13 +113,13 @@ class DecryptedSession:
     def _plain(self, hs: int, from_client: bool, content_type: int, data: bytes, ts: float, frame: int) -> None:
         if content_type != 23 or not data:
             return
-        if self.plaintext is not None:
-            self.plaintext.append((hs, from_client, ts, frame, data))
         self.first_plain.setdefault(hs, ts)
         mode = self._mode(hs, from_client, data)
         if mode == "lines" and not self.lines[from_client].pending and looks_like_http(data):
             mode = self.modes[(hs, from_client)] = "http"  # SOAP after the login lines (protocol.md §6)
             self.inner[hs] = "authd+http"
+        if self.plaintext is not None:
+            self.plaintext.append((hs, from_client, ts, frame, data, mode))
         if mode == "lines":
             for raw, lts, lframe, truncated in self.lines[from_client].feed(data, ts, frame):
                 self.on_line(from_client, raw, lts, lframe, truncated)
