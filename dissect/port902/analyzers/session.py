@@ -338,7 +338,7 @@ class Session:
 
     def _gap(self, from_client: bool, nbytes: int, ts: float, frame: int) -> None:
         side = self.sides[from_client]
-        if self.decryption is not None and side.tls is not None:
+        if self.decryption is not None and side.mode == "tls":
             self.decryption.gap(from_client, nbytes, ts, frame)
         who = "client" if from_client else "server"
         if side.mode == "tls" and side.tls is not None:
