@@ -312,3 +312,23 @@ def test_malformed_hello_is_skipped_not_raised(tmp_path):
     pair.wire[0] = (fc, bytes(bad))
     dec, plain, weird, _ = run(pair)
     assert app(plain, True) == b"" and dec.handshakes[0].client_random is None
+
+
+def test_gap_stops_one_direction_only(tmp_path):
+    pair = Pair(tmp_path, "1.2")
+    pair.send(True, b"one ")
+    pair.send(False, b"reply ")
+    keylog = parse_keylog(_read(pair.keylog))
+    plain, weird = [], []
+    dec = ConnectionDecryptor(keylog, lambda hs, fc, ct, data, ts, fr: plain.append((hs, fc, ct, data)),
+                              lambda ts, fr, kind, detail: weird.append((kind, detail)))
+    for fc, data in pair.wire:
+        dec.data(fc, data, 0.0, 1)
+    dec.gap(True, 100, 1.0, 2)
+    n = len(pair.wire)
+    pair.send(True, b"lost ")
+    pair.send(False, b"still read")
+    for fc, data in pair.wire[n:]:
+        dec.data(fc, data, 2.0, 3)
+    assert app(plain, True) == b"one " and app(plain, False) == b"reply still read"
+    assert [k for k, _ in weird] == ["decrypt_gap"] and "client" in weird[0][1]
