@@ -165,6 +165,7 @@ class DecryptedSession:
                 self.nfc_events.append((hs, from_client, ev))
 
     def finish(self, ts: float, frame: int) -> None:
+        self.decryptor.close()  # the record keeps the summary, not keys and buffers
         for fc, stream in self.http.items():
             if any(m == "http" and f == fc for (_, f), m in self.modes.items()):
                 self._http(stream.finish(), 1)

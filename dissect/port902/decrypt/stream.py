@@ -331,6 +331,18 @@ class ConnectionDecryptor:
             if dd.cipher is not None and hs_secrets[side] is None:
                 dd.cipher.skip_handshake = True
 
+    def close(self) -> None:
+        """The connection ended: drop buffers and record ciphers (the summary stays)."""
+        for d in self.dirs.values():
+            d.lost = True
+            d.buf = bytearray()
+            d.clear_hs = bytearray()
+            d.inner_hs = bytearray()
+            d.cipher = None
+        for hk in self.handshakes:
+            hk.ciphers = {}
+            hk.app_secrets = {}
+
     # -- summary ---------------------------------------------------------------------------
 
     def summary(self) -> list[dict]:
