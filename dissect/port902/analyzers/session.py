@@ -20,11 +20,11 @@ to ``max_records`` (counters continue past it), record bodies are never buffered
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .. import decrypt
 from ..proto import nfc as nfcmod
 from ..proto import tls as tlsmod
 from ..proto.authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
@@ -299,16 +299,7 @@ class Session:
         self.weird: list[Weird] = []
         self.weird_total = 0
         self.midstream_alerts: list[tuple] = []
-        # with a key log (issue 9): TLS plaintext is read; ``dialogue`` then holds the visible and the
-        # decrypted lines, ``visible_dialogue`` only what was readable on the wire (for the classifier)
-        self.decryption = None
-        self.visible_dialogue: Dialogue | None = None
-        if keylog:
-            from ..decrypt.inner import DecryptedSession
-
-            self.visible_dialogue = Dialogue(show_secrets=show_secrets)
-            self.decryption = DecryptedSession(keylog, self._decrypted_line, self.weird_event,
-                                               self._decrypted_certificates, show_secrets, keep_plaintext)
+        self.decryption = decrypt.attach(self, keylog, show_secrets, keep_plaintext) if keylog else None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -338,8 +329,6 @@ class Session:
 
     def _gap(self, from_client: bool, nbytes: int, ts: float, frame: int) -> None:
         side = self.sides[from_client]
-        if self.decryption is not None and side.mode == "tls":
-            self.decryption.gap(from_client, nbytes, ts, frame)
         who = "client" if from_client else "server"
         if side.mode == "tls" and side.tls is not None:
             self._tls_events(side, from_client, side.tls.gap(nbytes, ts, frame))
@@ -487,9 +476,6 @@ class Session:
         if truncated:
             self.weird_event(ts, frame, "line_cut", f"authd line cut after {len(raw)} bytes (too long, or bytes missing)")
         truncated = truncated or partial
-        if self.visible_dialogue is not None:
-            (self.visible_dialogue.client_line if from_client else self.visible_dialogue.server_line)(
-                raw, ts, frame, truncated)
         if from_client:
             self.dialogue.client_line(raw, ts, frame, truncated)
             return
@@ -512,24 +498,10 @@ class Session:
     # -- mode: TLS -----------------------------------------------------------------------------
 
     def _tls(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
-        events = side.tls.feed(data, ts, frame)
-        rest = self._tls_events(side, from_client, events)
-        if self.decryption is not None:
-            self.decryption.data(from_client, data[:len(data) - len(rest)] if rest else data, ts, frame)
+        rest = self._tls_events(side, from_client, side.tls.feed(data, ts, frame))
+        if self.decryption is not None:  # the record bytes, also to the decryptor (issue 9)
+            self.decryption.data(from_client, data[:len(data) - len(rest)], ts, frame)
         return rest
-
-    def _decrypted_line(self, from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool) -> None:
-        """An authd line read from decrypted TLS #1: into the dialogue like a plaintext daemon's."""
-        dlg = self.dialogue
-        (dlg.client_line if from_client else dlg.server_line)(raw, ts, frame, truncated)
-        if dlg.lines:
-            dlg.lines[-1] = dataclasses.replace(dlg.lines[-1], decrypted=True)
-
-    def _decrypted_certificates(self, index: int, infos: list, ts: float, frame: int) -> None:
-        hs = self._handshake(index, ts, frame)
-        if not hs.certificates:
-            hs.certificates = [self.intern(c) for c in infos]
-            hs.certificate_frame = frame
 
     def _handshake(self, index: int, ts: float, frame: int) -> Handshake:
         while len(self.handshakes) < index:
@@ -651,8 +623,6 @@ class Session:
                 raw = side.lines.pending
                 side.lines = LineBuffer()
                 self._line(from_client, raw.rstrip(b"\r"), ts, frame, False, partial=True)
-        if self.decryption is not None:
-            self.decryption.finish(ts, frame)
 
     # -- summaries -----------------------------------------------------------------------------
 

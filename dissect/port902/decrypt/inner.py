@@ -11,6 +11,7 @@ beyond); key event contents are typed secrets, kept only with ``show_secrets``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Callable
 
@@ -21,7 +22,7 @@ from .keylog import KeyLog
 from .stream import ConnectionDecryptor
 
 from ..proto import nfc as nfcmod
-from ..proto.authd import LineBuffer
+from ..proto.authd import Dialogue, LineBuffer
 
 MAX_ROWS = 20_000
 REDACTED = "<redacted>"
@@ -54,6 +55,7 @@ class DecryptedSession:
         self.nfc_paths: list[str] = []
         self.inner: dict[int, str] = {}  # handshake -> authd | http | rfb | nfc | opaque
         self.plaintext: list | None = [] if keep_plaintext else None
+        self.visible: Dialogue | None = None  # the lines readable on the wire (``attach``)
         self.first_plain: dict[int, float] = {}
 
     # -- plumbing from the session -----------------------------------------------------------
@@ -221,3 +223,55 @@ def http_dict(hs: int, m) -> dict:
             "direction": "client_to_server" if m.from_client else "server_to_client",
             "method": m.method, "target": m.target, "status": m.status, "soap_action": m.soap_action,
             "content_type": m.content_type, "body_bytes": m.body_bytes, "credentials": m.credentials}
+
+
+class _GapTap:
+    """The session's stream sink, passing on everything and telling the decryptor of capture gaps
+    inside TLS (the other modes have their own gap handling)."""
+
+    __slots__ = ("sink", "decryption", "side")
+
+    def __init__(self, sink, decryption: "DecryptedSession", side) -> None:
+        self.sink, self.decryption, self.side = sink, decryption, side
+
+    def data(self, data: bytes, ts: float, frame: int) -> None:
+        self.sink.data(data, ts, frame)
+
+    def gap(self, nbytes: int, ts: float, frame: int) -> None:
+        if self.side.mode == "tls":
+            self.decryption.gap(self.sink.from_client, nbytes, ts, frame)
+        self.sink.gap(nbytes, ts, frame)
+
+
+def attach(session, keylog: KeyLog, show_secrets: bool = False, keep_plaintext: bool = False) -> DecryptedSession:
+    """Hook decryption into an ``analyzers.session.Session``: the session's ``dialogue`` then holds
+    the visible and the decrypted lines (decrypted ones marked), ``decryption.visible`` only what
+    was readable on the wire (the classifier's view); certificates read from an encrypted TLS 1.3
+    handshake fill the handshake's when it had none; capture gaps inside TLS reach the decryptor."""
+    full, visible = session.dialogue, Dialogue(show_secrets=show_secrets)
+    base = {True: full.client_line, False: full.server_line}
+
+    def mirrored(from_client: bool):
+        def line(raw, ts, frame, truncated=False):
+            (visible.client_line if from_client else visible.server_line)(raw, ts, frame, truncated)
+            return base[from_client](raw, ts, frame, truncated)
+        return line
+
+    full.client_line, full.server_line = mirrored(True), mirrored(False)
+
+    def on_line(from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool) -> None:
+        base[from_client](raw, ts, frame, truncated)
+        if full.lines:
+            full.lines[-1] = dataclasses.replace(full.lines[-1], decrypted=True)
+
+    def on_certificates(index: int, infos: list, ts: float, frame: int) -> None:
+        hs = session._handshake(index, ts, frame)
+        if not hs.certificates:
+            hs.certificates = [session.intern(c) for c in infos]
+            hs.certificate_frame = frame
+
+    dec = DecryptedSession(keylog, on_line, session.weird_event, on_certificates, show_secrets, keep_plaintext)
+    dec.visible = visible
+    session.client_sink = _GapTap(session.client_sink, dec, session.sides[True])
+    session.server_sink = _GapTap(session.server_sink, dec, session.sides[False])
+    return dec

@@ -291,6 +291,8 @@ def handshake_dict(h: Handshake) -> dict:
 def summarize(conn: Connection) -> SessionRecord:
     """Freeze a finished connection into a record; its parsers can then be dropped."""
     s: Session = conn.session
+    if s.decryption is not None:  # decrypted lines still held go to the dialogue first
+        s.decryption.finish(conn.end, conn.last_frame)
     o, r = conn.orig, conn.resp
     dlg = s.dialogue
     oa, ra = o.reasm, r.reasm
@@ -347,7 +349,7 @@ def summarize(conn: Connection) -> SessionRecord:
     )
     if s.decryption is not None:
         rec.decryption = s.decryption
-        rec.visible = dialogue_fields(s.visible_dialogue)
+        rec.visible = dialogue_fields(s.decryption.visible)
     rec.failure = failure_of(rec)
     return rec
 

@@ -44,6 +44,11 @@ Modules: ``style`` (palette, units, clock axes, ``Chart``), ``inputs``, one modu
 timeline's arrows) and ``dispatch`` (``plot``, ``save``).
 """
 
+from ...extras import require
+
+require("matplotlib", "charts")  # a one-line error naming the extra, before any chart module imports it
+require("pandas", "charts")
+
 from .dispatch import KINDS, plot, save
 from .distributions import feature_distributions
 from .fingerprints import MAX_POINTS, fingerprints
