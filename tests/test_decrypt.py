@@ -332,3 +332,36 @@ def test_gap_stops_one_direction_only(tmp_path):
         dec.data(fc, data, 2.0, 3)
     assert app(plain, True) == b"one " and app(plain, False) == b"reply still read"
     assert [k for k, _ in weird] == ["decrypt_gap"] and "client" in weird[0][1]
+
+
+def test_tls13_hello_retry_request(tmp_path):
+    """A server that wants another key share answers with a HelloRetryRequest: the second
+    ClientHello belongs to the same handshake, the real ServerHello follows (RFC 8446 §4.1.4)."""
+    pair = Pair.__new__(Pair)
+    cert = host_cert("decrypt.lab")
+    (tmp_path / "c.crt").write_bytes(cert.cert_pem)
+    (tmp_path / "c.key").write_bytes(cert.key_pem)
+    pair.keylog = str(tmp_path / "keys.txt")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(str(tmp_path / "c.crt"), str(tmp_path / "c.key"))
+    sctx.set_ecdh_curve("secp384r1")  # not the client's first key share (X25519): HelloRetryRequest
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.check_hostname, cctx.verify_mode = False, ssl.CERT_NONE
+    cctx.keylog_filename = pair.keylog
+    for ctx in (sctx, cctx):
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    pair.ci, pair.co, pair.si, pair.so = (ssl.MemoryBIO() for _ in range(4))
+    pair.c = cctx.wrap_bio(pair.ci, pair.co, server_side=False)
+    pair.s = sctx.wrap_bio(pair.si, pair.so, server_side=True)
+    pair.wire = []
+    pair._handshake()
+    pair.send(True, b"USER root\r\n")
+    client = b"".join(d for fc, d in pair.wire if fc)
+    hellos, pos = 0, 0
+    while pos + 5 <= len(client):
+        hellos += client[pos] == 22 and client[pos + 5] == 1
+        pos += 5 + int.from_bytes(client[pos + 3:pos + 5], "big")
+    assert hellos == 2  # the retry happened
+    dec, plain, weird, certs = run(pair)
+    assert weird == [] and app(plain, True) == b"USER root\r\n"
+    assert len(dec.handshakes) == 1 and dec.handshakes[0].keys == "found" and certs
