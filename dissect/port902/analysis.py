@@ -240,7 +240,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         result.sessions.extend(sessions)
     result.handoffs = find_handoffs(result.sessions)
     for rec in result.sessions:
-        if rec.visible is not None:  # decrypted: the metadata verdict reads only what was on the wire
+        if rec.visible is not None and rec.decryption.decrypted:  # the metadata verdict reads only the wire
             from .decrypt.hooks import classify_decrypted
 
             classify_decrypted(rec, classify, failure_of)
