@@ -407,3 +407,11 @@ def test_export_keeps_secrets_redacted_unless_asked(tmp_path):
     s = [x for x in analyze(cap, keylog=keys).sessions if x.decryption and x.decryption.rfb][0]
     assert len(hidden_keys) == len(shown_keys) == s.decryption.rfb_summary()["key_events"] > 0
     assert set(hidden_keys) == {0} and set(shown_keys) != {0}
+
+
+def test_decrypt_benchmark_script_runs(tmp_path):
+    """scripts/bench_decrypt.py on a small transfer: it checks its own result (NFC, 1.0, every byte)."""
+    out = subprocess.run([sys.executable, str(SAMPLES.parent / "scripts" / "bench_decrypt.py"), "--mb", "2",
+                          "--keep", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "decrypt only" in out.stdout and f"NFC file bytes seen {2 << 20}" in out.stdout
