@@ -315,6 +315,10 @@ def test_decrypted_frames(tmp_path):
     assert len(keys) == summary["key_events"] and set(keys.keysym) == {"<redacted>"}
     assert len(rfb[rfb.message == "FramebufferUpdate"]) == summary["framebuffer_updates"]
     assert (rfb[rfb.message == "FramebufferUpdate"].rectangles >= 1).all()
+    sf = result.sessions_frame()
+    row = sf[sf.uid == s.uid].iloc[0]
+    assert row.feature == "MKS" and row.confidence == 1.0 and row.feature_inferred == s.feature_inferred
+    assert analyze(cap).sessions_frame().feature_inferred.isna().all()
     shown = analyze(cap, keylog=cap.with_suffix(".keys"), show_secrets=True).rfb_messages_frame()
     assert shown[shown.message == "KeyEvent"].keysym.str.startswith("0x").all()
     # without keys: empty frames that still have their columns

@@ -118,6 +118,9 @@ SESSIONS: Schema = {
                             "connect_rejected | reset; empty when nothing did (results.failure_of)"),
     "failure_frame": ("Int64", "frame of the evidence for the failure (SYN, RST, alert, 530, error reply)"),
     "failure_reason": ("string", "the failure in words"),
+    "feature_inferred": ("category", "with a key log: the metadata classifier's verdict, kept beside the decrypted "
+                                     "`feature` (they differ when the classifier erred); else empty"),
+    "confidence_inferred": ("float64", "the metadata classifier's confidence when decryption decided `feature`"),
 }
 
 LOGINS: Schema = {
