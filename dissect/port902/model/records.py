@@ -10,7 +10,7 @@ captures with hundreds of thousands of connection attempts stay in memory.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..analyzers.session import Handshake, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
@@ -18,7 +18,7 @@ from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SessionRecord:
     uid: str
     source: str
@@ -350,8 +350,7 @@ def summarize(conn: Connection) -> SessionRecord:
         connect_frame=dlg.connect_frame,
         connect_reply_frame=dlg.connect_reply_frame,
     )
-    rec.failure = failure_of(rec)
-    return rec
+    return replace(rec, failure=failure_of(rec))
 
 
 # -- why a session failed ------------------------------------------------------------------------
