@@ -5,6 +5,7 @@ pipeline (``analysis``) changes by a few lines only."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from .keylog import KeyLog, load_keylog, read_pcapng_secrets
 from .verdict import decrypted_verdict
@@ -37,31 +38,20 @@ def capture_keylog(path, given: KeyLog | None) -> KeyLog | None:
     return merged
 
 
-_DIALOGUE = ("dialogue", "user", "login_outcome", "login_attempts", "logins_failed", "logins", "login_summary",
-             "connect_kind", "connect_target", "connect_ok", "commands", "connect_code", "connect_frame",
-             "connect_reply_frame")
-
-
-def classify_decrypted(rec, classify, failure_of) -> None:
-    """Classify ``rec`` twice: on what was visible (``feature_inferred``, the classifier's own
-    verdict) and on the decrypted plaintext (``feature``, confidence 1.0, reason "decrypted")."""
-    full = {k: getattr(rec, k) for k in _DIALOGUE}
-    for k, v in rec.visible.items():
-        setattr(rec, k, v)
-    failure = rec.failure
-    rec.failure = failure_of(rec)
-    meta = classify(rec)
-    for k, v in full.items():
-        setattr(rec, k, v)
-    rec.failure = failure
-    rec.inferred_dialogue, rec.inferred_logins = meta.dialogue, meta.logins
+def classify_decrypted(rec, classify, failure_of):
+    """``rec`` judged twice: on what was visible (``feature_inferred``, the classifier's own
+    verdict, from a copy holding only the wire's dialogue) and on the decrypted plaintext
+    (``feature``, confidence 1.0, reason "decrypted").  Returns the judged record (records are
+    frozen)."""
+    seen = replace(rec, **rec.visible)
+    meta = classify(replace(seen, failure=failure_of(seen)))
+    judged = replace(rec, inferred_dialogue=meta.dialogue, inferred_logins=meta.logins)
     truth = decrypted_verdict(rec)
     if truth is None:  # nothing was decrypted that says more: the metadata verdict stands
-        rec.feature, rec.confidence, rec.reasons = meta.label, meta.confidence, meta.reasons
-        return
-    rec.feature_inferred, rec.confidence_inferred = meta.label, meta.confidence
+        return replace(judged, feature=meta.label, confidence=meta.confidence, reasons=meta.reasons)
     label, reasons = truth
     if meta.label != label:
         reasons = reasons + [f"the metadata classifier said {meta.label} ({meta.confidence}): "
                              f"{meta.reasons[0] if meta.reasons else 'no reason'}"]
-    rec.feature, rec.confidence, rec.reasons = label, 1.0, reasons
+    return replace(judged, feature=label, confidence=1.0, reasons=reasons, feature_inferred=meta.label,
+                   confidence_inferred=meta.confidence)

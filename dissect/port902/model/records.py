@@ -10,7 +10,8 @@ captures with hundreds of thousands of connection attempts stay in memory.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..analyzers.session import Handshake, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
@@ -18,7 +19,7 @@ from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SessionRecord:
     uid: str
     source: str
@@ -91,7 +92,7 @@ class SessionRecord:
     handoff_from: str | None = None
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
-    decryption: object | None = None  # decrypt.inner.DecryptedSession when a key log was given
+    decryption: Any = None  # decrypt.inner.DecryptedSession when a key log was given
     visible: dict | None = None  # the dialogue fields of what was readable on the wire (with a key log)
     feature_inferred: str | None = None  # the metadata verdict when decryption decided `feature`
     confidence_inferred: float | None = None
@@ -333,8 +334,8 @@ def summarize(conn: Connection) -> SessionRecord:
         rec_hs=s.rec_hs,
         records_total=s.records_total,
         records_dropped=s.records_dropped,
-        app_records=tuple(s.app_records),
-        app_bytes=tuple(s.app_bytes),
+        app_records=(s.app_records[0], s.app_records[1]),  # (client->server, server->client)
+        app_bytes=(s.app_bytes[0], s.app_bytes[1]),
         transport=s.transport,
         continued_in_clear=s.tls_ended_in_clear,
         clear_after_tls_frame=s.clear_after_tls_frame,
@@ -348,10 +349,8 @@ def summarize(conn: Connection) -> SessionRecord:
         midstream_alerts=s.midstream_alerts,
     )
     if s.decryption is not None:
-        rec.decryption = s.decryption
-        rec.visible = dialogue_fields(s.decryption.visible)
-    rec.failure = failure_of(rec)
-    return rec
+        rec = replace(rec, decryption=s.decryption, visible=dialogue_fields(s.decryption.visible))
+    return replace(rec, failure=failure_of(rec))
 
 
 def dialogue_fields(dlg) -> dict:
@@ -421,7 +420,7 @@ def failure_of(rec: SessionRecord, inferred_login: str | None = None,
     if rec.logins:
         rejected = [a for a in rec.logins if a.outcome == "rejected"]
         if rejected and not any(a.outcome == "accepted" for a in rec.logins) and not worked:
-            codes = sorted({a.code for a in rejected})
+            codes = sorted({a.code for a in rejected if a.code is not None})  # a rejected login has its reply code
             return Failure("login_rejected", rejected[-1].reply_frame,
                            f"{len(rejected)} of {len(rec.logins)} login(s) rejected "
                            f"({', '.join(map(str, codes))}), none accepted")
@@ -431,7 +430,7 @@ def failure_of(rec: SessionRecord, inferred_login: str | None = None,
         code = rec.connect_code
         return Failure("connect_rejected", rec.connect_reply_frame,
                        f"the {rec.connect_kind} request for {rec.connect_target or '?'} was answered {code} "
-                       f"({REPLY_CODES.get(code, 'unknown')})")
+                       f"({REPLY_CODES.get(code, 'unknown') if code is not None else 'unknown'})")
     if rec.state == "reset":
         return Failure("reset", rec.rst_frame,
                        f"the {_who_reset(rec.history)} reset the connection after {rec.duration_s:.1f} s")

@@ -261,6 +261,7 @@ class HttpStream:
 
     def _done(self, complete: bool = True) -> HttpMessage:
         h, self.head = self.head, None
+        assert h is not None  # only called while a message is open
         self.left = 0
         return HttpMessage(h["ts"], h["frame"], self.from_client, h.get("method"), h.get("target"), h.get("status"),
                            h.get("reason"), h.get("soap_action"), h.get("content_type"), self.body,

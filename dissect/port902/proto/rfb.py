@@ -372,6 +372,8 @@ class RfbParser:
             raise RfbWeird(f"rectangle encoding {encoding_name(enc)}: its length cannot be known, "
                            "server messages are no longer followed")
         upd = d.update
+        if upd is None:
+            raise RfbWeird("rectangle outside a FramebufferUpdate")
         upd["rects"] += 1
         upd["bytes"] += head + size
         name = encoding_name(enc)
