@@ -9,6 +9,7 @@ import sys
 from typing import Sequence
 
 from ..analysis import Analysis, analyze
+from ..decrypt.keylog import KeyLogError
 from ..errors import CaptureError
 from ..output.render import safe
 
@@ -43,7 +44,7 @@ def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **o
     bar, update = progress_bar(paths, quiet)
     try:
         result = analyze(paths, progress=update, skip_unreadable=True, **options)
-    except CaptureError as exc:  # raised only by callers' own observers
+    except (CaptureError, KeyLogError) as exc:  # a key log that cannot be read; callers' own observers
         print(f"{prog}: error: {safe(exc)}", file=sys.stderr)
         return None, 2
     finally:
