@@ -584,23 +584,35 @@ function authd.dissector(tvb, pinfo, tree)
                 return total
             end
             st.tls = true
-            local ct = tvb(offset, 1):uint()
-            if ct == 22 and not server_side and rlen > 5 and tvb(offset + 5, 1):uint() == 1
-                and st.app and not pinfo.visited then
-                -- a ClientHello after application data: a new handshake on the raw stream (TLS #2)
-                if st.starts[#st.starts] ~= pinfo.number then
-                    table.insert(st.starts, pinfo.number)
+            -- a run of complete records goes to TLS in one call, as TCP would hand them over; a
+            -- client's ClientHello always starts a run of its own (it may begin TLS #2)
+            local run_start = offset
+            while offset < total do
+                local r = tls_record_length(tvb, offset, total - offset)
+                if not r or total - offset < r then
+                    break
                 end
-                st.app = false
-            elseif ct == 23 then
-                st.app = true
+                local ct = tvb(offset, 1):uint()
+                local hello = ct == 22 and not server_side and r > 5 and tvb(offset + 5, 1):uint() == 1
+                if hello and offset ~= run_start then
+                    break
+                end
+                if hello and st.app and not pinfo.visited then
+                    -- a ClientHello after application data: a new handshake on the raw stream
+                    if st.starts[#st.starts] ~= pinfo.number then
+                        table.insert(st.starts, pinfo.number)
+                    end
+                    st.app = false
+                elseif ct == 23 then
+                    st.app = true
+                end
+                offset = offset + r
             end
             local tls = get_tls()
             if tls then
-                call_tls(tls, tvb(offset, rlen):tvb(), pinfo, tree, st, server_side)
+                call_tls(tls, tvb(run_start, offset - run_start):tvb(), pinfo, tree, st, server_side)
                 tls_called = true
             end
-            offset = offset + rlen
         elseif looks_like_line(tvb, offset, avail) then
             local lf = find_eol(tvb, offset, avail)
             local llen
