@@ -139,28 +139,30 @@ local function get_tls()
     return tls_handle or nil
 end
 
--- per TCP stream: who is the server, what was seen (monotonic facts only, so that revisiting a
--- packet in the GUI gives the same dissection)
-local f_tcp_stream = Field.new("tcp.stream")
+-- per TCP connection (keyed by its two endpoints: Field extractors such as tcp.stream are empty
+-- when a pass builds no tree, e.g. tshark's first pass): who is the server, what was seen (facts
+-- learnt in capture order, so that revisiting a packet in the GUI gives the same dissection)
 local streams = {}
 
 function authd.init()
     streams = {}
 end
 
+local endpoint
+
 local function stream_state(pinfo)
-    local fi = f_tcp_stream()
-    local key = fi and fi.value or -1
+    local a, b = endpoint(pinfo.src, pinfo.src_port), endpoint(pinfo.dst, pinfo.dst_port)
+    local key = (a < b) and (a .. " " .. b) or (b .. " " .. a)
     local st = streams[key]
     if st == nil then
-        st = { tls = false, connect = false, app = false, starts = {} }
+        st = { tls = false, connect = false, app = false, starts = {}, last = 0 }
         streams[key] = st
     end
     return st
 end
 
 -- "ip:port" / "[v6]:port", as dissect902 writes client and server
-local function endpoint(addr, port)
+function endpoint(addr, port)
     local a = tostring(addr)
     if string.find(a, ":", 1, true) then
         a = "[" .. a .. "]"
@@ -565,6 +567,9 @@ function authd.dissector(tvb, pinfo, tree)
     end
     local st = stream_state(pinfo)
     local server_side = from_server(st, pinfo)
+    if pinfo.number > st.last then
+        st.last = pinfo.number
+    end
     local offset = 0
     local subtree = nil
     local info = {}
@@ -597,13 +602,14 @@ function authd.dissector(tvb, pinfo, tree)
                 if hello and offset ~= run_start then
                     break
                 end
-                if hello and st.app and not pinfo.visited then
+                local fresh = pinfo.number >= st.last -- in capture order (a pass), not a revisit
+                if hello and st.app and fresh then
                     -- a ClientHello after application data: a new handshake on the raw stream
                     if st.starts[#st.starts] ~= pinfo.number then
                         table.insert(st.starts, pinfo.number)
                     end
                     st.app = false
-                elseif ct == 23 then
+                elseif ct == 23 and fresh then
                     st.app = true
                 end
                 offset = offset + r
@@ -714,9 +720,8 @@ for _, a in ipairs(ANNOTATIONS) do
 end
 
 if #ANNOTATIONS > 0 then
-    local f_tcp_srcport = Field.new("tcp.srcport")
     function d902.dissector(tvb, pinfo, tree)
-        if f_tcp_srcport() == nil then
+        if pinfo.port_type ~= 2 then -- PT_TCP
             return
         end
         local src = endpoint(pinfo.src, pinfo.src_port)
