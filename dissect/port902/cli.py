@@ -17,6 +17,7 @@ from .lab import cli as lab_cli
 from .frames import SCHEMAS, describe
 from .report import render_csv, render_json, render_jsonl, render_table, write_parquet
 from .runner import run_analyze
+from . import reportcli
 from .wireshark import command as wireshark_command
 
 ANALYZE_EPILOG = """\
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     plotcli.add_parser(sub)
     lab_cli.add_parser(sub)
     wireshark_command.add_parser(sub)
+    reportcli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Output renderers (issue 15 layout): html.py, the self-contained HTML report (issue 12)."""
