@@ -1,8 +1,8 @@
-"""Build hook for the optional C engine of the capture reader (``dissect/port902/_fastscan.c``).
+"""Build hook for the optional C engine of the capture reader (``dissect/port902/io/_fastscan.c``).
 
 Everything else about the package lives in ``pyproject.toml``.  The extension is optional:
 where no compiler (or no Python headers) is available the build prints a warning and the
-package installs without it; ``dissect.port902.capture`` then uses its pure-Python engine.
+package installs without it; ``dissect.port902.io.capture`` then uses its pure-Python engine.
 """
 
 from setuptools import Extension, setup
@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "dissect.port902._fastscan",
-            sources=["dissect/port902/_fastscan.c"],
+            "dissect.port902.io._fastscan",
+            sources=["dissect/port902/io/_fastscan.c"],
             optional=True,
         )
     ]

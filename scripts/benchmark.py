@@ -7,7 +7,7 @@ For every size it generates a capture with ``scripts/gen_bulk_capture.py`` (most
 background traffic, a few percent port-902 authd sessions), then runs, one after the
 other and as child processes of this script:
 
-* ``python -m dissect.port902.cli analyze F --format json -o OUT.json -q``
+* ``python -m dissect.port902.cli.main analyze F --format json -o OUT.json -q``
 * ``tshark -r F -q -z conv,tcp``
 
 and measures each child's wall-clock time (spawn to ``os.wait4``) and its own peak
@@ -80,7 +80,7 @@ def machine_facts(tshark: str | None) -> dict:
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
         "tshark": (sh([tshark, "--version"]).splitlines() or ["?"])[0] if tshark else "not used",
-        "dissect902": sh([sys.executable, "-m", "dissect.port902.cli", "--version"]) or "?",
+        "dissect902": sh([sys.executable, "-m", "dissect.port902.cli.main", "--version"]) or "?",
         "git": sh(["git", "rev-parse", "--short", "HEAD"]) + (" (+ uncommitted changes)"
                                                             if sh(["git", "status", "--porcelain"]) else ""),
     }
@@ -190,7 +190,7 @@ def bench_size(n: int, workdir: Path, args, tshark: str | None) -> dict:
     out_json = workdir / f"bulk-{n}.dissect902.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "dissect.port902.cli", "analyze", str(pcap), "--format", "json", "-o", str(out_json),
+    cmd = [sys.executable, "-m", "dissect.port902.cli.main", "analyze", str(pcap), "--format", "json", "-o", str(out_json),
            "-q"]
     print(f"running dissect902 on {pcap.name}", file=sys.stderr, flush=True)
     r = run_measured(cmd, workdir / f"bulk-{n}.dissect902.stdout", workdir / f"bulk-{n}.dissect902.stderr", env)
@@ -247,7 +247,7 @@ def print_report(facts: dict, rows: list[dict], args, workdir: Path) -> int:
           "so the file is warm in cache for both tools. Each tool runs alone as a child process; seconds = "
           "wall clock from spawn to os.wait4; peak RSS = ru_maxrss of that child from os.wait4; CPU = its user+sys. "
           "dissect902 writes its JSON to a file (used for the checks below).")
-    print("- commands: `python -m dissect.port902.cli analyze F --format json -o OUT.json -q`"
+    print("- commands: `python -m dissect.port902.cli.main analyze F --format json -o OUT.json -q`"
           + ("" if args.skip_tshark else ", `tshark -r F -q -z conv,tcp`"))
     print()
     print("## Results\n")

@@ -357,7 +357,7 @@ TOUR = [
     plots.session_timeline(classic)
     """),
     md("""
-    The red-orange (vermillion) arrow is the hand-off (`correlate.py` pairs a 903 session with the first 902
+    The red-orange (vermillion) arrow is the hand-off (`infer/links.py` pairs a 903 session with the first 902
     session of the same client within 10 s, Zeek-style). Both banners are older variants
     (`MKSDisplayProtocol:VNC` without `VMXARGS`), and both handshakes are TLS 1.0.
     """),
@@ -658,7 +658,7 @@ DOCTOR = [
     and HTML5 consoles are different again: they go through vCenter's console relay on 7331/7343
     and never touch 902 themselves (protocol.md §4.4).
 
-    `dissect902`'s diagnosis (`diagnose.py`, also `dissect902 doctor CAPTURE`) checks each of
+    `dissect902`'s diagnosis (`infer/diagnose/`, also `dissect902 doctor CAPTURE`) checks each of
     these steps in a capture and ranks what could explain the failure. This notebook runs it on
     the failure captures in `samples/doctor/`, one per cause.
 
@@ -671,7 +671,7 @@ DOCTOR = [
     """),
     code(SETUP + '''
 
-from dissect.port902.diagnose import FINDING_KINDS, Diagnostics
+from dissect.port902.infer.diagnose import FINDING_KINDS, Diagnostics
 
 DOCTOR = SAMPLES / "doctor"
 
@@ -906,7 +906,7 @@ CLASSIFIER = [
     console) and `PROXY vpxa-nfcssl` (a disk copy) are both encrypted. Yet `dissect902` labels
     every session **MKS**, **NFC**, **SOAP**, **VMXARGS**, **NONE** (no feature used) or
     **UNKNOWN**, with a confidence and the reasons. This notebook opens that decision:
-    the *features* it computes, the *rules* in `classify.py`, and how the features are
+    the *features* it computes, the *rules* in `infer/classify.py`, and how the features are
     distributed for each label across all the sample captures.
 
     The evidence is used strongest first:
@@ -916,7 +916,7 @@ CLASSIFIER = [
     2. **TLS #1 decoded from its record sizes** — authd writes one line per TLS record, and
        every line is fixed text plus an argument, so the plaintext size of each record says
        which line it can be. The sizes are aligned with the *grammar* of each feature's
-       dialogue (`infer_dialogue.py`); the most likely reading decides.
+       dialogue (`infer/dialogue.py`); the most likely reading decides.
     3. **Only where TLS #1 is not visible** (a capture that began mid-connection): the
        shape of what follows — small client messages with pauses (a human at a keyboard)
        versus lockstep bulk transfer.
@@ -927,7 +927,9 @@ CLASSIFIER = [
 import json
 import math
 
-from dissect.port902 import classify, features, infer_dialogue as dlg
+from dissect.port902.infer import classify
+from dissect.port902.infer import features
+from dissect.port902.infer import dialogue as dlg
 
 CAPTURES = sorted(SAMPLES.glob("*.pcap*")) + sorted((SAMPLES / "doctor").glob("*.pcap"))
 result = analyze(CAPTURES)

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from chromium import Browser  # noqa: E402
 
-from dissect.port902.cli import main as cli_main  # noqa: E402
+from dissect.port902.cli.main import main as cli_main  # noqa: E402
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dissect.port902.authd import (
+from dissect.port902.proto.authd import (
     REDACTED,
     Dialogue,
     LineBuffer,

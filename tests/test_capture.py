@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
 from scapy.packet import Raw
 
-from dissect.port902.capture import CaptureReader, Selection
+from dissect.port902.io.capture import CaptureReader, Selection
 from dissect.port902.errors import CaptureError
 from dissect.port902.lab.pcapwriter import CaptureWriter
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dissect.port902 import classify as cl
-from dissect.port902.features import FEATURES
+from dissect.port902.infer import classify as cl
+from dissect.port902.infer.features import FEATURES
 
 
 def feats(**kw):

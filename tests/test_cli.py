@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dissect.port902.cli import main
+from dissect.port902.cli.main import main
 from dissect.port902.lab.pcapwriter import CaptureWriter
 from dissect.port902.lab.tcp import TcpConversation
 
@@ -213,7 +213,7 @@ def test_many_flows_stay_sessions(tmp_path):
 
 def test_console_script_runs_when_piped(tmp_path):
     """As a user pipes it: no progress bar noise, exit 0, valid JSON on stdout."""
-    proc = subprocess.run([sys.executable, "-m", "dissect.port902.cli", "analyze", str(CONSOLE), "-f", "json"],
+    proc = subprocess.run([sys.executable, "-m", "dissect.port902.cli.main", "analyze", str(CONSOLE), "-f", "json"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0 and proc.stderr == ""
     assert json.loads(proc.stdout)["sessions"]

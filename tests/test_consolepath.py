@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import consolepath as cp
+from dissect.port902.analyzers import consolepath as cp
 from dissect.port902.analysis import analyze
-from dissect.port902.capture import IPPROTO_TCP, Packet
-from dissect.port902.diagnose import Diagnostics
+from dissect.port902.io.capture import IPPROTO_TCP, Packet
+from dissect.port902.infer.diagnose import Diagnostics
 from dissect.port902.lab.certs import host_cert
 from dissect.port902.lab.tlsbio import TlsPair
 

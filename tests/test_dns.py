@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import dns
+from dissect.port902.proto import dns
 from dissect.port902.errors import Malformed
 from dissect.port902.lab import background
 

@@ -12,14 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import diagnose, doctor
+from dissect.port902.infer import diagnose
+from dissect.port902.cli import doctor
 from dissect.port902.analysis import Analysis, analyze
-from dissect.port902.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
-from dissect.port902.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
+from dissect.port902.io.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
+from dissect.port902.infer.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
 from dissect.port902.lab import background, failures
 from dissect.port902.lab import scenarios as S
 from dissect.port902.lab.channel import CLIENT, SERVER, Step
-from dissect.port902.report import render_json
+from dissect.port902.output.render import render_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCTOR = ROOT / "samples" / "doctor"
@@ -441,7 +442,7 @@ def test_shared_sample_with_failed_attempts():
 
 from collections import Counter  # noqa: E402
 
-from dissect.port902 import dns as dnsmod  # noqa: E402
+from dissect.port902.proto import dns as dnsmod  # noqa: E402
 from dissect.port902.errors import Malformed  # noqa: E402
 from dissect.port902.lab.ip import udp_packet  # noqa: E402
 from dissect.port902.lab.pcapwriter import CaptureWriter  # noqa: E402
@@ -492,7 +493,7 @@ class FullParseDiagnostics(Diagnostics):
             else:
                 if len(self._pending) >= diagnose.MAX_PENDING_DNS:
                     self._expire(*self._pending.popitem(last=False), None)
-                self._pending[key] = diagnose._Query(q.name, q.qtype, pkt.ts, pkt.frame)
+                self._pending[key] = diagnose.evidence._Query(q.name, q.qtype, pkt.ts, pkt.frame)
             if tracked:
                 entry = self._name_entry(pkt.src, q.name, q.name.lower(), pkt.ts, pkt.frame)
                 if entry is not None:
@@ -501,7 +502,7 @@ class FullParseDiagnostics(Diagnostics):
                     entry.fam_queries[1 if q.qtype == 28 else 0] += 1
                     entry.last_ts = pkt.ts
                     if len(entry.resolvers) < 8:
-                        entry.resolvers.add(diagnose._ip(pkt.dst))
+                        entry.resolvers.add(diagnose.evidence._ip(pkt.dst))
                     if len(entry.query_frames) < diagnose.MAX_EVIDENCE:
                         entry.query_frames.append(pkt.frame)
             return
@@ -539,7 +540,7 @@ class FullParseDiagnostics(Diagnostics):
 def eager_rank(findings: list, counts: Counter) -> list:
     """``_rank`` as it was before findings were rendered lazily: render all, then sort and cap."""
     for f in findings:
-        f.likelihood = round(diagnose._clamp(f.likelihood), 3)
+        f.likelihood = round(diagnose.findings._clamp(f.likelihood), 3)
         f.evidence = sorted({x for x in f.evidence if x is not None})
         f.hosts = list(dict.fromkeys(f.hosts))
     findings.sort(key=lambda f: (f.severity != "problem", -f.likelihood, f.first_ts or 0.0, f.kind))
@@ -560,7 +561,7 @@ def eager_rank(findings: list, counts: Counter) -> list:
 def checked_rank(monkeypatch):
     """Wraps ``_rank``: every candidate renders to a finding with the kind, likelihood, time and
     severity it was ranked by, and the lazy ranking equals the eager one.  Yields render counts."""
-    real_rank = diagnose._rank
+    real_rank = diagnose.rank.rank
     stats = Counter()
 
     def rank(candidates, counts):
@@ -586,7 +587,7 @@ def checked_rank(monkeypatch):
         assert counts == expected_counts
         return got
 
-    monkeypatch.setattr(diagnose, "_rank", rank)
+    monkeypatch.setattr(diagnose.rank, "rank", rank)
     return stats
 
 

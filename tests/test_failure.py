@@ -16,8 +16,8 @@ from dissect.port902.lab.certs import host_cert
 from dissect.port902.lab.pcapwriter import CaptureWriter
 from dissect.port902.lab.tcp import TcpConversation
 from dissect.port902.lab.tlsbio import TlsPair
-from dissect.port902.report import render_table
-from dissect.port902.results import FAILURES, failure_of
+from dissect.port902.output.render import render_table
+from dissect.port902.model.records import FAILURES, failure_of
 
 T0 = 1_700_000_000.0
 PLAIN = b"220 VMware Authentication Daemon Version 1.00\r\n"

@@ -26,8 +26,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
-from dissect.port902 import capture
-from dissect.port902.capture import CaptureReader, Selection
+from dissect.port902.io import capture
+from dissect.port902.io.capture import CaptureReader, Selection
 from dissect.port902.errors import CaptureError
 from dissect.port902.lab.pcapwriter import CaptureWriter
 
@@ -40,7 +40,7 @@ SAMPLE_FILES = sorted(p for p in list(SAMPLES.glob("*")) + list(SAMPLES.glob("do
 
 fastscan = capture._fastscan
 if fastscan is None and os.environ.get("CI"):
-    raise RuntimeError("the C engine (dissect.port902._fastscan) was not built; CI must build it")
+    raise RuntimeError("the C engine (dissect.port902.io._fastscan) was not built; CI must build it")
 pytestmark = pytest.mark.skipif(fastscan is None, reason="C engine not built (no compiler?)")
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from dissect.port902.features import compute, messages, overhead, plaintext
-from dissect.port902.session import Handshake, ServerHelloInfo
+from dissect.port902.infer.features import compute, messages, overhead, plaintext
+from dissect.port902.analyzers.session import Handshake, ServerHelloInfo
 
 
 def hs(index, version, cipher):

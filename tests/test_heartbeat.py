@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import heartbeat as hb
+from dissect.port902.proto import heartbeat as hb
 from dissect.port902.analysis import analyze
-from dissect.port902.diagnose import Diagnostics
+from dissect.port902.infer.diagnose import Diagnostics
 from dissect.port902.errors import Malformed
 from dissect.port902.lab import background
 

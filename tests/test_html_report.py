@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dissect.port902 import analyze
-from dissect.port902.cli import main
+from dissect.port902.cli.main import main
 from dissect.port902.lab.pcapwriter import CaptureWriter
 from dissect.port902.lab.tcp import TcpConversation
 from dissect.port902.output import html as report_html

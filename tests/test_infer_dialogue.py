@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dissect.port902 import infer_dialogue as dlg
-from dissect.port902.classify import classify
-from dissect.port902.session import Handshake, ServerHelloInfo
+from dissect.port902.infer import dialogue as dlg
+from dissect.port902.infer.classify import classify
+from dissect.port902.analyzers.session import Handshake, ServerHelloInfo
 
 GCM12 = (0x0303, 0xC030)  # ECDHE-RSA-AES256-GCM-SHA384
 TLS13 = (0x0304, 0x1301)

@@ -13,12 +13,12 @@ import json
 import pytest
 
 from dissect.port902.analysis import analyze
-from dissect.port902.authd import REDACTED, Dialogue
-from dissect.port902.cli import main
-from dissect.port902.frames import LOGINS, SESSIONS, describe
+from dissect.port902.proto.authd import REDACTED, Dialogue
+from dissect.port902.cli.main import main
+from dissect.port902.output.frames import LOGINS, SESSIONS, describe
 from dissect.port902.lab.pcapwriter import CaptureWriter
 from dissect.port902.lab.tcp import TcpConversation
-from dissect.port902.report import render_table
+from dissect.port902.output.render import render_table
 
 T0 = 1_700_000_000.0
 BANNER = b"220 VMware Authentication Daemon Version 1.00\r\n"
@@ -192,7 +192,7 @@ def test_describe_logins_and_columns(capsys):
 @pytest.mark.parametrize("n", [2, 6])
 def test_brute_force_diagnosis_counts_the_attempts(tmp_path, n):
     """The doctor's login finding reads the same attempts: n rejections, every user named."""
-    from dissect.port902.diagnose import Diagnostics
+    from dissect.port902.infer.diagnose import Diagnostics
 
     script = [step for i in range(n) for step in login(f"u{i}", "p", NO, i)]
     path, _ = capture(tmp_path / "b.pcap", script)

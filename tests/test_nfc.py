@@ -1,4 +1,4 @@
-"""Tests for dissect.port902.nfc: messages built with struct from protocol.md §5.4-5.5.
+"""Tests for dissect.port902.proto.nfc: messages built with struct from protocol.md §5.4-5.5.
 
 Two sessions are rebuilt byte for byte: an nfclib-style file upload (FILE_PUT, FILE_DATA
 blocks, the zero-length FILE_DATA that ends the file, PUTFILE_DONE) and a VDDK 8 "nbd"
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import nfc
-from dissect.port902.nfc import NfcAio, NfcDirection, NfcMessage, NfcWeird, looks_like_nfc
+from dissect.port902.proto import nfc
+from dissect.port902.proto.nfc import NfcAio, NfcDirection, NfcMessage, NfcWeird, looks_like_nfc
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HANDLE = 0xFFFFFFFF80002A1F

@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dissect.port902 import analyze, frames, plotcli, plots
+from dissect.port902 import analyze
+from dissect.port902.output import frames
+from dissect.port902.cli import plot as plotcli
+from dissect.port902.output import plots
 from dissect.port902.analysis import Analysis
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from dissect.port902 import analyze
-from dissect.port902.cli import main as cli_main
+from dissect.port902.cli.main import main as cli_main
 from dissect.port902.lab.authd import BANNERS
 from dissect.port902.lab.certs import host_cert
 

@@ -5,7 +5,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902.reassembly import Reassembler
+from dissect.port902.net.reassembly import Reassembler
 
 
 class Sink:

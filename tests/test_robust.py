@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dissect.port902.analysis import analyze
 from dissect.port902.lab.pcapwriter import CaptureWriter
-from dissect.port902.report import render_json, render_table
+from dissect.port902.output.render import render_json, render_table
 
 PREFIXES = [b"", b"220 VMware Authentication Daemon Version 1.10: SSL Required\r\n", b"\x16\x03\x01\x00\x30",
             b"\x17\x03\x03\x40\x00", b"USER root\r\n", b"\x01\x00\x00\x00", b"\x7a\xda\x00\xa1", b"RFB 003.008\n"]

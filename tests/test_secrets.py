@@ -25,15 +25,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
-from dissect.port902 import plots
+from dissect.port902.output import plots
 from dissect.port902.analysis import analyze
-from dissect.port902.authd import MAX_LINE, REDACTED, Dialogue, LineBuffer
-from dissect.port902.cli import main
-from dissect.port902.consolepath import redact_target
-from dissect.port902.frames import SCHEMAS
+from dissect.port902.proto.authd import MAX_LINE, REDACTED, Dialogue, LineBuffer
+from dissect.port902.cli.main import main
+from dissect.port902.analyzers.consolepath import redact_target
+from dissect.port902.model.schema import FRAME_TABLES as SCHEMAS
 from dissect.port902.lab.pcapwriter import CaptureWriter
 from dissect.port902.lab.tcp import TcpConversation
-from dissect.port902.report import render_csv, render_json, render_jsonl, render_table, write_parquet
+from dissect.port902.output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 
 T0 = 1_700_000_000.0
 BANNER = b"220 VMware Authentication Daemon Version 1.00\r\n"

@@ -1,4 +1,4 @@
-"""Tests for dissect.port902.tls: byte literals, real handshakes from Python's ssl, fuzzing.
+"""Tests for dissect.port902.proto.tls: byte literals, real handshakes from Python's ssl, fuzzing.
 
 Real TLS bytes come from two ``ssl.SSLObject``s talking through memory BIOs (no sockets),
 with a self-signed "ESXi default certificate" made by ``cryptography`` — the same shapes
@@ -23,9 +23,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dissect.port902 import tls
+from dissect.port902.proto import tls
 from dissect.port902.errors import Malformed, NeedMoreData, Port902Error
-from dissect.port902.tls import (
+from dissect.port902.proto.tls import (
     ClientHello, HandshakeReassembler, HandshakeTooLarge, TlsAlert, TlsChangeCipherSpec,
     TlsDirection, TlsEnd, TlsHandshakeMessage, TlsNewHandshake, TlsRecord, TlsWeird,
 )
@@ -1066,7 +1066,7 @@ def test_certificate_key_types():
         info = tls.certificate_summary(der)
         assert (info.key_type, info.key_size, info.key_curve) == key
         assert info.signature_algorithm == signature and info.parse_error is None
-    assert tls._describe_key(object()) == ("object", None, None)
+    assert tls.x509._describe_key(object()) == ("object", None, None)
 
 
 def test_certificate_with_unknown_key_algorithm_keeps_other_fields():

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from dissect.port902 import analyze
-from dissect.port902.cli import main
-from dissect.port902.nfc import AIO_TYPES, MESSAGE_TYPES
+from dissect.port902.cli.main import main
+from dissect.port902.proto.nfc import AIO_TYPES, MESSAGE_TYPES
 from dissect.port902.wireshark import plugin
 
 ROOT = Path(__file__).resolve().parent.parent

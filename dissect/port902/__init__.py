@@ -4,8 +4,21 @@
 >>> result = analyze("samples/esxi8-console.pcap")
 >>> result.sessions_frame()
 
-``analyze`` and ``Analysis`` are imported on first use, so importing one parser
-module (``dissect.port902.tls``) does not pull in pandas.
+``analyze`` and ``Analysis`` (and the ``frames`` and ``plots`` modules) are imported on first
+use, so importing one parser module (``dissect.port902.proto.tls``) does not pull in pandas.
+
+The package is laid out by pipeline stage, each importing only from the ones before it::
+
+    io/         capture files -> packets (pcap, pcapng, link/IP decoding, C engine)
+    net/        packets -> TCP connections and byte streams
+    proto/      parsers: authd lines, TLS records and hellos, NFC, DNS, vpxa heartbeats
+    analyzers/  per-connection state machines: authd sessions, console paths
+    model/      published records of finished connections
+    infer/      features, dialogue decoding, classification, hand-offs, diagnosis
+    output/     DataFrames, renderers, charts
+    analysis    the pipeline that runs the stages (``analyze``)
+    cli/        one module per command
+    lab/        labelled synthetic captures for tests and training (not used by the analysis)
 """
 
 from .errors import CaptureError, Malformed, NeedMoreData, Port902Error
@@ -19,4 +32,8 @@ def __getattr__(name: str):
         from . import analysis
 
         return getattr(analysis, name)
+    if name in ("frames", "plots"):
+        import importlib
+
+        return importlib.import_module(f".output.{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

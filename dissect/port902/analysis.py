@@ -15,13 +15,13 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
-from . import frames
-from .capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
-from .classify import classify
-from .correlate import Handoff, find_handoffs
-from .flows import FlowTable
-from .results import SessionRecord, failure_of, summarize
-from .session import MAX_RECORDS, Interner, Session, Weird
+from .output import frames
+from .io.capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
+from .infer.classify import classify
+from .infer.links import Handoff, find_handoffs
+from .net.flows import FlowTable
+from .model.records import SessionRecord, failure_of, summarize
+from .analyzers.session import MAX_RECORDS, Interner, Session, Weird
 
 if TYPE_CHECKING:  # pandas loads when a frame is asked for: the command line does not pay for it
     import pandas as pd
@@ -63,7 +63,7 @@ class Analysis:
 
     def findings_frame(self) -> "pd.DataFrame":
         """Diagnosis findings, ranked; an empty frame with columns when the diagnosis did not run."""
-        from .diagnose import Diagnostics
+        from .infer.diagnose import Diagnostics
 
         return (self.diagnostics or Diagnostics()).findings_frame()
 
@@ -236,7 +236,7 @@ def inherit_handoff_features(result: Analysis) -> None:
 def default_observers(show_secrets: bool = False) -> list[Observer]:
     """The side analyses ``analyze`` runs unless told otherwise: the console diagnosis
     (DNS, ICMP errors, UDP 902 heartbeats, console paths on 443/7331/7343)."""
-    from .diagnose import Diagnostics
+    from .infer.diagnose import Diagnostics
 
     return [Diagnostics(show_secrets=show_secrets)]
 

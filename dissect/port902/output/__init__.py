@@ -1,1 +1,1 @@
-"""Output renderers (issue 15 layout): html.py, the self-contained HTML report (issue 12)."""
+"""Stage 6 — results out: pandas DataFrames with declared columns, renderers, charts."""

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
 from .. import __version__
-from ..report import safe
+from .render import safe
 
 #: the table's columns: (key, heading, numeric)
 COLUMNS = [
@@ -99,7 +99,7 @@ def _bytes(n: float) -> str:
 
 def chart_images(result, kinds: Iterable[str] = CHART_KINDS) -> list[tuple[str, str]]:
     """(kind, base64 PNG) for each chart that ``dissect902 plot`` draws."""
-    from .. import plots
+    from . import plots
 
     out = []
     for kind in kinds:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..nfc import AIO_TYPES, FILE_TYPES, MESSAGE_TYPES
+from ..proto.nfc import AIO_TYPES, FILE_TYPES, MESSAGE_TYPES
 
 LUA_RESOURCE = "authd.lua"
 PLUGIN_NAME = "authd.lua"

@@ -1,0 +1,403 @@
+"""Console paths other than 902: what stays visible on 443, 7331 and 7343.
+
+A VM console does not always travel over authd's 902 (protocol.md §4.4, seed article):
+
+* **vCenter console relay** — the (Flash-era and HTML5) vSphere Web Client opened the console
+  through a relay on vCenter: ``http://<vc>:7331/console/?vmId=…&sessionTicket=…`` or
+  ``https://<vc>:7343/console/?…``; vCenter itself then talks 902 to the host.  A Mac never
+  needed 902 for the console.
+* **WebMKS on ESXi** — ``wss://<esxi>:443/ticket/<ticket>`` (HTML5 console, Host Client, VMRC ≥ 11).
+* **vSphere API** — ``/sdk`` (SOAP) on vCenter or ESXi 443: where tickets are acquired, and
+  where a console client asks vCenter which host the VM now runs on.
+
+The capture front end keeps only connection control on these ports (``Selection.
+tcp_control_ports``: SYN/FIN/RST, segments that start a TLS handshake record, segments that
+start with an HTTP ``G``), so this module reads per connection: the TCP outcome, the
+ClientHello's SNI (``tls.parse_client_hello``; a hello cut by the segment boundary still gives
+its SNI when that extension came whole), and the HTTP request line and ``Upgrade`` header
+when the request is in clear (7331).  Tickets in request targets are credentials and are
+redacted unless asked otherwise.
+
+Memory is bounded: a fixed number of live connections (the oldest is retired when full) and
+a fixed number of finished ones (counted beyond).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import unquote_plus
+from socket import AF_INET, inet_ntop
+
+from ..io.capture import IPPROTO_TCP, Packet
+from ..errors import Malformed
+from ..proto.tls import parse_client_hello
+
+__all__ = ["CONSOLE_PORTS", "KINDS", "HttpRequest", "ConsoleConn", "ConsolePathTracker", "parse_http_request",
+           "client_hello_info", "redact_target", "classify"]
+
+CONSOLE_PORTS = {443: "https", 7331: "relay (http)", 7343: "relay (https)"}
+RELAY_PORTS = frozenset({7331, 7343})
+
+#: kind -> what it means (kept as data: JSON, DataFrame categories and the doctor's text)
+KINDS = {
+    "vcenter-relay": "vCenter console relay (web client console over 7331/7343); vCenter opens 902 itself",
+    "esxi-webmks": "WebMKS straight to ESXi (wss://<esxi>/ticket/<ticket>)",
+    "esxi-https": "HTTPS to an ESXi host: WebMKS / VMRC 11+ console or Host Client (path encrypted)",
+    "vsphere-api": "vSphere SOAP API (/sdk): tickets, and where a moved VM now runs",
+    "vcenter-https": "HTTPS to vCenter (vSphere Client / API; path encrypted)",
+    "authd-902-mks": "MKS console over authd on 902, straight to the ESXi host",
+    "https": "HTTPS with nothing console-specific visible",
+}
+
+SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
+MAX_LIVE = 8192
+MAX_FINISHED = 20_000
+MAX_REQUEST = 4096
+TLS_RECORD = struct.Struct("!BHH")
+_REQUEST_LINE = re.compile(rb"^(GET|POST|PUT|HEAD|OPTIONS|DELETE|CONNECT|PATCH) (\S{1,2048}) HTTP/(1\.[01])\r?\n")
+_SECRET_NAME = re.compile(r"ticket|session|token|passw|secret|saml|cookie|credential", re.I)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+_PARAM_SEP = re.compile(r"([&;])")
+REDACTED = "<redacted>"
+
+
+# -- parsers over one segment ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    target: str  # as sent (latin-1), not redacted
+    version: str
+    headers: dict[str, str]  # lower-case names, first occurrence wins
+
+    @property
+    def upgrade(self) -> str | None:
+        return self.headers.get("upgrade")
+
+    @property
+    def host(self) -> str | None:
+        return self.headers.get("host")
+
+
+def parse_http_request(payload: bytes) -> HttpRequest | None:
+    """The request line and headers of an HTTP/1.x request at the start of ``payload``;
+    None when it does not start like one.  Headers cut by the segment end are kept as far
+    as they go."""
+    head = payload[:MAX_REQUEST]
+    m = _REQUEST_LINE.match(head)
+    if m is None:
+        return None
+    headers: dict[str, str] = {}
+    for raw in head[m.end():].split(b"\n"):
+        line = raw.rstrip(b"\r")
+        if not line:
+            break
+        name, sep, value = line.partition(b":")
+        if not sep or not name or b" " in name:
+            continue
+        key = name.decode("latin-1").strip().lower()
+        headers.setdefault(key, value.decode("latin-1").strip())
+    return HttpRequest(m.group(1).decode(), m.group(2).decode("latin-1"), m.group(3).decode(), headers)
+
+
+def redact_target(target: str) -> str:
+    """A request target with its secrets replaced by ``<redacted>``, found by their place, never
+    by their value: the path segment after a ``ticket`` segment (``/ticket/<ticket>``), the value
+    of a query, matrix (``;``) or fragment parameter whose percent-decoded name says ticket,
+    session, token, password, secret, SAML, cookie or credential, and ``user:password@`` of an
+    absolute-form target."""
+    head = ""
+    m = _ABSOLUTE.match(target)
+    if m:
+        start, end = m.span(1)
+        at = target.rfind("@", start, end)
+        head = target[:start] + (REDACTED + target[at:end] if at >= 0 else target[start:end])
+        target = target[end:]
+    body, hashmark, fragment = target.partition("#")
+    path, qmark, query = body.partition("?")
+    segments = path.split("/")
+    for i, seg in enumerate(segments):
+        # segments[i - 1] is already rewritten here: a ticket that reads "ticket" (now redacted)
+        # does not make the segment after it a ticket too
+        name, semi, params = seg.partition(";")
+        if i and name and unquote_plus(segments[i - 1].partition(";")[0]).lower() == "ticket":
+            name = REDACTED
+        segments[i] = name + semi + _redact_params(params)
+    return head + "/".join(segments) + qmark + _redact_params(query) + hashmark + _redact_params(fragment)
+
+
+def _redact_params(text: str) -> str:
+    """``name=value`` pairs separated by ``&`` or ``;``, with secret-named values redacted."""
+    if "=" not in text:
+        return text
+    parts = _PARAM_SEP.split(text)
+    for i in range(0, len(parts), 2):
+        name, eq, value = parts[i].partition("=")
+        if eq and value and _SECRET_NAME.search(unquote_plus(name)):
+            parts[i] = name + "=" + REDACTED
+    return "".join(parts)
+
+
+def _sni_from_truncated(body: bytes) -> str | None:
+    """SNI from a ClientHello body cut short by the segment end (extensions walked as far as
+    they go); None when the server_name extension is not complete in ``body``."""
+    try:
+        pos = 2 + 32
+        pos += 1 + body[pos]  # session id
+        pos += 2 + int.from_bytes(body[pos:pos + 2], "big")  # cipher suites
+        pos += 1 + body[pos]  # compression methods
+        pos += 2  # extensions length
+        while pos + 4 <= len(body):
+            etype, elen = struct.unpack_from("!HH", body, pos)
+            data = body[pos + 4:pos + 4 + elen]
+            if len(data) < elen:
+                return None
+            if etype == 0:
+                if len(data) < 5 or data[2] != 0:
+                    return None
+                nlen = int.from_bytes(data[3:5], "big")
+                name = data[5:5 + nlen]
+                return name.decode("latin-1") if len(name) == nlen and nlen else None
+            pos += 4 + elen
+    except IndexError:
+        return None
+    return None
+
+
+def client_hello_info(payload: bytes) -> tuple[str | None, list[str], bool] | None:
+    """(SNI, ALPN, complete) of a ClientHello starting ``payload``; None when the segment does
+    not start with a TLS handshake record carrying a ClientHello.  ``complete`` is False when
+    the hello continued in a later segment (then only the SNI is read, if it came whole)."""
+    if len(payload) < 9 or payload[0] != 0x16 or payload[1] != 3 or payload[5] != 1:
+        return None
+    _ct, _ver, rec_len = TLS_RECORD.unpack_from(payload)
+    hs_len = int.from_bytes(payload[6:9], "big")
+    body = payload[9:9 + hs_len]
+    if hs_len + 4 <= rec_len and len(body) == hs_len:
+        try:
+            hello = parse_client_hello(body)
+        except Malformed:
+            return None
+        return hello.server_name, list(hello.alpn), True
+    return _sni_from_truncated(body), [], False
+
+
+# -- per connection --------------------------------------------------------------------------------
+
+@lru_cache(maxsize=65536)
+def _ip(raw: bytes) -> str:
+    """Address text, as ``flows.fmt_ip`` writes it."""
+    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
+
+
+@dataclass(slots=True)
+class ConsoleConn:
+    """One TCP connection on 443/7331/7343 as its control packets show it."""
+
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    start: float
+    first_frame: int
+    end: float = 0.0
+    last_frame: int = 0
+    syn_frame: int | None = None
+    syn_count: int = 0
+    synack_frame: int | None = None
+    rst_from: str | None = None
+    rst_frame: int | None = None
+    client_fin: bool = False
+    server_fin: bool = False
+    hello_frame: int | None = None
+    sni: str | None = None
+    alpn: list[str] = field(default_factory=list)
+    server_hello_frame: int | None = None
+    request_frame: int | None = None
+    method: str | None = None
+    target: str | None = None
+    http_host: str | None = None
+    upgrade: str | None = None
+    kind: str = "https"
+    source_index: int = 0
+
+    @property
+    def state(self) -> str:
+        """no_answer | refused | reset | closed | open | partial (capture began mid-way)."""
+        if self.syn_frame is None and self.synack_frame is None:
+            return "partial" if self.rst_from is None else "reset"
+        if self.synack_frame is None:
+            if self.rst_from == "server":
+                return "refused"
+            if self.hello_frame is None and self.request_frame is None:
+                return "no_answer"
+        if self.rst_from is not None:
+            return "reset"
+        if self.client_fin or self.server_fin:
+            return "closed"
+        return "open"
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    @property
+    def frames(self) -> list[int]:
+        seen = [self.syn_frame, self.synack_frame, self.hello_frame, self.request_frame, self.server_hello_frame,
+                self.rst_frame]
+        return sorted({f for f in seen if f is not None})
+
+    def shown_target(self, show_secrets: bool = False) -> str | None:
+        if self.target is None:
+            return None
+        return self.target if show_secrets else redact_target(self.target)
+
+    def to_dict(self, show_secrets: bool = False) -> dict:
+        return {
+            "kind": self.kind, "client": f"{self.client_ip}:{self.client_port}",
+            "server": f"{self.server_ip}:{self.server_port}", "server_port": self.server_port,
+            "start": self.start, "end": self.end, "duration_s": round(self.duration_s, 6), "state": self.state,
+            "first_frame": self.first_frame, "frames": self.frames, "sni": self.sni, "alpn": self.alpn,
+            "http_method": self.method, "http_target": self.shown_target(show_secrets), "http_host": self.http_host,
+            "upgrade": self.upgrade, "what": KINDS.get(self.kind, ""),
+        }
+
+
+def classify(conn: ConsoleConn, esxi_ips: set[str] | frozenset = frozenset(),
+             vcenter_ips: set[str] | frozenset = frozenset()) -> str:
+    """The console path a connection stands for, from what is visible and what is known of
+    its server (an ESXi host: it serves 902 or sends heartbeats; vCenter: it receives them)."""
+    target = (conn.target or "").lower()
+    if conn.server_port in RELAY_PORTS or target.startswith("/console/"):
+        return "vcenter-relay"
+    if target.startswith("/ticket/"):
+        return "esxi-webmks"
+    if target.startswith("/sdk"):
+        return "vsphere-api"
+    if conn.server_ip in esxi_ips:
+        if (conn.upgrade or "").lower() == "websocket":
+            return "esxi-webmks"
+        return "esxi-https"
+    if conn.server_ip in vcenter_ips:
+        return "vcenter-https"
+    return "https"
+
+
+class ConsolePathTracker:
+    """Feeds control packets of 443/7331/7343 into :class:`ConsoleConn` records (O(1) each)."""
+
+    def __init__(self, ports=CONSOLE_PORTS, max_live: int = MAX_LIVE, max_finished: int = MAX_FINISHED) -> None:
+        self.ports = frozenset(ports)
+        self.max_live = max_live
+        self.max_finished = max_finished
+        self.live: OrderedDict[tuple, ConsoleConn] = OrderedDict()  # oldest first: retired when full
+        self.finished: list[ConsoleConn] = []
+        self.dropped = 0  # finished connections not kept (beyond max_finished)
+        self.packets = 0
+        self.source_index = 0
+
+    def _retire(self, key: tuple) -> None:
+        conn = self.live.pop(key)
+        if len(self.finished) < self.max_finished:
+            self.finished.append(conn)
+        else:
+            self.dropped += 1
+
+    def _retire_oldest(self) -> None:
+        _key, conn = self.live.popitem(last=False)
+        if len(self.finished) < self.max_finished:
+            self.finished.append(conn)
+        else:
+            self.dropped += 1
+
+    def _new(self, key: tuple, pkt: Packet, client_is_src: bool) -> ConsoleConn:
+        if len(self.live) >= self.max_live:
+            self._retire_oldest()
+        if client_is_src:
+            conn = ConsoleConn(_ip(pkt.src), pkt.sport, _ip(pkt.dst), pkt.dport, pkt.ts, pkt.frame)
+        else:
+            conn = ConsoleConn(_ip(pkt.dst), pkt.dport, _ip(pkt.src), pkt.sport, pkt.ts, pkt.frame)
+        conn.source_index = self.source_index
+        self.live[key] = conn
+        return conn
+
+    def feed(self, pkt: Packet) -> None:
+        frame, ts, proto, src, dst, sport, dport, _seq, _ack, flags, _window, payload, _plen, _wlen = pkt
+        if proto != IPPROTO_TCP:
+            return
+        self.packets += 1
+        fwd = (src, sport, dst, dport)
+        live = self.live
+        if flags & SYN and not flags & ACK:  # a client opens
+            conn = live.get(fwd)
+            if conn is not None and (conn.synack_frame is not None or conn.rst_from or conn.hello_frame):
+                self._retire(fwd)  # port reuse: a new connection on the same 4-tuple
+                conn = None
+            if conn is None:
+                conn = self._new(fwd, pkt, True)
+            key, from_client = fwd, True
+        else:
+            conn = live.get(fwd)
+            if conn is not None:
+                key, from_client = fwd, True
+            else:
+                rev = (dst, dport, src, sport)
+                conn = live.get(rev)
+                if conn is not None:
+                    key, from_client = rev, False
+                else:  # picked up mid-way: the side on a console port is the server
+                    if not payload:
+                        return  # a lone FIN/RST of a connection already retired (or begun before the capture)
+                    client_is_src = dport in self.ports and not (sport in self.ports and sport < dport)
+                    key = fwd if client_is_src else rev
+                    conn = self._new(key, pkt, client_is_src)
+                    from_client = client_is_src
+        conn.end, conn.last_frame = ts, frame
+        if flags & SYN:
+            if from_client:
+                conn.syn_count += 1
+                if conn.syn_frame is None:
+                    conn.syn_frame = frame
+            elif conn.synack_frame is None:
+                conn.synack_frame = frame
+        if payload:
+            first = payload[0]
+            if from_client:
+                if first == 0x16 and conn.hello_frame is None:
+                    info = client_hello_info(payload)
+                    if info is not None:
+                        conn.hello_frame = frame
+                        conn.sni, conn.alpn, _complete = info
+                elif conn.request_frame is None and 0x41 <= first <= 0x5A:
+                    req = parse_http_request(payload)
+                    if req is not None:
+                        conn.request_frame = frame
+                        conn.method, conn.target, conn.http_host = req.method, req.target, req.host
+                        conn.upgrade = req.upgrade
+            elif first == 0x16 and conn.server_hello_frame is None and len(payload) >= 6 and payload[5] == 2:
+                conn.server_hello_frame = frame
+        if flags & RST:
+            conn.rst_from = "client" if from_client else "server"
+            conn.rst_frame = frame
+            self._retire(key)
+            return
+        if flags & FIN:
+            if from_client:
+                conn.client_fin = True
+            else:
+                conn.server_fin = True
+            if conn.client_fin and conn.server_fin:
+                self._retire(key)
+
+    def close(self) -> None:
+        """End of input: every live connection becomes a finished one."""
+        while self.live:
+            self._retire_oldest()
+
+    def connections(self) -> list[ConsoleConn]:
+        return sorted(self.finished, key=lambda c: (c.source_index, c.start, c.first_frame))

@@ -1,0 +1,176 @@
+"""Command line: ``dissect902 analyze CAPTURE...`` and friends.
+
+Thin by design: parse arguments, call the library, render, return an exit code.
+Exit codes: 0 success; 1 ``--strict`` and something weird was found; 2 bad usage
+or a file that is not a readable capture (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__
+
+from . import doctor
+
+from . import plot as plotcli
+from ..model.schema import FRAME_TABLES, SCHEMAS, describe
+from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
+from .runner import run_analyze
+from . import report as reportcli
+from . import wireshark as wireshark_command
+
+ANALYZE_EPILOG = """\
+what it finds, per TCP connection on 902/903/912 (or any port whose server greets
+with "220 VMware Authentication Daemon"):
+  banner      the greeting, authd version, 'SSL Required', capabilities, product guess
+  tls         every handshake on the stream: TLS #1 after the banner and the second
+              one after "200 Connect" (console / NFC over TLS); versions, cipher,
+              SNI, JA3/JA4, the server certificate and its SHA-1 thumbprint when in clear
+  dialogue    authd lines when visible (non-SSL daemons, Workstation 912); PASS and
+              tickets redacted unless --show-secrets
+  tcp         Zeek conn_state and history, retransmissions, gaps; unanswered (no_answer)
+              and refused attempts are sessions too
+  hand-offs   classic ESX: a 903 session followed by a 902 session from the same client
+  feature     MKS / NFC / SOAP / VMXARGS / NONE / UNKNOWN with a confidence and reasons,
+              inferred from what stays visible (see README, "How sessions are classified")
+  logins      every PASS with the reply matched to it in command order (accepted /
+              rejected / unanswered): JSON auth.attempts, --table logins
+  failure     per session: no_answer, refused, tls_alert, login_rejected, connect_rejected
+              or reset, with the evidence frame and a reason
+  diagnosis   why a console would not open: DNS failures, unanswered / refused / ICMP-blocked
+              902, rejected certificates and logins, resets, vMotion reconnects, console paths
+              (JSON: "diagnostics"; the full report: dissect902 doctor)
+
+secrets: PASS / XPAS / SESSION arguments, ticket-shaped USER names, THUMBPRINT client tokens,
+  the ticket a 331/230 reply repeats, tickets in HTTP targets and credential headers are
+  replaced by <redacted> in every format (by their place in the line) unless --show-secrets.
+csv: a text cell starting with = + - @ TAB or CR gets a leading ' so that a spreadsheet shows
+  it instead of running it as a formula (SNI, user names, targets, banners come from the
+  capture); numeric columns stay numbers.
+
+examples:
+  dissect902 analyze capture.pcapng
+  dissect902 analyze a.pcap b.pcap.gz --format json -o result.json
+  dissect902 analyze capture.pcap --format csv --table tls_records > records.csv
+  dissect902 analyze capture.pcap --format jsonl | jq 'select(.record_type=="session")'
+  dissect902 analyze capture.pcap --strict || echo "something malformed in there"
+
+tables for --format csv/parquet: """ + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
+  it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
+"""
+
+
+def _open_out(path: str | None, binary: bool = False):
+    if path is None or path == "-":
+        return sys.stdout, False
+    return open(path, "w", encoding="utf-8", newline=""), True
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.describe:
+        print(describe(args.describe))
+        return 0
+    if not args.captures:
+        print("dissect902 analyze: error: give at least one capture file", file=sys.stderr)
+        return 2
+    if args.format == "parquet" and (args.output in (None, "-")):
+        print("dissect902 analyze: error: --format parquet needs -o FILE", file=sys.stderr)
+        return 2
+    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
+                               observers=[] if args.no_diagnostics else None)
+    if result is None:
+        return code
+    if args.format == "parquet":
+        write_parquet(result, args.output, args.table)
+    else:
+        out, close = _open_out(args.output)
+        try:
+            if args.format == "table":
+                render_table(result, out)
+            elif args.format == "json":
+                render_json(result, out, records=args.records)
+            elif args.format == "jsonl":
+                render_jsonl(result, out, records=args.records)
+            elif args.format == "csv":
+                render_csv(result, out, args.table)
+        finally:
+            if close:
+                out.close()
+    weird = result.weird
+    if weird and not args.quiet and args.format != "table":
+        print(f"dissect902: {len(weird)} weird finding(s); see the 'weird' list", file=sys.stderr)
+    return 1 if (args.strict and weird) else 0
+
+
+def build_parser(lab: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dissect902",
+        description="Dissect VMware ESXi port 902 (vmware-authd) traffic in packet captures: "
+        "banners, the TLS upgrade, the second handshake of a console or NFC hand-off, "
+        "the classic ESX 903->902 hand-off, and what each session was.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dissect902 {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser(
+        "analyze",
+        help="list port-902 sessions in captures (pcap, pcapng, gzip)",
+        description="Read captures and report every port-902/903/912 session: banner, TLS, "
+        "authd dialogue, TCP state and 903->902 hand-offs.",
+        epilog=ANALYZE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed")
+    p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
+                   help="output format (default: table)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--table", choices=list(FRAME_TABLES), default="sessions",
+                   help="which table --format csv/parquet writes (default: sessions)")
+    p.add_argument("--describe", choices=list(SCHEMAS), metavar="TABLE", help="explain the columns of TABLE and exit")
+    p.add_argument("--records", action="store_true", help="JSON: include every TLS record (time, direction, length)")
+    p.add_argument("--show-secrets", action="store_true",
+                   help="show PASS arguments and tickets instead of <redacted> (they are credentials)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip the console diagnosis (DNS, ICMP, UDP 902, 443/7331/7343): faster on busy captures")
+    p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
+    p.set_defaults(func=cmd_analyze)
+    doctor.add_parser(sub)
+    plotcli.add_parser(sub)
+    if lab:  # the lab is a tool for tests and training: loaded only when its command runs
+        from ..lab import cli as lab_cli
+
+        lab_cli.add_parser(sub)
+    else:
+        sub.add_parser("lab", help="write labelled synthetic port-902 captures (datasets or named scenarios)",
+                       add_help=False)
+    wireshark_command.add_parser(sub)
+    reportcli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(lab=bool(argv) and argv[0] == "lab")
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `dissect902 analyze x | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

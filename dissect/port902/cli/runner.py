@@ -1,0 +1,47 @@
+"""What every command does around ``analyze``: a progress bar on a terminal for big inputs
+(quiet when piped) and one line on stderr, exit code 2, for a file that is not a capture."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from ..analysis import Analysis, analyze
+from ..errors import CaptureError
+from ..output.render import safe
+
+PROGRESS_MIN_BYTES = 4 << 20
+
+
+def progress_bar(paths: Sequence[str], quiet: bool):
+    """(bar, update callback) — a tqdm bar on a terminal for big inputs; (None, None) otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    try:
+        total = sum(os.path.getsize(p) for p in paths)
+    except OSError:
+        return None, None
+    if total < PROGRESS_MIN_BYTES:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading", file=sys.stderr, leave=False)
+
+    def update(done: int) -> None:
+        bar.update(max(0, done - bar.n))
+
+    return bar, update
+
+
+def run_analyze(paths: Sequence[str], quiet: bool, **options) -> tuple[Analysis | None, int]:
+    """(result, 0), or (None, 2) after one line on stderr when an input is not a readable capture."""
+    bar, update = progress_bar(paths, quiet)
+    try:
+        return analyze(paths, progress=update, **options), 0
+    except CaptureError as exc:
+        print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
+        return None, 2
+    finally:
+        if bar is not None:
+            bar.close()
