@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from ..analyzers.vnc import VncConsoles
 from ..infer.diagnose import Diagnostics
 from ..output.html import render_html
 from ..output.render import safe
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         print("dissect902 report: error: give at least one capture file", file=sys.stderr)
         return 2
     diag = Diagnostics(show_secrets=args.show_secrets)
-    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets, observers=[diag])
+    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
+                                observers=[VncConsoles(), diag])
     if result is None:
         return code
     tmp = f"{args.output}.tmp{os.getpid()}"

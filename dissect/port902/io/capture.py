@@ -169,6 +169,9 @@ class Selection:
     # ports where only connection control is kept: SYN/FIN/RST, a TLS handshake record or an
     # HTTP request line (enough to see console paths and vCenter traffic, cheap on busy 443)
     tcp_control_ports: set[int] = field(default_factory=set)
+    # ports in tcp_ports whose packets go to the side analyses (observers), not to the authd
+    # sessions: plain VNC on 5900-5999 (analyzers/vnc.py)
+    observer_tcp_ports: set[int] = field(default_factory=set)
     udp_ports: set[int] = field(default_factory=set)
     icmp_errors: bool = False
     detect_greeting: bool = True

@@ -240,6 +240,9 @@ FINDING_KINDS = {
     "console_path_blocked": "a console path other than 902 (vCenter relay, ESXi 443) was not answered",
     "console_followed_vm": "a console session moved to another host (likely vMotion)",
     "console_retry": "the client reconnected its console to the same host",
+    "vnc_console": "a VM console exposed as plain VNC (vmx RemoteDisplay.vnc): unencrypted, a port per VM",
+    "vnc_no_auth": "a plain VNC console let a client in without authentication",
+    "vnc_no_follow": "a plain VNC console ended and the client went on over 902 to another host (VM moved)",
 }
 
 FINDINGS: Schema = {

@@ -1,0 +1,271 @@
+"""Plain VNC consoles (issue 12): the RFB handshake parser on byte literals, and real x11vnc on Xvfb
+(with -rfbauth and without a password) reached by a real client (vncdotool), captured by tcpdump on
+loopback, read by ``analyze`` and ``doctor`` and checked against the runs and against tshark's VNC
+dissector."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dissect.port902 import analyze
+from dissect.port902.analyzers.vnc import HINT_PORTS, parse_handshake
+from dissect.port902.cli.main import main
+
+# -- the parser ------------------------------------------------------------------------------------
+
+
+def _server_init(w, h, name: bytes) -> bytes:
+    return w.to_bytes(2, "big") + h.to_bytes(2, "big") + bytes(16) + len(name).to_bytes(4, "big") + name
+
+
+def test_rfb38_vnc_auth_ok():
+    server = b"RFB 003.008\n" + b"\x01\x02" + bytes(16) + b"\0\0\0\0" + _server_init(1024, 768, b"vm1")
+    client = b"RFB 003.008\n" + b"\x02" + bytes(16) + b"\x01"
+    hs = parse_handshake(server, client)
+    assert hs["server_version"] == "003.008" and hs["client_version"] == "003.008"
+    assert hs["offered"] == ["VNC Authentication"] and hs["chosen"] == "VNC Authentication"
+    assert hs["authentication"] == "vnc" and hs["result"] == "ok"
+    assert hs["server_init"]["width"] == 1024 and hs["server_init"]["name"] == "vm1"
+
+
+def test_rfb38_auth_failed_with_reason():
+    server = b"RFB 003.008\n\x01\x02" + bytes(16) + b"\0\0\0\x01" + b"\0\0\0\x0dauth rejected"
+    client = b"RFB 003.008\n\x02" + bytes(16)
+    hs = parse_handshake(server, client)
+    assert hs["result"] == "failed" and hs["reason"] == "auth rejected" and hs["server_init"] is None
+
+
+def test_rfb37_none_has_no_security_result():
+    server = b"RFB 003.007\n\x02\x01\x02" + _server_init(640, 480, b"x")
+    client = b"RFB 003.007\n\x01\x00"
+    hs = parse_handshake(server, client)
+    assert hs["offered"] == ["None", "VNC Authentication"] and hs["authentication"] == "none"
+    assert hs["result"] is None and hs["server_init"]["height"] == 480
+
+
+def test_rfb33_server_decides():
+    server = b"RFB 003.003\n\0\0\0\x01" + _server_init(800, 600, b"old")
+    client = b"RFB 003.003\n\x01"
+    hs = parse_handshake(server, client)
+    assert hs["chosen"] == "None" and hs["server_init"]["name"] == "old"
+
+
+def test_not_rfb_and_truncated():
+    assert parse_handshake(b"220 VMware Authentication Daemon", b"") is None
+    assert parse_handshake(b"RFB 003.00", b"") is None
+    hs = parse_handshake(b"RFB 003.008\n\x01", b"RFB 003.008\n")
+    assert hs["offered"] == [] and hs["chosen"] is None  # count byte without its list
+    hs = parse_handshake(b"RFB 003.008\n\x00\0\0\0\x04nope", b"RFB 003.008\n")
+    assert hs["authentication"] == "failed_negotiation" and hs["reason"] == "nope"
+    hs = parse_handshake(b"RFB 003.008\n\x01\x13", b"RFB 003.008\n\x13")
+    assert hs["authentication"] == "encrypted" and hs["chosen"] == "VeNCrypt"
+
+
+# -- real x11vnc, real client -------------------------------------------------------------------------
+
+PASSWORD = "Vm0ware8"
+
+
+def _free_port(candidates) -> int:
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def _free_display() -> int:
+    for n in range(60, 99):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display")
+
+
+def _wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def _vncdo(port: int, password: str | None, out: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("vncdo")
+    cmd = [str(exe), "-s", f"127.0.0.1::{port}", "-t", "15"]
+    if password is not None:
+        cmd += ["-p", password]
+    cmd += ["capture", str(out)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """Two x11vnc servers on one Xvfb desktop: one with -rfbauth (port A), one without a password
+    (port B); three client runs: right password, wrong password (both A), none (B)."""
+    d = tmp_path_factory.mktemp("vnc")
+    display = _free_display()
+    ports = sorted(HINT_PORTS)
+    port_a = _free_port(ports[31:])
+    port_b = _free_port(p for p in ports[31:] if p != port_a)
+    procs = []
+
+    def start(cmd, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kw)
+        procs.append(p)
+        return p
+
+    try:
+        start(["Xvfb", f":{display}", "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+        deadline = time.monotonic() + 20
+        while not Path(f"/tmp/.X11-unix/X{display}").exists():
+            assert time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.1)
+        pwfile = d / "passwd"
+        subprocess.run(["x11vnc", "-storepasswd", PASSWORD, str(pwfile)], capture_output=True, check=True, timeout=30)
+        start(["x11vnc", "-display", f":{display}", "-rfbport", str(port_a), "-rfbauth", str(pwfile), "-forever",
+               "-shared", "-localhost", "-desktop", "db01 console", "-quiet", "-nevershared", "-noxdamage"])
+        start(["x11vnc", "-display", f":{display}", "-rfbport", str(port_b), "-nopw", "-forever", "-shared",
+               "-localhost", "-desktop", "web02 console", "-quiet", "-noxdamage"])
+        _wait_port(port_a)
+        _wait_port(port_b)
+        cap = d / "vnc.pcap"
+        dump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-n", "-w", str(cap),
+                                 f"tcp port {port_a} or tcp port {port_b}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        procs.append(dump)
+        time.sleep(1.5)  # tcpdump's filter is in place
+        runs = {
+            "right": _vncdo(port_a, PASSWORD, d / "a.png"),
+            "wrong": _vncdo(port_a, "wrongpw1", d / "b.png"),
+            "none": _vncdo(port_b, None, d / "c.png"),
+        }
+        time.sleep(1.0)
+        dump.send_signal(signal.SIGINT)
+        dump.wait(20)
+        yield {"capture": cap, "port_a": port_a, "port_b": port_b, "runs": runs, "dir": d}
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+
+
+live_test = pytest.mark.tools("Xvfb", "x11vnc", "tcpdump", "tshark")
+
+
+@live_test
+def test_clients_did_what_the_test_says(live):
+    runs = live["runs"]
+    assert runs["right"].returncode == 0, runs["right"].stderr[-2000:]
+    assert runs["none"].returncode == 0, runs["none"].stderr[-2000:]
+    assert runs["wrong"].returncode != 0
+    assert (live["dir"] / "a.png").stat().st_size > 0 and (live["dir"] / "c.png").stat().st_size > 0
+
+
+@live_test
+def test_analyze_reads_the_real_handshakes(live):
+    result = analyze(str(live["capture"]))
+    assert result.sessions == []  # VNC is not authd: no port-902 sessions invented
+    vnc = result.extras["vnc"]
+    by_port: dict[int, list] = {}
+    for s in vnc.sessions:
+        by_port.setdefault(s.server_port, []).append(s)
+    a, b = by_port[live["port_a"]], by_port[live["port_b"]]
+    assert len(a) == 2 and len(b) == 1
+    right, wrong = sorted(a, key=lambda s: s.start)
+    for s in (right, wrong):
+        assert s.authentication == "vnc" and "VNC Authentication" in s.security_offered
+        assert s.security_chosen == "VNC Authentication"
+    assert right.auth_result == "ok" and right.desktop_name == "db01 console"
+    assert (right.width, right.height) == (800, 600)
+    assert wrong.auth_result == "failed" and wrong.desktop_name is None
+    (none,) = b
+    assert none.authentication == "none" and none.security_chosen == "None"
+    assert none.desktop_name == "web02 console" and (none.width, none.height) == (800, 600)
+    for s in vnc.sessions:
+        assert s.feature == "VNC" and s.confidence >= 0.9 and s.server_version == s.client_version == "003.008"
+        assert s.client.startswith("127.0.0.1:") and s.server == f"127.0.0.1:{s.server_port}"
+    doc = result.to_dict()
+    assert [v["uid"] for v in doc["vnc"]] == [s.uid for s in vnc.sessions]
+    json.dumps(doc)
+
+
+@live_test
+def test_matches_tshark_vnc_dissector(live):
+    cap = live["capture"]
+    fields = ["tcp.stream", "tcp.srcport", "tcp.dstport", "vnc.server_proto_ver", "vnc.client_proto_ver",
+              "vnc.security_type", "vnc.client_security_type", "vnc.auth_result", "vnc.width", "vnc.height",
+              "vnc.desktop_name"]
+    cmd = ["tshark", "-n", "-r", str(cap), "-d", f"tcp.port=={live['port_a']},vnc",
+           "-d", f"tcp.port=={live['port_b']},vnc", "-T", "fields", "-E", "occurrence=f"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    streams: dict[str, dict] = {}
+    for line in out.splitlines():
+        row = dict(zip(fields, line.split("\t")))
+        st = streams.setdefault(row["tcp.stream"], {"ports": {row["tcp.srcport"], row["tcp.dstport"]}})
+        for f in fields[3:]:
+            if row.get(f):
+                st.setdefault(f, row[f])
+    # connections whose opening the capture missed (the readiness probes closing) carry no RFB
+    streams = {k: v for k, v in streams.items() if "vnc.server_proto_ver" in v}
+    ours = analyze(str(cap)).extras["vnc"].sessions
+    assert len(streams) == len(ours) == 3
+    names = {1: "None", 2: "VNC Authentication"}
+    for s in ours:
+        client_port = s.client.rsplit(":", 1)[1]
+        (t,) = [t for t in streams.values() if client_port in t["ports"]]
+        assert t["vnc.server_proto_ver"] == s.server_version
+        assert t["vnc.client_proto_ver"] == s.client_version
+        assert names[int(t["vnc.client_security_type"])] == s.security_chosen
+        if s.auth_result is not None:
+            assert (t["vnc.auth_result"] in ("0", "False")) == (s.auth_result == "ok")
+        if s.width is not None:
+            assert (int(t["vnc.width"]), int(t["vnc.height"])) == (s.width, s.height)
+            assert t["vnc.desktop_name"] == s.desktop_name
+
+
+@live_test
+def test_doctor_flags_plain_vnc(live, capsys):
+    code = main(["doctor", str(live["capture"]), "-f", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    findings = doc["diagnostics"]["findings"]
+    kinds = [f["kind"] for f in findings]
+    assert kinds.count("vnc_console") == 1  # one host
+    console = next(f for f in findings if f["kind"] == "vnc_console")
+    assert str(live["port_a"]) in console["title"] and str(live["port_b"]) in console["title"]
+    assert "not encrypted" in console["detail"] and "8 characters" in console["detail"]
+    assert "902" in console["advice"]
+    assert console["severity"] == "warning"
+    no_auth = [f for f in findings if f["kind"] == "vnc_no_auth"]
+    assert len(no_auth) == 1 and str(live["port_b"]) in no_auth[0]["detail"]
+    assert code == 1  # a console without authentication is a problem
+    checked = {c["check"]: c for c in doc["diagnostics"]["checked"]}
+    assert checked["plain_vnc"]["observed"] == 3
+    # the table output names them too, escaped
+    assert main(["analyze", str(live["capture"])]) == 0
+    out = capsys.readouterr().out
+    assert "plain VNC consoles (3" in out and "web02 console" in out
