@@ -269,3 +269,82 @@ def test_doctor_flags_plain_vnc(live, capsys):
     assert main(["analyze", str(live["capture"])]) == 0
     out = capsys.readouterr().out
     assert "plain VNC consoles (3" in out and "web02 console" in out
+
+
+# -- a VNC console that did not follow its VM (synthetic capture, real byte layouts) ------------------
+
+def _vnc_then_902(tmp_path, reset: bool = True):
+    from dissect.port902.lab.pcapwriter import CaptureWriter
+    from dissect.port902.lab.tcp import TcpConversation
+
+    t0 = 1_715_677_200.0
+    v = TcpConversation("10.1.1.5", 50000, "10.0.0.11", 5901, t0)
+    v.open()
+    v.server_send(b"RFB 003.008\n")
+    v.client_send(b"RFB 003.008\n")
+    v.server_send(b"\x01\x02")
+    v.client_send(b"\x02")
+    v.server_send(bytes(range(16)))
+    v.client_send(bytes(range(16, 32)))
+    v.server_send(b"\0\0\0\0")
+    v.client_send(b"\x01")
+    v.server_send(_server_init(1280, 800, b"db01 <b>console</b>"))
+    v.client_send(b"\x03\x00\x00\x00\x00\x00\x05\x00\x03\x20")
+    v.server_send(b"\x00\x00\x00\x01" + bytes(2000), at=t0 + 5)
+    if reset:
+        v.reset(at=t0 + 10, by="server")
+    else:
+        v.close(at=t0 + 10)
+    m = TcpConversation("10.1.1.5", 50001, "10.0.0.12", 902, t0 + 13)
+    m.open()
+    m.server_send(b"220 VMware Authentication Daemon Version 1.10: SSL Required, ServerDaemonProtocol:SOAP, "
+                  b"MKSDisplayProtocol:VNC , VMXARGS supported, NFCSSL supported/t\r\n")
+    m.close(at=t0 + 14)
+    path = tmp_path / "vnc-then-902.pcap"
+    packets = sorted(p for c in (v, m) for p in c.packets())
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in packets:
+            w.write(ts, pkt)
+    return path
+
+
+def test_vnc_console_that_did_not_follow(tmp_path, capsys):
+    path = _vnc_then_902(tmp_path)
+    result = analyze(str(path))
+    (v,) = result.extras["vnc"].sessions
+    assert v.state == "reset" and v.desktop_name == "db01 <b>console</b>" and (v.width, v.height) == (1280, 800)
+    assert [s.server_port for s in result.sessions] == [902]
+    kinds = {f.kind: f for f in result.diagnostics.findings}
+    f = kinds["vnc_no_follow"]
+    assert f.severity == "problem" and "10.0.0.12" in f.title and v.uid in f.related
+    assert result.sessions[0].uid in f.related
+    assert main(["doctor", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "did not follow the VM to 10.0.0.12" in out
+
+
+def test_no_follow_needs_another_host(tmp_path):
+    """The same capture without the 902 session: no vnc_no_follow (the finding can fail)."""
+    path = _vnc_then_902(tmp_path)
+    only = tmp_path / "only-vnc.pcap"
+    from dissect.port902.io.capture import CaptureReader, Selection
+
+    with CaptureReader(str(path), Selection(tcp_ports={5901}, detect_greeting=False)) as r:
+        frames = {p.frame for p in r}
+    import scapy.all as scapy  # dependency of the project
+
+    pkts = [p for i, p in enumerate(scapy.rdpcap(str(path)), 1) if i in frames]
+    scapy.wrpcap(str(only), pkts)
+    result = analyze(str(only))
+    assert len(result.extras["vnc"].sessions) == 1 and result.sessions == []
+    assert "vnc_no_follow" not in {f.kind for f in result.diagnostics.findings}
+    assert "vnc_console" in {f.kind for f in result.diagnostics.findings}
+
+
+def test_report_lists_vnc_findings_escaped(tmp_path):
+    path = _vnc_then_902(tmp_path)
+    out = tmp_path / "r.html"
+    assert main(["report", str(path), "-o", str(out), "-q", "--no-charts"]) == 0
+    text = out.read_text()
+    assert "vnc_no_follow" in text and "db01 &lt;b&gt;console&lt;/b&gt;" in text and "<b>console" not in text
+    assert 'id="vnc-h"' in text and text.count("<tr data-vnc=") == 1

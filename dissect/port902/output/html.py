@@ -415,6 +415,28 @@ def _details(result, S) -> list[str]:
     return out
 
 
+def _vnc_table(result) -> list[str]:
+    """Plain VNC consoles (analyzers/vnc.py), when that side analysis ran and found any."""
+    vnc = result.extras.get("vnc")
+    if vnc is None or not vnc.sessions:
+        return []
+    out = [f'<h2 id="vnc-h">Plain VNC consoles ({len(vnc.sessions)})</h2><p class="muted">RFB spoken directly '
+           "to a VM's vmx VNC port: unencrypted, a port per VM, not following a vMotion (see the findings)</p>"
+           '<div class="scroll"><table><thead><tr><th>uid</th><th>start (UTC)</th><th>client</th><th>server</th>'
+           "<th>state</th><th>RFB</th><th>security offered</th><th>chosen</th><th>auth</th><th>desktop</th>"
+           "<th>framebuffer</th><th>bytes c→s</th><th>bytes s→c</th></tr></thead><tbody>"]
+    for v in vnc.sessions:
+        size = f"{v.width}x{v.height}" if v.width is not None else "-"
+        cells = [v.uid, _utc(v.start), v.client, v.server, v.state, v.server_version or "-",
+                 ", ".join(v.security_offered) or "-", v.security_chosen or "-",
+                 f"{v.authentication or '-'} / {v.auth_result or '-'}", v.desktop_name or "-", size,
+                 _bytes(v.client_bytes), _bytes(v.server_bytes)]
+        out.append(f'<tr data-vnc="{text(v.uid)}" id="s-{text(v.uid)}">'
+                   + "".join(f"<td>{text(c)}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return out
+
+
 def _checked(diag) -> list[str]:
     if diag is None:
         return []
@@ -448,6 +470,7 @@ def render_html(result, out: TextIO, *, charts: bool = True, title: str | None =
                         f'src="data:image/png;base64,{png}"><figcaption class="muted">{text(kind)}'
                         f"</figcaption></figure>")
         body.append("</div>")
+    body.extend(_vnc_table(result))
     body.extend(_details(result, S))
     body.extend(_checked(diag))
     weird = result.weird
