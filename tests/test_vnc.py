@@ -348,3 +348,32 @@ def test_report_lists_vnc_findings_escaped(tmp_path):
     text = out.read_text()
     assert "vnc_no_follow" in text and "db01 &lt;b&gt;console&lt;/b&gt;" in text and "<b>console" not in text
     assert 'id="vnc-h"' in text and text.count("<tr data-vnc=") == 1
+
+
+# -- the bundled sample (lab: samples/plain-vnc.pcap) against its labels -----------------------------
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "plain-vnc.pcap"
+
+
+def test_bundled_sample_matches_labels():
+    labels = json.loads(SAMPLE.with_name("plain-vnc.labels.json").read_text())
+    result = analyze(str(SAMPLE))
+    vnc = {s.client: s for s in result.extras["vnc"].sessions}
+    wanted = [c for c in labels["connections"] if c["service"] == "vnc"]
+    assert len(vnc) == len(wanted) == 3
+    for c in wanted:
+        s = vnc[f"{c['client']['ip']}:{c['client']['port']}"]
+        rfb = c["related"]["rfb"]
+        events = {e["what"]: e["frame"] for e in c["events"]}
+        assert s.server == f"{c['server']['ip']}:{c['server']['port']}"
+        assert s.server_version == rfb["version"] and s.security_chosen == rfb["security"]
+        assert s.auth_result == rfb["auth_result"]
+        assert (s.desktop_name, s.width, s.height) == (rfb["desktop"], rfb["width"], rfb["height"])
+        assert s.version_frame == events["rfb_version"] and s.security_frame == events["rfb_security"]
+        assert s.server_init_frame == events.get("rfb_server_init")
+        assert s.state == c["outcome"]
+    kinds = [f.kind for f in result.diagnostics.findings]
+    assert kinds.count("vnc_no_follow") == 1 and kinds.count("vnc_no_auth") == 1 and kinds.count("vnc_console") == 1
+    follow = next(f for f in result.diagnostics.findings if f.kind == "vnc_no_follow")
+    mks = [s for s in result.sessions if s.feature == "MKS"]
+    assert len(mks) == 1 and follow.related == [vnc["10.30.5.23:" + str(wanted[0]["client"]["port"])].uid, mks[0].uid]

@@ -107,6 +107,8 @@ class _Conn:
     rst: bool = False
     fin: bool = False
     rst_frame: int | None = None
+    rst_from: tuple[str, int] | None = None
+    fin_from: tuple[str, int] | None = None  # who closed first
     sides: dict = field(default_factory=dict)  # endpoint -> _Side
 
 
@@ -146,6 +148,7 @@ class VncSession:
     confidence: float = 0.0
     reasons: list[str] = field(default_factory=list)
     rst_frame: int | None = None
+    ended_by: str | None = None  # client | server: who sent the first RST (or, without one, FIN)
 
     def to_dict(self) -> dict:
         return {
@@ -160,6 +163,7 @@ class VncSession:
             "desktop_name": self.desktop_name,
             "framebuffer": ({"width": self.width, "height": self.height, "frame": self.server_init_frame}
                             if self.width is not None else None),
+            "ended_by": self.ended_by,
             "bytes": {"client_to_server": self.client_bytes, "server_to_client": self.server_bytes},
             "packets": self.packets,
             "feature": self.feature, "confidence": self.confidence, "reasons": self.reasons,
@@ -300,11 +304,10 @@ class VncConsoles:
             side.reasm.syn(pkt.seq)
             if not flags & _ACK:
                 conn.syn_from = src
-        if flags & _RST:
-            conn.rst = True
-            conn.rst_frame = conn.rst_frame or pkt.frame
-        if flags & _FIN:
-            conn.fin = True
+        if flags & _RST and not conn.rst:
+            conn.rst, conn.rst_frame, conn.rst_from = True, pkt.frame, src
+        if flags & _FIN and not conn.fin:
+            conn.fin, conn.fin_from = True, src
         if pkt.payload_len:
             side.reasm.segment(pkt.seq, pkt.payload, pkt.payload_len, pkt.ts, pkt.frame)
 
@@ -350,6 +353,8 @@ class VncConsoles:
                        client_ip=client[0], server_ip=server[0], server_port=server[1], start=conn.start,
                        end=conn.end, first_frame=conn.first_frame, last_frame=conn.last_frame, state=state,
                        rst_frame=conn.rst_frame)
+        closer = conn.rst_from if conn.rst else conn.fin_from
+        s.ended_by = None if closer is None else ("server" if closer == server else "client")
         s.server_version, s.client_version = hs["server_version"], hs["client_version"]
         s.version_frame = ss.at(0)[0]
         s.security_offered, s.security_chosen = hs["offered"], hs["chosen"]

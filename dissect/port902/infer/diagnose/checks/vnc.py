@@ -39,12 +39,17 @@ def vnc_findings(ctx: _Context) -> list[_Candidate]:
         if open_:
             out.append(_Candidate("vnc_no_auth", _LIKELIHOOD.get("vnc_no_auth", 0.6), open_[0].start,
                                   _render_no_auth, (ctx, host, open_)))
-    for s in vnc.sessions:
-        later = [b for b in ctx.by_client.get((s.source, s.client_ip), [])
-                 if b.server_ip != s.server_ip and s.end - 2.0 <= b.start <= s.end + RECONNECT_WINDOW_S]
-        if later:
+    # a working VNC console the server ended (RST, or its FIN first), then a 902 session from the same
+    # client to another host; each 902 session answers the latest such VNC session before it
+    broke = [s for s in vnc.sessions if s.width is not None and (s.state == "reset" or s.ended_by == "server")]
+    for b in sorted(ctx.sessions, key=lambda x: x.start):
+        before = [s for s in broke if s.source == b.source and s.client_ip == b.client_ip
+                  and s.server_ip != b.server_ip and s.end - 2.0 <= b.start <= s.end + RECONNECT_WINDOW_S]
+        if before:
+            s = max(before, key=lambda x: x.end)
+            broke.remove(s)
             out.append(_Candidate("vnc_no_follow", _LIKELIHOOD.get("vnc_no_follow", 0.6), s.start,
-                                  _render_no_follow, (ctx, s, later[0])))
+                                  _render_no_follow, (ctx, s, b)))
     return out
 
 
