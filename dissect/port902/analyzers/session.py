@@ -24,9 +24,17 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..net.flows import C2S, S2C
 from ..proto import nfc as nfcmod
 from ..proto import tls as tlsmod
-from ..proto.authd import GREETING_PREFIX, Banner, Dialogue, LineBuffer, looks_like_line, parse_banner
+from ..proto.authd import (
+    GREETING_PREFIX,
+    Banner,
+    Dialogue,
+    LineBuffer,
+    looks_like_line,
+    parse_banner,
+)
 
 MAX_RECORDS = 50_000
 MIDSTREAM_SYNC_WINDOW = 64 * 1024  # how far into a mid-stream capture we look for record boundaries
@@ -35,8 +43,6 @@ MAX_WEIRD_PER_SESSION = 100
 RFB_PREFIX = b"RFB 0"
 
 # direction codes used in compact arrays and frames
-C2S, S2C = 0, 1
-DIRECTIONS = {C2S: "client_to_server", S2C: "server_to_client"}
 
 
 @dataclass

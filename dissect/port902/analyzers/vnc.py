@@ -381,7 +381,9 @@ class VncConsoles:
         return [s.to_dict() for s in self.sessions]
 
     def frame(self):
-        import pandas as pd
+        from ..extras import require
+
+        pd = require("pandas", "the VNC sessions frame")
 
         rows = []
         for s in self.sessions:

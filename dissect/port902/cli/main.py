@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
+from ..errors import MissingExtra
 
 from . import doctor
 
@@ -106,6 +107,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if (args.strict and weird) else 0
 
 
+def _version() -> str:
+    """The version, the capture engine in use and the Python it runs on."""
+    from ..io.native import default_engine
+
+    engine = {"c": "C engine (_fastscan)", "python": "pure-Python engine"}[default_engine()]
+    return f"dissect902 {__version__} — {engine}, Python {sys.version.split()[0]}"
+
+
 def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dissect902",
@@ -114,7 +123,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
         "the classic ESX 903->902 hand-off, and what each session was.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"dissect902 {__version__}")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser(
         "analyze",
@@ -170,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except MissingExtra as exc:  # an optional dependency: one line that names the extra
+        print(f"dissect902: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from ..analyzers.consolepath import KINDS as PATH_KINDS
+from ..extras import require
 
 if TYPE_CHECKING:  # pandas is imported when a frame is built, not when the package loads
     import pandas as pd
@@ -326,7 +327,7 @@ SCHEMAS = {**FRAME_TABLES, **DIAGNOSIS_TABLES}
 
 def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFrame":
     """A frame with exactly the schema's columns and dtypes, also when ``rows`` is empty."""
-    import pandas as pd
+    pd = require("pandas", "a DataFrame")
 
     cols = list(schema)
     df = pd.DataFrame(list(rows), columns=cols)
