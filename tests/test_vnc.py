@@ -377,3 +377,50 @@ def test_bundled_sample_matches_labels():
     follow = next(f for f in result.diagnostics.findings if f.kind == "vnc_no_follow")
     mks = [s for s in result.sessions if s.feature == "MKS"]
     assert len(mks) == 1 and follow.related == [vnc["10.30.5.23:" + str(wanted[0]["client"]["port"])].uid, mks[0].uid]
+
+
+# -- RFB on any port, by content (both capture engines) ------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+def test_rfb_on_an_unusual_port_by_content(tmp_path, engine, monkeypatch):
+    from dissect.port902.io import native
+    from dissect.port902.io.capture import CaptureReader, Selection
+    from dissect.port902.lab.pcapwriter import CaptureWriter
+    from dissect.port902.lab.tcp import TcpConversation
+
+    if engine == "c" and native._fastscan is None:
+        pytest.skip("C engine not built")
+    t0 = 1_715_677_200.0
+    convs = []
+    v = TcpConversation("10.1.1.5", 50010, "10.0.0.11", 7777, t0)  # not a hint port
+    v.open()
+    v.server_send(b"RFB 003.008\n")
+    v.client_send(b"RFB 003.008\n")
+    v.server_send(b"\x01\x01")
+    v.client_send(b"\x01")
+    v.server_send(b"\0\0\0\0")
+    v.client_send(b"\x01")
+    v.server_send(_server_init(640, 480, b"odd-port vm"))
+    v.close(at=t0 + 3)
+    convs.append(v)
+    other = TcpConversation("10.1.1.5", 50011, "10.0.0.11", 8888, t0 + 4)  # not RFB: never reported
+    other.open()
+    other.server_send(b"SSH-2.0-OpenSSH_9.2\r\n")
+    other.close(at=t0 + 5)
+    convs.append(other)
+    path = tmp_path / "odd.pcap"
+    with CaptureWriter(str(path)) as w:
+        for ts, pkt in sorted(p for c in convs for p in c.packets()):
+            w.write(ts, pkt)
+    if engine == "python":
+        monkeypatch.setenv("DISSECT902_PURE_PYTHON", "1")
+    assert native.default_engine() == engine
+    result = analyze(str(path))
+    (s,) = result.extras["vnc"].sessions
+    assert s.server == "10.0.0.11:7777" and s.desktop_name == "odd-port vm" and s.authentication == "none"
+    assert s.first_frame > 1  # learnt from the server's greeting: the handshake before it is not kept
+    assert result.sessions == []  # not an authd session
+    sel = Selection()
+    with CaptureReader(str(path), sel, engine=engine) as r:
+        list(r)
+    assert 7777 in sel.observer_tcp_ports and 8888 not in sel.tcp_ports

@@ -185,7 +185,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         for obs in observers:
             obs.select(sel)
         authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
-        side_ports = sel.observer_tcp_ports - DEFAULT_TCP_PORTS  # full TCP for a side analysis (plain VNC)
+        side_ports = sel.observer_tcp_ports  # full TCP for a side analysis (plain VNC); grows with VNC greetings
+        side_ports -= DEFAULT_TCP_PORTS
         with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
             table = FlowTable(make_session, finish, source=reader.path)
             add = table.add

@@ -18,9 +18,11 @@ console over authd 902 differs on each point (TLS, per-session tickets, one port
 Stage: a side analysis (an ``Observer`` of :func:`dissect.port902.analysis.analyze`).  RFB is
 recognised by content, never by port: a connection counts as VNC only when its server's first
 bytes are an RFB ProtocolVersion.  Ports 5900-5999 are the hint: the capture reader hands their
-TCP packets to this observer (and not to the authd pipeline); any other ports can be added
-(:data:`HINT_PORTS`, ``VncConsoles(ports=...)``).  Only the first bytes of each direction are kept
-(:data:`MAX_HANDSHAKE`); the rest is counted.
+TCP packets to this observer from the SYN on (and not to the authd pipeline; other ranges:
+``VncConsoles(ports=...)``).  On any other port the reader's greeting detection (both engines)
+spots a server's ``RFB 003.`` and routes that port here from that packet on
+(``Selection.observer_tcp_ports``), so such a session starts at the server's greeting.  Only the
+first bytes of each direction are kept (:data:`MAX_HANDSHAKE`); the rest is counted.
 """
 
 from __future__ import annotations
@@ -271,6 +273,7 @@ class VncConsoles:
         self._conns: dict[tuple, _Conn] = {}
         self._done: list[_Conn] = []
         self._index = -1  # which capture file (select is called once per file)
+        self._live: set[int] = set(self.ports)
         self.sessions: list[VncSession] = []
         self.dropped = 0
 
@@ -279,9 +282,11 @@ class VncConsoles:
         self._index += 1
         selection.tcp_ports |= self.ports
         selection.observer_tcp_ports |= self.ports
+        self._live = selection.observer_tcp_ports  # grows when a VNC greeting is seen on another port
 
     def packet(self, pkt) -> None:
-        if pkt.proto != IPPROTO_TCP or not (pkt.sport in self.ports or pkt.dport in self.ports):
+        live = self._live
+        if pkt.proto != IPPROTO_TCP or not (pkt.sport in live or pkt.dport in live):
             return
         src, dst = (_ip(pkt.src), pkt.sport), (_ip(pkt.dst), pkt.dport)
         key = (src, dst) if src <= dst else (dst, src)

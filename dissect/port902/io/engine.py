@@ -12,6 +12,8 @@ import sys
 from typing import Iterator
 
 from . import native
+from .formats import _RFB_GREETING_LEN as _RFB_LEN
+from .formats import RFB_GREETING
 from .packet import Packet, _PortMaps
 from .pcapng import _BLOCK_MORE, _BLOCK_STOP, _Section
 
@@ -103,6 +105,8 @@ class _FastScanner:
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
                             continue
+                        if greet >= 0 and pkt.payload[:_RFB_LEN] == RFB_GREETING:
+                            ports.side(greet)  # a VNC server: its packets go to the VNC side analysis
                     stats.selected += 1
                     if stats.first_ts is None:
                         stats.first_ts = pkt.ts
@@ -166,6 +170,8 @@ class _FastScanner:
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
                             continue
+                        if greet >= 0 and pkt.payload[:_RFB_LEN] == RFB_GREETING:
+                            ports.side(greet)  # a VNC server: its packets go to the VNC side analysis
                     stats.selected += 1
                     if stats.first_ts is None:
                         stats.first_ts = pkt.ts

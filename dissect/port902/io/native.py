@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 
-from .formats import AUTHD_GREETING
+from .formats import AUTHD_GREETING, RFB_GREETING
 
 try:  # the C engine; optional (setup.py builds it when a compiler is available)
     from . import _fastscan
 except ImportError:  # pragma: no cover - depends on the build
     _fastscan = None
 else:
-    if getattr(_fastscan, "API_VERSION", None) != 2 or getattr(_fastscan, "GREETING", None) != AUTHD_GREETING:
+    if (getattr(_fastscan, "API_VERSION", None) != 3 or getattr(_fastscan, "GREETING", None) != AUTHD_GREETING
+            or getattr(_fastscan, "RFB_GREETING", None) != RFB_GREETING):
         _fastscan = None  # a stale build from another version: do not trust it
 
 ENGINES = ("c", "python")
