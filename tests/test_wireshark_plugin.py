@@ -299,3 +299,20 @@ def test_two_pass_gives_the_same_dissection(lua, name):
             r["tls.handshake.type"] = [t for t in r["tls.handshake.type"] if t in ("1", "2")]
     assert one == two
     assert sum(1 for r in one if r["tls.handshake.type"] or r["authd.nfc.type"] or r["authd.nfc.aio_type"]) > 5
+
+
+def test_hostile_annotation_stays_data(tmp_path):
+    """A reason (or uid) that tries to end the Lua string and run code is a field value in tshark."""
+    capture = ROOT / "samples" / "mixed-esxi.pcap"
+    doc = analyze(str(capture)).to_dict()
+    nfc = next(s for s in doc["sessions"] if s["feature"] == "NFC")
+    hostile = 'x"]] os.exit(1) --[[ \\ é <script>'
+    nfc["reasons"] = [hostile]
+    analysis = tmp_path / "a.json"
+    analysis.write_text(json.dumps(doc))
+    lua_path = tmp_path / "authd.lua"
+    assert main(["wireshark-plugin", "--annotate", str(analysis), "-o", str(lua_path)]) == 0
+    assert hostile not in lua_path.read_text()  # written escaped, never as source text
+    rows = run_tshark(lua_path, capture, fields=["dissect902.session", "dissect902.reason"],
+                      extra=("-Y", f'dissect902.session == "{nfc["uid"]}"'))
+    assert rows and all(r["dissect902.reason"] == [hostile] for r in rows)
