@@ -249,7 +249,7 @@ FINDING_KINDS = {
 FINDINGS: Schema = {
     "rank": ("Int64", "1 = the most likely explanation"),
     "likelihood": ("float64", "how likely this explains a console failure, in [0, 1]"),
-    "severity": ("category", "problem | info (a note, e.g. a console that followed its VM)"),
+    "severity": ("category", "problem | warning (a risk, e.g. a plain VNC console) | info (a note, e.g. a console that followed its VM)"),
     "kind": ("category", "what was found: " + ", ".join(FINDING_KINDS)),
     "title": ("string", "one line"),
     "detail": ("string", "the evidence in words: frames, hosts, times"),
