@@ -146,7 +146,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bot
 .verdict.bad{background:#fde8e8;border:1px solid #f5b5b5;color:#8a1c1c}
 .verdict.ok{background:#e6f6ea;border:1px solid #a8dcb5;color:#1c6a30}
 .finding{background:#fff;border:1px solid #d5d9e0;border-left:5px solid #c0392b;border-radius:4px;padding:10px 14px;margin:10px 0}
-.finding.info,.finding.note{border-left-color:#2d7dd2}
+.finding.info,.finding.note{border-left-color:#2d7dd2}.finding.warning{border-left-color:#e69500}
 .finding h3{margin:0 0 6px;font-size:15px}
 .finding dl{display:grid;grid-template-columns:90px 1fr;gap:3px 10px;margin:0}
 .finding dt{color:#5a6475}.finding dd{margin:0}
@@ -276,7 +276,7 @@ def _findings_html(diag, result) -> list[str]:
         where = f" in {os.path.basename(f.source)}" if several and f.source else ""
         ev = ", ".join(str(x) for x in f.evidence[:40]) + (" …" if len(f.evidence) > 40 else "")
         related = " ".join(f'<a href="#s-{text(u)}">{text(u)}</a>' for u in f.related)
-        sev = "problem" if f.severity == "problem" else "info"
+        sev = f.severity if f.severity in ("problem", "warning") else "info"
         out.append(
             f'<div class="finding {sev}"><h3>{f.rank}. [{f.likelihood:.0%}] {text(f.title)} '
             f'<span class="muted">({text(f.kind)}, {text(f.severity)})</span></h3><dl>'
