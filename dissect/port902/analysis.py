@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
@@ -209,13 +209,23 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
                                               f"{table.max_live} were open at once", "", reader.path))
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
+    # records are frozen: hand-off links, verdicts and inherited features are attached as new values
     result.handoffs = find_handoffs(result.sessions)
+    links = {}
+    for h in result.handoffs:  # both ends carry the whole link
+        links[h.from_session] = links[h.to_session] = (h.from_session, h.to_session, round(h.gap_s, 6))
+    judged = []
     for rec in result.sessions:
+        link = links.get(rec.uid)
+        if link is not None:
+            rec = replace(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
         verdict = classify(rec)
-        rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
-        rec.inferred_dialogue, rec.inferred_logins = verdict.dialogue, verdict.logins
-        if verdict.logins and not rec.logins and rec.failure is None:
-            rec.failure = failure_of(rec, *_inferred_login(verdict))
+        failure = rec.failure
+        if verdict.logins and not rec.logins and failure is None:
+            failure = failure_of(rec, *_inferred_login(verdict))
+        judged.append(replace(rec, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons,
+                              inferred_dialogue=verdict.dialogue, inferred_logins=verdict.logins, failure=failure))
+    result.sessions = judged
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)
@@ -226,14 +236,15 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
 def inherit_handoff_features(result: Analysis) -> None:
     """The 903 leg of a classic ESX hand-off serves the feature its 902 session carries on
     (a console): label it so, saying why, when its own traffic did not say more."""
-    by_uid = {s.uid: s for s in result.sessions}
+    index = {s.uid: i for i, s in enumerate(result.sessions)}
     for h in result.handoffs:
-        src, dst = by_uid[h.from_session], by_uid[h.to_session]
+        i = index[h.from_session]
+        src, dst = result.sessions[i], result.sessions[index[h.to_session]]
         if src.feature in ("NONE", "UNKNOWN") and dst.feature not in ("NONE", "UNKNOWN"):
-            src.feature = dst.feature
-            src.confidence = round(min(dst.confidence or 0.5, 0.9), 3)
-            src.reasons = [f"classic ESX 903 leg handed over to 902 session {dst.uid} ({dst.feature}) "
-                           f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons]
+            result.sessions[i] = replace(
+                src, feature=dst.feature, confidence=round(min(dst.confidence or 0.5, 0.9), 3),
+                reasons=[f"classic ESX 903 leg handed over to 902 session {dst.uid} ({dst.feature}) "
+                         f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons])
 
 
 def default_observers(show_secrets: bool = False) -> list[Observer]:

@@ -7,6 +7,7 @@ are skipped up to a fragment header (RFC 8200 §4).
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Protocol
 
 from .formats import (
     _GREETING_LEN,
@@ -27,13 +28,26 @@ from .formats import (
     RFB_GREETING,
     VLAN_TAGS,
 )
-from .packet import Packet, _tuple_new
+from .packet import Buf, CaptureStats, Packet, Selection, _tuple_new
+
+
+class Decode(Protocol):
+    """The per-packet function ``_LinkDecoder._decoder`` builds: one record in, its Packet (if kept) out."""
+
+    def __call__(self, buf: Buf, p: int, incl: int, orig: int, layout: tuple[int, int], frame: int, ts_a: int,
+                 ts_b: int, div: int, rec_off: int, tsoff: int = 0) -> Packet | None: ...
 
 
 class _LinkDecoder:
     """``CaptureReader``'s decoding methods: a per-packet closure with everything bound as locals."""
 
-    def _decoder(self):
+    if TYPE_CHECKING:  # provided by CaptureReader
+        selection: Selection
+        stats: CaptureStats
+
+        def _warn(self, offset: int, frame: int | None, kind: str, detail: str) -> None: ...
+
+    def _decoder(self) -> Decode:
         """Build the per-packet function with everything it needs bound as locals."""
         sel = self.selection
         tcp_ports = sel.tcp_ports
@@ -47,7 +61,8 @@ class _LinkDecoder:
         full = self._full_decode
         stats = self.stats
 
-        def decode(buf, p, incl, orig, layout, frame, ts_a, ts_b, div, rec_off, tsoff=0):
+        def decode(buf: Buf, p: int, incl: int, orig: int, layout: tuple[int, int], frame: int, ts_a: int, ts_b: int,
+                   div: int, rec_off: int, tsoff: int = 0) -> Packet | None:
             etoff, l3off = layout
             end = p + incl
             try:
@@ -122,7 +137,8 @@ class _LinkDecoder:
 
         return decode
 
-    def _full_decode(self, buf, p, end, l3, l4, ver, proto, incl, orig, frame, rec_off, ts) -> Packet | None:
+    def _full_decode(self, buf: Buf, p: int, end: int, l3: int, l4: int, ver: int, proto: int, incl: int, orig: int,
+                     frame: int, rec_off: int, ts: float) -> Packet | None:
         """Decode an interesting packet completely (runs only for selected packets)."""
         if ver == 4:
             total = _IPV4_LEN.unpack_from(buf, l3 + 2)[0]

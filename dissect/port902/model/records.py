@@ -10,7 +10,7 @@ captures with hundreds of thousands of connection attempts stay in memory.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..analyzers.session import Handshake, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
@@ -18,7 +18,7 @@ from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SessionRecord:
     uid: str
     source: str
@@ -333,8 +333,8 @@ def summarize(conn: Connection) -> SessionRecord:
         rec_hs=s.rec_hs,
         records_total=s.records_total,
         records_dropped=s.records_dropped,
-        app_records=tuple(s.app_records),
-        app_bytes=tuple(s.app_bytes),
+        app_records=(s.app_records[0], s.app_records[1]),  # (client->server, server->client)
+        app_bytes=(s.app_bytes[0], s.app_bytes[1]),
         transport=s.transport,
         continued_in_clear=s.tls_ended_in_clear,
         clear_after_tls_frame=s.clear_after_tls_frame,
@@ -350,8 +350,7 @@ def summarize(conn: Connection) -> SessionRecord:
         connect_frame=dlg.connect_frame,
         connect_reply_frame=dlg.connect_reply_frame,
     )
-    rec.failure = failure_of(rec)
-    return rec
+    return replace(rec, failure=failure_of(rec))
 
 
 # -- why a session failed ------------------------------------------------------------------------
@@ -411,7 +410,7 @@ def failure_of(rec: SessionRecord, inferred_login: str | None = None,
     if rec.logins:
         rejected = [a for a in rec.logins if a.outcome == "rejected"]
         if rejected and not any(a.outcome == "accepted" for a in rec.logins) and not worked:
-            codes = sorted({a.code for a in rejected})
+            codes = sorted({a.code for a in rejected if a.code is not None})  # a rejected login has its reply code
             return Failure("login_rejected", rejected[-1].reply_frame,
                            f"{len(rejected)} of {len(rec.logins)} login(s) rejected "
                            f"({', '.join(map(str, codes))}), none accepted")
@@ -421,7 +420,7 @@ def failure_of(rec: SessionRecord, inferred_login: str | None = None,
         code = rec.connect_code
         return Failure("connect_rejected", rec.connect_reply_frame,
                        f"the {rec.connect_kind} request for {rec.connect_target or '?'} was answered {code} "
-                       f"({REPLY_CODES.get(code, 'unknown')})")
+                       f"({REPLY_CODES.get(code, 'unknown') if code is not None else 'unknown'})")
     if rec.state == "reset":
         return Failure("reset", rec.rst_frame,
                        f"the {_who_reset(rec.history)} reset the connection after {rec.duration_s:.1f} s")

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Callable
 
 from ...analyzers.consolepath import KINDS as PATH_KINDS
 from ...analyzers.consolepath import ConsoleConn, classify
+from ..reconnects import CONSOLE_PORTS, RECONNECT_WINDOW_S, find_reconnects
+from ..reconnects import console_ok as _console_ok
+from ..reconnects import failed_attempt as _failed_attempt
+from ..reconnects import is_console as is_mks
 from .findings import (
     MAX_FINDINGS_PER_KIND,
-    MKS_MIN_DURATION_S,
-    OVERLAP_S,
-    RECONNECT_WINDOW_S,
     SCAN_SERVERS,
     Finding,
     _plural,
@@ -26,23 +27,6 @@ if TYPE_CHECKING:
     from .observer import Diagnostics
 
 # -- session helpers -------------------------------------------------------------------------------------
-
-def is_mks(s) -> bool:
-    """An MKS console session: classified so, or CONNECT … mks seen, or (until the classifier
-    says) a second TLS handshake on a session that lasted more than a couple of seconds."""
-    if s.feature == "MKS" or s.connect_kind == "mks":
-        return True
-    return s.feature == "UNKNOWN" and s.transport == "tls+tls2" and s.duration_s > MKS_MIN_DURATION_S
-
-
-def _console_ok(s) -> bool:
-    """An MKS session that got its console: when the CONNECT line is visible, it was answered 200."""
-    return is_mks(s) and (s.connect_kind != "mks" or s.connect_ok is True) and s.connect_ok is not False
-
-
-def _failed_attempt(s) -> bool:
-    return s.state in ("no_answer", "refused")
-
 
 def _worked(s) -> bool:
     """The session got past the point where a console fails."""
@@ -149,26 +133,20 @@ class _Context:
         return best
 
     def _reconnects(self) -> dict[str, tuple]:
-        """uid of the earlier session -> ('moved' | 'retry', earlier, later) for console reconnects."""
+        """uid of the earlier session -> ('moved' | 'retry', earlier, later) for console reconnects on
+        902/912 (``infer.reconnects`` decides what a reconnect is; here: the ones about a console)."""
         out = {}
-        for _key, ss in self.by_client.items():
-            ss = [s for s in ss if s.server_port in (902, 912)]
-            for i, a in enumerate(ss):
-                if not (is_mks(a) or _failed_attempt(a) or a.state == "reset"):
-                    continue
-                for b in ss[i + 1:]:
-                    if b.start > a.end + RECONNECT_WINDOW_S:
-                        break
-                    if b.start < a.end - OVERLAP_S or not (is_mks(b) or _failed_attempt(b)):
-                        continue  # concurrent consoles are not a reconnect
-                    if b.server_ip == a.server_ip:
-                        if _console_ok(b):
-                            out[a.uid] = ("retry", a, b)
-                            break
-                        continue
-                    if is_mks(a):
-                        out[a.uid] = ("moved", a, b)
-                    break
+        per_capture: dict[object, list] = defaultdict(list)
+        for s in self.sessions:
+            if s.server_port in CONSOLE_PORTS:
+                per_capture[s.source].append(s)
+        for r in (r for ss in per_capture.values() for r in find_reconnects(ss)):
+            a, b = r.earlier, r.later
+            if r.kind == "moved" and is_mks(a):
+                out[a.uid] = ("moved", a, b)
+            elif r.kind in ("retry", "reopened") and b.server_ip == a.server_ip and _console_ok(b) \
+                    and (is_mks(a) or _failed_attempt(a) or a.state == "reset"):
+                out[a.uid] = ("retry", a, b)
         return out
 
     def followed_from(self, s):

@@ -26,6 +26,7 @@ from ...model.schema import (
     HEARTBEATS,
     build,
 )
+from ...net.flows import fmt_ip as _ip
 from ...proto import heartbeat as hbmod
 from . import rank as ranking
 from .checks import CHECKS
@@ -35,7 +36,6 @@ from .evidence import (
     HeartbeatFlow,
     IcmpGroup,
     NameLookup,
-    _ip,
     _Query,
     _quoted,
     dns_summary,

@@ -13,6 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, Locator
 
+from ...net.flows import hostport  # noqa: F401  (the charts' host:port spelling is the tables')
+
 # -- palette ----------------------------------------------------------------------------------
 
 #: Okabe & Ito (2008), "Color Universal Design": eight colours that stay distinct for
@@ -74,10 +76,6 @@ STYLE = {
     "savefig.dpi": 150,
 }
 
-RECONNECT_WINDOW_S = 60.0  # a client back to the same server / VM within this is a reconnect
-RECONNECT_OVERLAP_S = 1.0  # the new session may start this much before the old one's last packet
-CONSOLE_MOVE_S = 15.0  # an MKS session on another host this soon after the last one: the console moved
-RECONNECT_LOOKBACK = 16  # earlier sessions of the same client considered per session
 TRAFFIC_BINS = 120  # target number of time bins in bytes_over_time
 MAX_BINS = 20_000  # a finer --bin on a long capture is coarsened to this
 MAX_LABELED_ROWS = 40  # timeline: above this, row labels are thinned and bar texts dropped
@@ -198,10 +196,6 @@ def _features_in(values) -> list[str]:
     return [f for f in FEATURE_ORDER if f in present] + sorted(present - set(FEATURE_ORDER))
 
 
-def hostport(ip, port) -> str:
-    """``10.0.0.1:902``; ``[fd00::1]:902`` for IPv6, as the CLI prints them."""
-    ip = str(ip)
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _color(feature: str) -> str:
