@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..io.capture import IPPROTO_TCP
+from ..net.flows import fmt_ip as _ip
 from ..net.reassembly import Reassembler
-from .consolepath import _ip
 
 HINT_PORTS = frozenset(range(5900, 6000))
 MAX_HANDSHAKE = 4096  # bytes kept per direction for the handshake; the rest is only counted

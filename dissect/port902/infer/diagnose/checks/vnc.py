@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..context import _Candidate, _Context
-from ..findings import _LIKELIHOOD, RECONNECT_WINDOW_S, Finding, _frames, _plural, _when
+from ...reconnects import OVERLAP_S, RECONNECT_WINDOW_S
+from ..findings import _LIKELIHOOD, Finding, _frames, _plural, _when
 
 MKS_DIFFERENCE = ("The MKS console over authd 902 differs on each point: it runs inside TLS (pinned to the "
                   "host thumbprint), authenticates with a one-time ticket from vCenter/hostd instead of a "
@@ -44,7 +45,7 @@ def vnc_findings(ctx: _Context) -> list[_Candidate]:
     broke = [s for s in vnc.sessions if s.width is not None and (s.state == "reset" or s.ended_by == "server")]
     for b in sorted(ctx.sessions, key=lambda x: x.start):
         before = [s for s in broke if s.source == b.source and s.client_ip == b.client_ip
-                  and s.server_ip != b.server_ip and s.end - 2.0 <= b.start <= s.end + RECONNECT_WINDOW_S]
+                  and s.server_ip != b.server_ip and s.end - OVERLAP_S <= b.start <= s.end + RECONNECT_WINDOW_S]
         if before:
             s = max(before, key=lambda x: x.end)
             broke.remove(s)
