@@ -104,6 +104,24 @@ class Analysis:
     def handoffs_frame(self) -> "pd.DataFrame":
         return frames.handoffs_frame(self.handoffs)
 
+    def rfb_messages_frame(self) -> "pd.DataFrame":
+        """RFB messages read from decrypted TLS #2 of consoles (needs a key log)."""
+        from .output.decrypted import rfb_messages_frame
+
+        return rfb_messages_frame(self.sessions)
+
+    def nfc_operations_frame(self) -> "pd.DataFrame":
+        """NFC operations read from decrypted TLS #2 (nbdssl; needs a key log)."""
+        from .output.decrypted import nfc_operations_frame
+
+        return nfc_operations_frame(self.sessions)
+
+    def http_frame(self) -> "pd.DataFrame":
+        """HTTP (SOAP) messages read from decrypted TLS #1 (needs a key log)."""
+        from .output.decrypted import http_frame
+
+        return http_frame(self.sessions)
+
     def features_frame(self) -> "pd.DataFrame":
         """The classifier's inputs, one row per session (``frames.describe('features')``)."""
         return frames.features_frame(self.sessions)
@@ -139,8 +157,15 @@ def analyze(
     selection: Selection | None = None,
     max_records: int = MAX_RECORDS,
     observers: Iterable[Observer] | None = None,
+    keylog=None,
+    keep_plaintext: bool = False,
 ) -> Analysis:
     """Analyse one or more captures.
+
+    ``keylog``: an NSS key log (a path, several paths, or a ``decrypt.KeyLog``) with which TLS
+    is decrypted and dissected (issue 9); secrets in pcapng Decryption Secrets Blocks are used
+    whether or not it is given.  ``keep_plaintext`` keeps the decrypted bytes (for
+    ``decrypt.export``).  A key log that cannot be read raises ``decrypt.KeyLogError``.
 
     ``progress`` is called with the cumulative number of capture-file bytes read.
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
@@ -157,22 +182,29 @@ def analyze(
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
-                        selection=selection, max_records=max_records)
+                        selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
-def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records) -> Analysis:
+def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
+             keep_plaintext=False) -> Analysis:
+    from .decrypt.hooks import capture_keylog, load_keylogs
+
     observers = result_observers
+    given_keys = load_keylogs(keylog)
     result = Analysis()
     interner = Interner()
     done_before = 0
     for path in paths:
         sessions: list[SessionRecord] = []
 
-        def make_session(conn, _secrets=show_secrets):
-            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner)
+        keys = capture_keylog(path, given_keys)
+
+        def make_session(conn, _secrets=show_secrets, _keys=keys):
+            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
+                           keylog=_keys, keep_plaintext=keep_plaintext)
 
         def finish(conn, _out=sessions):
             _out.append(summarize(conn))
@@ -219,6 +251,11 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         link = links.get(rec.uid)
         if link is not None:
             rec = replace(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
+        if rec.visible is not None and rec.decryption.decrypted:  # the metadata verdict reads only the wire
+            from .decrypt.hooks import classify_decrypted
+
+            judged.append(classify_decrypted(rec, classify, failure_of))
+            continue
         verdict = classify(rec)
         failure = rec.failure
         if verdict.logins and not rec.logins and failure is None:
@@ -240,6 +277,8 @@ def inherit_handoff_features(result: Analysis) -> None:
     for h in result.handoffs:
         i = index[h.from_session]
         src, dst = result.sessions[i], result.sessions[index[h.to_session]]
+        if src.feature_inferred in ("NONE", "UNKNOWN") and (dst.feature_inferred or dst.feature) not in ("NONE", "UNKNOWN"):
+            src = result.sessions[i] = replace(src, feature_inferred=dst.feature_inferred or dst.feature)
         if src.feature in ("NONE", "UNKNOWN") and dst.feature not in ("NONE", "UNKNOWN"):
             result.sessions[i] = replace(
                 src, feature=dst.feature, confidence=round(min(dst.confidence or 0.5, 0.9), 3),

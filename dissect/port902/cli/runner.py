@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from ..analysis import Analysis, analyze
+from ..decrypt.keylog import KeyLogError
 from ..errors import CaptureError
 from ..output.render import safe
 
@@ -39,7 +40,7 @@ def run_analyze(paths: Sequence[str], quiet: bool, **options) -> tuple[Analysis 
     bar, update = progress_bar(paths, quiet)
     try:
         return analyze(paths, progress=update, **options), 0
-    except CaptureError as exc:
+    except (CaptureError, KeyLogError) as exc:
         print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
         return None, 2
     finally:

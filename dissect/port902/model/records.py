@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..analyzers.session import Handshake, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
@@ -91,6 +92,10 @@ class SessionRecord:
     handoff_from: str | None = None
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
+    decryption: Any = None  # decrypt.inner.DecryptedSession when a key log was given
+    visible: dict | None = None  # the dialogue fields of what was readable on the wire (with a key log)
+    feature_inferred: str | None = None  # the metadata verdict when decryption decided `feature`
+    confidence_inferred: float | None = None
 
     # -- derived -----------------------------------------------------------------------
 
@@ -202,6 +207,9 @@ class SessionRecord:
             "feature": self.feature,
             "confidence": self.confidence,
             "reasons": self.reasons,
+            "feature_inferred": self.feature_inferred,
+            "confidence_inferred": self.confidence_inferred,
+            "decryption": None if self.decryption is None else self.decryption.to_dict(),
             "inferred_dialogue": self.inferred_dialogue,
             "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
             "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
@@ -236,6 +244,7 @@ def line_dict(ln: Line) -> dict:
         "command": ln.verb,
         "code": ln.code,
         "text": ln.text,
+        "decrypted": ln.decrypted,
     }
 
 
@@ -283,6 +292,8 @@ def handshake_dict(h: Handshake) -> dict:
 def summarize(conn: Connection) -> SessionRecord:
     """Freeze a finished connection into a record; its parsers can then be dropped."""
     s: Session = conn.session
+    if s.decryption is not None:  # decrypted lines still held go to the dialogue first
+        s.decryption.finish(conn.end, conn.last_frame)
     o, r = conn.orig, conn.resp
     dlg = s.dialogue
     oa, ra = o.reasm, r.reasm
@@ -313,17 +324,7 @@ def summarize(conn: Connection) -> SessionRecord:
         gap_bytes=(oa.gap_bytes, ra.gap_bytes),
         banner=s.banner,
         banner_frame=s.banner_frame,
-        dialogue=dlg.lines,
-        user=dlg.user,
-        login_outcome=dlg.login_outcome,
-        login_attempts=dlg.login_attempts,
-        logins_failed=dlg.logins_failed,
-        logins=dlg.attempts,
-        login_summary=dlg.login_summary,
-        connect_kind=dlg.connect_kind,
-        connect_target=dlg.connect_target,
-        connect_ok=dlg.connect_ok,
-        commands=dlg.commands,
+        **dialogue_fields(dlg),
         handshakes=s.handshakes,
         rec_ts=s.rec_ts,
         rec_frame=s.rec_frame,
@@ -346,11 +347,20 @@ def summarize(conn: Connection) -> SessionRecord:
         weird=s.weird,
         weird_total=s.weird_total,
         midstream_alerts=s.midstream_alerts,
-        connect_code=dlg.connect_code,
-        connect_frame=dlg.connect_frame,
-        connect_reply_frame=dlg.connect_reply_frame,
     )
+    if s.decryption is not None:
+        rec = replace(rec, decryption=s.decryption, visible=dialogue_fields(s.decryption.visible))
     return replace(rec, failure=failure_of(rec))
+
+
+def dialogue_fields(dlg) -> dict:
+    """The SessionRecord fields an authd dialogue decides."""
+    return dict(dialogue=dlg.lines, user=dlg.user, login_outcome=dlg.login_outcome,
+                login_attempts=dlg.login_attempts, logins_failed=dlg.logins_failed, logins=dlg.attempts,
+                login_summary=dlg.login_summary, connect_kind=dlg.connect_kind,
+                connect_target=dlg.connect_target, connect_ok=dlg.connect_ok, commands=dlg.commands,
+                connect_code=dlg.connect_code, connect_frame=dlg.connect_frame,
+                connect_reply_frame=dlg.connect_reply_frame)
 
 
 # -- why a session failed ------------------------------------------------------------------------

@@ -69,6 +69,8 @@ def _auth_cell(s) -> str:
 def _feature_cell(s) -> str:
     if s.confidence is None:
         return s.feature
+    if getattr(s, "feature_inferred", None) and s.feature_inferred != s.feature:  # decrypted, and the classifier erred
+        return f"{s.feature} {s.confidence:.2f} (inferred {s.feature_inferred})"
     return f"{s.feature} {s.confidence:.2f}"
 
 

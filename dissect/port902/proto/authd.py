@@ -190,6 +190,7 @@ class Line:
     verb: str | None = None  # client commands
     code: int | None = None  # server replies
     truncated: bool = False
+    decrypted: bool = False  # read from decrypted TLS (a key log), not from the wire
 
 
 # -- where secrets sit in a line ------------------------------------------------------------------
