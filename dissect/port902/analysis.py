@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
-from .io.capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
+from .io.capture import DEFAULT_TCP_PORTS, IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .errors import CaptureError
 from .infer.classify import classify
 from .infer.links import Handoff, find_handoffs
@@ -224,12 +224,15 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         for obs in observers:
             obs.select(sel)
         authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
+        side_ports = sel.observer_tcp_ports  # full TCP for a side analysis (plain VNC); grows with VNC greetings
+        side_ports -= DEFAULT_TCP_PORTS
         try:
             with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
                 table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
                 add = table.add
                 for pkt in reader:
-                    if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports):
+                    if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports) and not (
+                            pkt.sport in side_ports or pkt.dport in side_ports):
                         add(pkt)
                     else:
                         for obs in observers:
@@ -307,9 +310,10 @@ def inherit_handoff_features(result: Analysis) -> None:
 def default_observers(show_secrets: bool = False) -> list[Observer]:
     """The side analyses ``analyze`` runs unless told otherwise: the console diagnosis
     (DNS, ICMP errors, UDP 902 heartbeats, console paths on 443/7331/7343)."""
+    from .analyzers.vnc import VncConsoles
     from .infer.diagnose import Diagnostics
 
-    return [Diagnostics(show_secrets=show_secrets)]
+    return [VncConsoles(), Diagnostics(show_secrets=show_secrets)]  # VNC first: the diagnosis reads it
 
 
 def _inferred_login(verdict) -> tuple[str | None, int | None]:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
 from ..analysis import SCHEMA_VERSION
+from ..analyzers.vnc import VncConsoles
 from ..infer.diagnose import FINDING_KINDS, Diagnostics
 from ..output.render import safe
 from ..output.sink import error, open_output, output_file
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         output_file(args.output)
     diag = Diagnostics(show_secrets=args.show_secrets)
     result, read_code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
-                                    observers=[diag])
+                                    observers=[VncConsoles(), diag])
     if result is None:
         return read_code
     code = read_code or EXIT_CODES[verdict(result, diag)]

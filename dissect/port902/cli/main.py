@@ -24,6 +24,8 @@ from ..extras import require
 from ..output.sink import describe_os_error, error, open_output, output_dir, output_file
 from ..analysis import default_observers
 from .runner import run_analyze
+from . import report as reportcli
+from . import wireshark as wireshark_command
 
 ANALYZE_EPILOG = """\
 what it finds, per TCP connection on 902/903/912 (or any port whose server greets
@@ -183,6 +185,8 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     else:
         sub.add_parser("lab", help="write labelled synthetic port-902 captures (datasets or named scenarios)",
                        add_help=False)
+    wireshark_command.add_parser(sub)
+    reportcli.add_parser(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ F_UDP: int
 F_DECODE: int
 IFACE_NONE: int
 GREETING: bytes
+RFB_GREETING: bytes
 
 # (rec_off, next_off, frame, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greeting port or -1)
 Entry = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from .formats import (
     _GREETING_LEN,
     _IPV4_LEN,
+    _RFB_GREETING_LEN,
     _PORTS,
     _TCP,
     _U16,
@@ -24,6 +25,7 @@ from .formats import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV6_EXTENSION_HEADERS,
+    RFB_GREETING,
     VLAN_TAGS,
 )
 from .packet import Buf, CaptureStats, Packet, Selection, _tuple_new
@@ -50,6 +52,7 @@ class _LinkDecoder:
         sel = self.selection
         tcp_ports = sel.tcp_ports
         ctl_ports = sel.tcp_control_ports
+        side_ports = sel.observer_tcp_ports
         udp_ports = sel.udp_ports
         icmp = sel.icmp_errors
         greet = sel.detect_greeting
@@ -102,6 +105,9 @@ class _LinkDecoder:
                         first = buf[data] if data < end else -1
                         if greet and first == 0x32 and buf[data:data + _GREETING_LEN] == AUTHD_GREETING:
                             tcp_ports.add(sp)  # an authd server on an unusual port: follow it from now on
+                        elif greet and first == 0x52 and buf[data:data + _RFB_GREETING_LEN] == RFB_GREETING:
+                            tcp_ports.add(sp)  # a VNC server: its packets go to the VNC side analysis
+                            side_ports.add(sp)
                         elif not ((sp in ctl_ports or dp in ctl_ports)
                                   and (buf[l4 + 13] & 0x07 or first == 0x16 or first == 0x47)):
                             return None

@@ -12,6 +12,8 @@ import sys
 from typing import TYPE_CHECKING, Callable, Iterator, cast
 
 from . import native
+from .formats import _RFB_GREETING_LEN as _RFB_LEN
+from .formats import RFB_GREETING
 from .packet import Buf, CaptureStats, Packet, Selection, Stream, _PortMaps
 from .pcapng import _BLOCK_MORE, _BLOCK_STOP, _Section
 
@@ -133,6 +135,8 @@ class _FastScanner:
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
                             continue
+                        if greet >= 0 and pkt.payload[:_RFB_LEN] == RFB_GREETING:
+                            ports.side(greet)  # a VNC server: its packets go to the VNC side analysis
                     stats.selected += 1
                     if stats.first_ts is None:
                         stats.first_ts = pkt.ts
@@ -199,6 +203,8 @@ class _FastScanner:
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
                             continue
+                        if greet >= 0 and pkt.payload[:_RFB_LEN] == RFB_GREETING:
+                            ports.side(greet)  # a VNC server: its packets go to the VNC side analysis
                     stats.selected += 1
                     if stats.first_ts is None:
                         stats.first_ts = pkt.ts

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Protocol
 
-from .formats import AUTHD_GREETING
+from .formats import AUTHD_GREETING, RFB_GREETING
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -30,6 +30,7 @@ class FastScan(Protocol):
     F_DECODE: int
     IFACE_NONE: int
     GREETING: bytes
+    RFB_GREETING: bytes
 
     def scan_pcap(self, buf: Buffer, off: int, big_endian: bool, limit: int, etoff: int, l3off: int, frame: int,
                   tcp_map: bytearray, ctl_map: Buffer, udp_map: Buffer, flags: int, max_bytes: int,
@@ -46,7 +47,8 @@ try:  # the C engine; optional (setup.py builds it when a compiler is available)
 except ImportError:  # pragma: no cover - depends on the build
     _fastscan = None
 else:
-    if getattr(_built, "API_VERSION", None) != 2 or getattr(_built, "GREETING", None) != AUTHD_GREETING:
+    if (getattr(_built, "API_VERSION", None) != 3 or getattr(_built, "GREETING", None) != AUTHD_GREETING
+            or getattr(_built, "RFB_GREETING", None) != RFB_GREETING):
         _fastscan = None  # a stale build from another version: do not trust it
     else:
         _fastscan = _built

@@ -59,6 +59,9 @@ class Selection:
     # ports where only connection control is kept: SYN/FIN/RST, a TLS handshake record or an
     # HTTP request line (enough to see console paths and vCenter traffic, cheap on busy 443)
     tcp_control_ports: set[int] = field(default_factory=set)
+    # ports in tcp_ports whose packets go to the side analyses (observers), not to the authd
+    # sessions: plain VNC on 5900-5999 (analyzers/vnc.py)
+    observer_tcp_ports: set[int] = field(default_factory=set)
     udp_ports: set[int] = field(default_factory=set)
     icmp_errors: bool = False
     detect_greeting: bool = True
@@ -98,14 +101,15 @@ class _PortMaps:
     a greeting seen by the scanner is added to ``tcp_ports`` when its packet is handed out,
     exactly when the pure-Python decoder adds it."""
 
-    __slots__ = ("tcp_ports", "ctl_ports", "udp_ports", "icmp", "greet", "snap_tcp", "snap_ctl", "snap_udp",
-                 "tcp", "ctl", "udp", "flags")
+    __slots__ = ("tcp_ports", "ctl_ports", "udp_ports", "side_ports", "icmp", "greet", "snap_tcp", "snap_ctl",
+                 "snap_udp", "tcp", "ctl", "udp", "flags")
     snap_tcp: set[int]  # the port sets as the flag tables were last built from them
     snap_ctl: set[int]
     snap_udp: set[int]
 
     def __init__(self, sel: Selection) -> None:
         self.tcp_ports, self.ctl_ports, self.udp_ports = sel.tcp_ports, sel.tcp_control_ports, sel.udp_ports
+        self.side_ports = sel.observer_tcp_ports
         self.icmp, self.greet = sel.icmp_errors, sel.detect_greeting  # bound once, like _decoder
         self.rebuild()
 
@@ -125,6 +129,10 @@ class _PortMaps:
         """The scanner saw an authd greeting from ``port`` (and already set its flag)."""
         self.tcp_ports.add(port)
         self.snap_tcp.add(port)
+
+    def side(self, port: int) -> None:
+        """The greeting from ``port`` was a VNC server's: route the port to the side analyses."""
+        self.side_ports.add(port)
 
     def changed(self) -> bool:
         return self.tcp_ports != self.snap_tcp or self.ctl_ports != self.snap_ctl or self.udp_ports != self.snap_udp

@@ -298,12 +298,15 @@ FINDING_KINDS = {
     "console_path_blocked": "a console path other than 902 (vCenter relay, ESXi 443) was not answered",
     "console_followed_vm": "a console session moved to another host (likely vMotion)",
     "console_retry": "the client reconnected its console to the same host",
+    "vnc_console": "a VM console exposed as plain VNC (vmx RemoteDisplay.vnc): unencrypted, a port per VM",
+    "vnc_no_auth": "a plain VNC console let a client in without authentication",
+    "vnc_no_follow": "a plain VNC console ended and the client went on over 902 to another host (VM moved)",
 }
 
 FINDINGS: Schema = {
     "rank": ("Int64", "1 = the most likely explanation"),
     "likelihood": ("float64", "how likely this explains a console failure, in [0, 1]"),
-    "severity": ("category", "problem | info (a note, e.g. a console that followed its VM)"),
+    "severity": ("category", "problem | warning (a risk, e.g. a plain VNC console) | info (a note, e.g. a console that followed its VM)"),
     "kind": ("category", "what was found: " + ", ".join(FINDING_KINDS)),
     "title": ("string", "one line"),
     "detail": ("string", "the evidence in words: frames, hosts, times"),
