@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 echo "== installing dissect902 into $("$PY" -c 'import sys; print(sys.prefix)')"
-"$PY" -m pip install -q --disable-pip-version-check -e '.[parquet]'
-"$PY" -m dissect.port902.cli analyze samples/mixed-esxi.pcap "$@"
+"$PY" -m pip install -q --disable-pip-version-check -e '.[all]'
+"$PY" -m dissect.port902 analyze samples/mixed-esxi.pcap "$@"
 bindir=$(dirname "$PY")
 echo
 echo "Afterwards: source $bindir/activate  (then: dissect902 --help), or run $bindir/dissect902 directly."

@@ -658,7 +658,7 @@ DOCTOR = [
     and HTML5 consoles are different again: they go through vCenter's console relay on 7331/7343
     and never touch 902 themselves (protocol.md §4.4).
 
-    `dissect902`'s diagnosis (`infer/diagnose.py`, also `dissect902 doctor CAPTURE`) checks each of
+    `dissect902`'s diagnosis (`infer/diagnose/`, also `dissect902 doctor CAPTURE`) checks each of
     these steps in a capture and ranks what could explain the failure. This notebook runs it on
     the failure captures in `samples/doctor/`, one per cause.
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dissect.port902.analyzers import consolepath as cp
+from dissect.port902.proto import http
 from dissect.port902.analysis import analyze
 from dissect.port902.io.capture import IPPROTO_TCP, Packet
 from dissect.port902.infer.diagnose import Diagnostics
@@ -29,27 +30,27 @@ def hello(sni=None, version="1.2") -> bytes:
 
 
 def test_http_request_webmks():
-    req = cp.parse_http_request(WEBMKS)
+    req = http.parse_http_request(WEBMKS)
     assert req.method == "GET" and req.target.startswith("/ticket/") and req.version == "1.1"
     assert req.upgrade == "websocket" and req.host == "esxi-a.corp.example"
 
 
 def test_http_request_cut_by_segment_keeps_what_came():
-    req = cp.parse_http_request(WEBMKS[:70])
+    req = http.parse_http_request(WEBMKS[:70])
     assert req is not None and req.target.startswith("/ticket/") and req.upgrade is None
 
 
 @pytest.mark.parametrize("data", [b"", b"GET", b"HTTP/1.1 101 Switching Protocols\r\n\r\n", b"\x16\x03\x01\x00\x05",
                                   b"GET /x HTTP/2\r\n", b"GET  /x HTTP/1.1\r\n"])
 def test_not_a_request(data):
-    assert cp.parse_http_request(data) is None
+    assert http.parse_http_request(data) is None
 
 
 def test_redaction():
-    assert cp.redact_target("/ticket/52cf8c6493437cb7") == "/ticket/<redacted>"
-    red = cp.redact_target(cp.parse_http_request(RELAY).target)
+    assert http.redact_target("/ticket/52cf8c6493437cb7") == "/ticket/<redacted>"
+    red = http.redact_target(http.parse_http_request(RELAY).target)
     assert "sessionTicket=<redacted>" in red and "cst-VCT" not in red and "thumbprint=AA:BB" in red
-    assert cp.redact_target("/sdk") == "/sdk"
+    assert http.redact_target("/sdk") == "/sdk"
 
 
 def test_client_hello_sni_complete_and_truncated():
@@ -154,7 +155,7 @@ def test_tracker_memory_is_bounded():
 @settings(max_examples=300)
 @given(st.binary(max_size=400))
 def test_fuzz_segment_parsers(data):
-    cp.parse_http_request(data)
+    http.parse_http_request(data)
     cp.client_hello_info(data)
     cp.client_hello_info(b"\x16\x03\x01" + data)
     cp.client_hello_info(b"\x16\x03\x01\x01\x00\x01\x00\x00\xfc\x03\x03" + data)

@@ -493,7 +493,7 @@ class FullParseDiagnostics(Diagnostics):
             else:
                 if len(self._pending) >= diagnose.MAX_PENDING_DNS:
                     self._expire(*self._pending.popitem(last=False), None)
-                self._pending[key] = diagnose._Query(q.name, q.qtype, pkt.ts, pkt.frame)
+                self._pending[key] = diagnose.evidence._Query(q.name, q.qtype, pkt.ts, pkt.frame)
             if tracked:
                 entry = self._name_entry(pkt.src, q.name, q.name.lower(), pkt.ts, pkt.frame)
                 if entry is not None:
@@ -502,7 +502,7 @@ class FullParseDiagnostics(Diagnostics):
                     entry.fam_queries[1 if q.qtype == 28 else 0] += 1
                     entry.last_ts = pkt.ts
                     if len(entry.resolvers) < 8:
-                        entry.resolvers.add(diagnose._ip(pkt.dst))
+                        entry.resolvers.add(diagnose.evidence._ip(pkt.dst))
                     if len(entry.query_frames) < diagnose.MAX_EVIDENCE:
                         entry.query_frames.append(pkt.frame)
             return
@@ -540,7 +540,7 @@ class FullParseDiagnostics(Diagnostics):
 def eager_rank(findings: list, counts: Counter) -> list:
     """``_rank`` as it was before findings were rendered lazily: render all, then sort and cap."""
     for f in findings:
-        f.likelihood = round(diagnose._clamp(f.likelihood), 3)
+        f.likelihood = round(diagnose.findings._clamp(f.likelihood), 3)
         f.evidence = sorted({x for x in f.evidence if x is not None})
         f.hosts = list(dict.fromkeys(f.hosts))
     findings.sort(key=lambda f: (f.severity != "problem", -f.likelihood, f.first_ts or 0.0, f.kind))
@@ -561,7 +561,7 @@ def eager_rank(findings: list, counts: Counter) -> list:
 def checked_rank(monkeypatch):
     """Wraps ``_rank``: every candidate renders to a finding with the kind, likelihood, time and
     severity it was ranked by, and the lazy ranking equals the eager one.  Yields render counts."""
-    real_rank = diagnose._rank
+    real_rank = diagnose.rank.rank
     stats = Counter()
 
     def rank(candidates, counts):
@@ -587,7 +587,7 @@ def checked_rank(monkeypatch):
         assert counts == expected_counts
         return got
 
-    monkeypatch.setattr(diagnose, "_rank", rank)
+    monkeypatch.setattr(diagnose.rank, "rank", rank)
     return stats
 
 

@@ -26,7 +26,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
-from dissect.port902.io import capture
+from dissect.port902.io import capture, engine, native, packet
 from dissect.port902.io.capture import CaptureReader, Selection
 from dissect.port902.errors import CaptureError
 from dissect.port902.lab.pcapwriter import CaptureWriter
@@ -126,7 +126,7 @@ def test_engine_choice(tmp_path, monkeypatch):
 
 def test_fallback_when_extension_missing(tmp_path, monkeypatch):
     path = write(tmp_path / "f.pcap")
-    monkeypatch.setattr(capture, "_fastscan", None)
+    monkeypatch.setattr(native, "_fastscan", None)
     assert capture.default_engine() == "python"
     with CaptureReader(path) as r:
         assert r.engine == "python"
@@ -385,7 +385,7 @@ def test_fuzz_scanner_directly(buf, off, big, limit, etoff, l3off, flags, max_se
         assert len(hits) <= max_sel and len(nexts) == 8 * len(hits)
         last = off
         for i, h in enumerate(hits):
-            nxt = capture._NEXT.unpack_from(nexts, 8 * i)[0]
+            nxt = engine._NEXT.unpack_from(nexts, 8 * i)[0]
             assert last < nxt <= len(buf)
             last = nxt
             if type(h) is capture.Packet:
@@ -423,7 +423,7 @@ def test_no_python_object_per_uninteresting_packet():
     pkt = bytes(12) + b"\x08\x00" + tcp4(50000, 443, b"x" * 100)
     rec = struct.pack("<IIII", 1, 2, len(pkt), len(pkt)) + pkt
     buf = rec * 20_000
-    maps = [capture._port_flags({902}), bytearray(65536), bytearray(65536)]
+    maps = [packet._port_flags({902}), bytearray(65536), bytearray(65536)]
     args = (capture.Packet, (10**6, 0))
     fastscan.scan_pcap(buf, 0, False, 65535, 12, 14, 0, *maps, 2 | 8, 1 << 40, 100, *args)  # warm up
     before = sys.getallocatedblocks()
@@ -480,8 +480,8 @@ def test_detect_greeting_off_and_odd_port_values(tmp_path):
 
 def test_progress_and_large_file_windows(tmp_path, monkeypatch):
     """Many scanner windows over a mapped file: same packets, progress reaches the file size."""
-    monkeypatch.setattr(capture, "MMAP_WINDOW", 4096)
-    monkeypatch.setattr(capture, "FAST_BATCH", 3)
+    monkeypatch.setattr(engine, "MMAP_WINDOW", 4096)
+    monkeypatch.setattr(engine, "FAST_BATCH", 3)
     path = tmp_path / "big.pcap"
     with CaptureWriter(str(path)) as w:
         for i in range(3000):

@@ -107,7 +107,7 @@ def test_secrets_never_in_default_output(case):
 
 
 def test_frames_have_declared_columns(case):
-    from dissect.port902.output.frames import SCHEMAS
+    from dissect.port902.model.schema import FRAME_TABLES as SCHEMAS
 
     _, result, _ = case
     for name, schema in SCHEMAS.items():

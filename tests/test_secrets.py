@@ -29,8 +29,8 @@ from dissect.port902.output import plots
 from dissect.port902.analysis import analyze
 from dissect.port902.proto.authd import MAX_LINE, REDACTED, Dialogue, LineBuffer
 from dissect.port902.cli.main import main
-from dissect.port902.analyzers.consolepath import redact_target
-from dissect.port902.output.frames import SCHEMAS
+from dissect.port902.proto.http import redact_target
+from dissect.port902.model.schema import FRAME_TABLES as SCHEMAS
 from dissect.port902.lab.pcapwriter import CaptureWriter
 from dissect.port902.lab.tcp import TcpConversation
 from dissect.port902.output.render import render_csv, render_json, render_jsonl, render_table, write_parquet

@@ -1066,7 +1066,7 @@ def test_certificate_key_types():
         info = tls.certificate_summary(der)
         assert (info.key_type, info.key_size, info.key_curve) == key
         assert info.signature_algorithm == signature and info.parse_error is None
-    assert tls._describe_key(object()) == ("object", None, None)
+    assert tls.x509._describe_key(object()) == ("object", None, None)
 
 
 def test_certificate_with_unknown_key_algorithm_keeps_other_fields():

@@ -10,7 +10,7 @@ what it is to code that knows nothing about us.
 
 from __future__ import annotations
 
-__all__ = ["Port902Error", "Malformed", "NeedMoreData", "CaptureError"]
+__all__ = ["Port902Error", "Malformed", "NeedMoreData", "CaptureError", "MissingExtra"]
 
 
 class Port902Error(Exception):
@@ -27,3 +27,7 @@ class NeedMoreData(Port902Error):
 
 class CaptureError(Port902Error):
     """A capture file cannot be read (raised by the capture stage)."""
+
+
+class MissingExtra(Port902Error, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

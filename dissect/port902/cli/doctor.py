@@ -54,7 +54,7 @@ examples:
   dissect902 doctor client-side.pcapng
   dissect902 doctor esxi.pcap vcenter.pcap.gz --format json -o findings.json
   dissect902 doctor capture.pcap || echo "see the findings above"
-  python -c 'from dissect.port902.analysis import analyze; from dissect.port902.diagnose import Diagnostics;
+  python -c 'from dissect.port902.analysis import analyze; from dissect.port902.infer.diagnose import Diagnostics;
              print(analyze("c.pcap", observers=[Diagnostics()]).extras["diagnostics"].findings_frame())'
 
 finding kinds:

@@ -13,11 +13,12 @@ import sys
 from typing import Sequence
 
 from .. import __version__
+from ..errors import MissingExtra
 
 from . import doctor
 
 from . import plot as plotcli
-from ..output.frames import SCHEMAS, describe
+from ..model.schema import FRAME_TABLES, SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from .runner import run_analyze
 
@@ -57,7 +58,8 @@ examples:
   dissect902 analyze capture.pcap --format jsonl | jq 'select(.record_type=="session")'
   dissect902 analyze capture.pcap --strict || echo "something malformed in there"
 
-tables for --format csv/parquet: """ + ", ".join(SCHEMAS) + """ (--describe TABLE explains the columns)
+tables for --format csv/parquet: """ + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
+  it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
 """
 
 
@@ -103,6 +105,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if (args.strict and weird) else 0
 
 
+def _version() -> str:
+    """The version, the capture engine in use and the Python it runs on."""
+    from ..io.native import default_engine
+
+    engine = {"c": "C engine (_fastscan)", "python": "pure-Python engine"}[default_engine()]
+    return f"dissect902 {__version__} — {engine}, Python {sys.version.split()[0]}"
+
+
 def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dissect902",
@@ -111,7 +121,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
         "the classic ESX 903->902 hand-off, and what each session was.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"dissect902 {__version__}")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser(
         "analyze",
@@ -125,7 +135,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    p.add_argument("--table", choices=list(SCHEMAS), default="sessions",
+    p.add_argument("--table", choices=list(FRAME_TABLES), default="sessions",
                    help="which table --format csv/parquet writes (default: sessions)")
     p.add_argument("--describe", choices=list(SCHEMAS), metavar="TABLE", help="explain the columns of TABLE and exit")
     p.add_argument("--records", action="store_true", help="JSON: include every TLS record (time, direction, length)")
@@ -165,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+    except MissingExtra as exc:  # an optional dependency: one line that names the extra
+        print(f"dissect902: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def classify(rec, feats: dict | None = None) -> Verdict:
     The verdict carries the feature values its deciding rule read (``inputs``)."""
     if feats is None:
         v = View.of(rec)
-        feats = {name: fn(v) for name, (_doc, fn) in FEATURES.items()}
+        feats = {name: fn(v) for name, fn in FEATURES.items()}
     verdict = _classify(rec, feats)
     if verdict.inputs is None:
         verdict.inputs = feats

@@ -221,69 +221,44 @@ def _later_server(v: View) -> list[Message]:
     return v.side(v.later, S2C)
 
 
-FEATURES: dict[str, tuple[str, Callable[[View], object]]] = {
-    "handshakes": ("TLS handshakes on the stream", lambda v: len(v.rec.handshakes)),
-    "continued_in_clear": ("the stream went on without TLS after a handshake", lambda v: v.rec.continued_in_clear),
-    "nfc_messages": ("cleartext NFC messages and AIO frames seen",
-                     lambda v: sum(v.rec.nfc_message_types.values()) + sum(v.rec.nfc_aio_types.values())),
-    "midstream": ("the capture began inside the connection (no SYN, no greeting)",
-                  lambda v: not seen_from_start(v.rec)),
-    "handoff_seen_midway": ("mid-stream: a handshake follows captured protected data (a hand-off's TLS #2)",
-                            lambda v: data_before_handshake(v.rec)),
-    "tls1_client_msgs": ("client messages inside TLS #1 (authd commands)", lambda v: len(v.side(v.tls1, C2S))),
-    "tls1_server_msgs": ("server messages inside TLS #1 (authd replies)", lambda v: len(v.side(v.tls1, S2C))),
-    "tls1_client_first": ("plaintext bytes of the first client message in TLS #1 (a USER / SESSION line)",
-                          lambda v: _first(v.side(v.tls1, C2S))),
-    "tls1_client_last": ("plaintext bytes of the last client message in TLS #1 (CONNECT is long, PROXY short)",
-                         lambda v: _last(v.side(v.tls1, C2S))),
-    "tls1_server_last": ("plaintext bytes of the last server message in TLS #1 ('200 Connect <vmx>' is long)",
-                         lambda v: _last(v.side(v.tls1, S2C))),
-    "tls1_server_first": ("plaintext bytes of the first server reply in TLS #1 (VDDK's re-sent banner is ~150+)",
-                          lambda v: _first(v.side(v.tls1, S2C))),
-    "tls1_client_max": ("largest client message in TLS #1 (SOAP requests are hundreds of bytes)",
-                        lambda v: max(_sizes(v.side(v.tls1, C2S)), default=None)),
-    "tls1_server_max": ("largest server message in TLS #1", lambda v: max(_sizes(v.side(v.tls1, S2C)), default=None)),
-    "later_client_first": ("first client message after the hand-off (MKS token: 16 bytes; NFC: 264-byte message)",
-                           lambda v: _first(_later_client(v)) if v.rec.handshakes and v.later
-                           and v.later[0].handshake >= 1 else None),
-    "later_client_regularity": ("share of client messages within 10% of their median size (fixed-size requests)",
-                                lambda v: _regularity(_sizes(_later_client(v)))),
-    "later_client_max": ("largest client message after the hand-off",
-                         lambda v: max(_sizes(_later_client(v)), default=None)),
-    "later_server_max": ("largest server message after the hand-off",
-                         lambda v: max(_sizes(_later_server(v)), default=None)),
-    "later_client_record_max": ("largest client record after the hand-off (records written together are not summed)",
-                                lambda v: max((m.largest for m in _later_client(v)), default=None)),
-    "later_server_record_max": ("largest server record after the hand-off",
-                                lambda v: max((m.largest for m in _later_server(v)), default=None)),
-    "later_server_full_share": ("share of server records at the 16 KiB maximum (streamed file data fills them)",
-                                lambda v: _full_share(v)),
-    "later_client_msgs": ("client messages after the hand-off (or in a mid-stream capture)",
-                          lambda v: len(_later_client(v))),
-    "later_server_msgs": ("server messages after the hand-off", lambda v: len(_later_server(v))),
-    "later_client_small_share": (f"share of those client messages ≤ {SMALL} bytes (keys, pointer, update requests)",
-                                 lambda v: _share(_sizes(_later_client(v)), lambda s: s <= SMALL)),
-    "later_client_median": ("median client message size after the hand-off",
-                            lambda v: statistics.median(_sizes(_later_client(v))) if _later_client(v) else None),
-    "later_server_large_share": (f"share of server messages ≥ {LARGE} bytes (screen updates, file data)",
-                                 lambda v: _share(_sizes(_later_server(v)), lambda s: s >= LARGE)),
-    "later_server_bytes_share": ("server's share of the bytes after the hand-off",
-                                 lambda v: (sum(_sizes(_later_server(v))) / max(1, sum(_sizes(v.later))))
-                                 if v.later else None),
-    "later_alternation": ("request/response alternation after the hand-off (1 = strict lockstep)",
-                          lambda v: _alternation(v.later)),
-    "later_client_rate": ("client messages per second after the hand-off",
-                          lambda v: (len(_later_client(v)) / max(1e-6, _later_client(v)[-1].ts - _later_client(v)[0].ts))
-                          if len(_later_client(v)) > 1 else None),
-    "later_idle_max_s": ("longest silence between messages after the hand-off, seconds",
-                         lambda v: max(_gaps(v.later), default=None)),
-    "later_idle_count": (f"silences longer than {IDLE_S:g} s after the hand-off",
-                         lambda v: sum(1 for g in _gaps(v.later) if g > IDLE_S)),
-    "later_client_burstiness": ("coefficient of variation of client gaps (human typing is bursty)",
-                                lambda v: _burstiness(_gaps(_later_client(v)))),
-    "duration_s": ("session duration, seconds", lambda v: v.rec.duration_s),
-    "c2s_bytes": ("payload bytes client -> server", lambda v: v.rec.bytes[0]),
-    "s2c_bytes": ("payload bytes server -> client", lambda v: v.rec.bytes[1]),
+FEATURES: dict[str, Callable[[View], object]] = {  # name -> function; column docs: model.schema.FEATURE_COLUMNS
+    "handshakes": lambda v: len(v.rec.handshakes),
+    "continued_in_clear": lambda v: v.rec.continued_in_clear,
+    "nfc_messages": lambda v: sum(v.rec.nfc_message_types.values()) + sum(v.rec.nfc_aio_types.values()),
+    "midstream": lambda v: not seen_from_start(v.rec),
+    "handoff_seen_midway": lambda v: data_before_handshake(v.rec),
+    "tls1_client_msgs": lambda v: len(v.side(v.tls1, C2S)),
+    "tls1_server_msgs": lambda v: len(v.side(v.tls1, S2C)),
+    "tls1_client_first": lambda v: _first(v.side(v.tls1, C2S)),
+    "tls1_client_last": lambda v: _last(v.side(v.tls1, C2S)),
+    "tls1_server_last": lambda v: _last(v.side(v.tls1, S2C)),
+    "tls1_server_first": lambda v: _first(v.side(v.tls1, S2C)),
+    "tls1_client_max": lambda v: max(_sizes(v.side(v.tls1, C2S)), default=None),
+    "tls1_server_max": lambda v: max(_sizes(v.side(v.tls1, S2C)), default=None),
+    "later_client_first": lambda v: _first(_later_client(v)) if v.rec.handshakes and v.later
+                           and v.later[0].handshake >= 1 else None,
+    "later_client_regularity": lambda v: _regularity(_sizes(_later_client(v))),
+    "later_client_max": lambda v: max(_sizes(_later_client(v)), default=None),
+    "later_server_max": lambda v: max(_sizes(_later_server(v)), default=None),
+    "later_client_record_max": lambda v: max((m.largest for m in _later_client(v)), default=None),
+    "later_server_record_max": lambda v: max((m.largest for m in _later_server(v)), default=None),
+    "later_server_full_share": lambda v: _full_share(v),
+    "later_client_msgs": lambda v: len(_later_client(v)),
+    "later_server_msgs": lambda v: len(_later_server(v)),
+    "later_client_small_share": lambda v: _share(_sizes(_later_client(v)), lambda s: s <= SMALL),
+    "later_client_median": lambda v: statistics.median(_sizes(_later_client(v))) if _later_client(v) else None,
+    "later_server_large_share": lambda v: _share(_sizes(_later_server(v)), lambda s: s >= LARGE),
+    "later_server_bytes_share": lambda v: (sum(_sizes(_later_server(v))) / max(1, sum(_sizes(v.later))))
+                                 if v.later else None,
+    "later_alternation": lambda v: _alternation(v.later),
+    "later_client_rate": lambda v: (len(_later_client(v)) / max(1e-6, _later_client(v)[-1].ts - _later_client(v)[0].ts))
+                          if len(_later_client(v)) > 1 else None,
+    "later_idle_max_s": lambda v: max(_gaps(v.later), default=None),
+    "later_idle_count": lambda v: sum(1 for g in _gaps(v.later) if g > IDLE_S),
+    "later_client_burstiness": lambda v: _burstiness(_gaps(_later_client(v))),
+    "duration_s": lambda v: v.rec.duration_s,
+    "c2s_bytes": lambda v: v.rec.bytes[0],
+    "s2c_bytes": lambda v: v.rec.bytes[1],
 }
 
 
@@ -291,6 +266,6 @@ def compute(rec, as_handoff: bool = False) -> dict:
     """All features of one session record (one DataFrame row)."""
     v = View.of(rec, as_handoff)
     out = {"uid": rec.uid}
-    for name, (_doc, fn) in FEATURES.items():
+    for name, fn in FEATURES.items():
         out[name] = fn(v)
     return out

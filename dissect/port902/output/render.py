@@ -20,6 +20,8 @@ import re
 from datetime import datetime, timezone
 from typing import TextIO
 
+from ..extras import require
+
 MAX_FAILURE_LINES = 20
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\n\t]")
@@ -169,7 +171,7 @@ def csv_cell(value: object) -> str:
 
 
 def render_csv(analysis, out: TextIO, table: str = "sessions") -> None:
-    import pandas as pd
+    pd = require("pandas", "--format csv")
 
     df = frame_for(analysis, table)
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]  # booleans too: never formulas
@@ -188,4 +190,5 @@ def _isna(v: object) -> bool:
 
 
 def write_parquet(analysis, path: str, table: str = "sessions") -> None:
+    require("pyarrow", "--format parquet")
     frame_for(analysis, table).to_parquet(path, index=False)

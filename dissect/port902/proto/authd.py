@@ -23,6 +23,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+from .http import HTTP_METHODS, redact_target
+
 GREETING_PREFIX = b"220 VMware Authentication Daemon Version "
 MAX_LINE = 1016  # VMware's own test client caps a reply line here (_AUTHD_PROTOCOL_LINEMSGLEN)
 REDACTED = "<redacted>"
@@ -203,7 +205,6 @@ _COMMAND_RE = re.compile(f"[{_SEP}]*([^{_SEP}]*)\\s*", re.S)  # the argument sta
 SECRET_VERBS = frozenset({"PASS", "XPAS", "SESSION", "SESSIONID", "CONNECT_VPXA"})  # the argument is a credential
 TOKEN_VERBS = frozenset({"THUMBPRINT", "THUMBPRINT_SHA2"})  # the client token binds the hand-off to this client
 PUBLIC_TOKENS = frozenset({"plaintext"})  # nfclib / VDDK send the literal PlainText: not a secret
-HTTP_METHODS = frozenset({"GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "PATCH"})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _HEADER_RE = re.compile(r"([A-Za-z0-9-]{1,64}):[ \t]*")
 _XML_SECRET_RE = re.compile(r"(<(?:[\w.-]+:)?(?:password|ticket|token|sessionId|samlToken)(?:\s[^>]*)?>)([^<]+)", re.I)
@@ -242,8 +243,6 @@ def starts_like_line(head: bytes) -> bool:
 def _redact_http(text: str, verb: str, arg_start: int) -> str:
     """Tickets in an HTTP request target, credential headers, secret XML elements: by position."""
     if verb in HTTP_METHODS and arg_start < len(text):
-        from ..analyzers.consolepath import redact_target  # consolepath reads 443 traffic; only this line needs it
-
         rest = text[arg_start:]
         target, sep, tail = rest.partition(" ")
         return text[:arg_start] + redact_target(target) + sep + tail

@@ -8,7 +8,7 @@ give.  Nothing else of DNS matters here, so this parser is small: the 12-byte he
 question section, A / AAAA / CNAME answers (other types are kept as type and length),
 name decompression with loop protection.
 
-Pipeline stage: a side analysis (``diagnose.py``) hands one UDP payload in and gets a
+Pipeline stage: a side analysis (``infer.diagnose``) hands one UDP payload in and gets a
 :class:`Message` back, or :class:`~dissect.port902.errors.Malformed` for bytes that are not
 DNS.  Its per-packet path uses the two fast readers instead, :func:`scan_question` and
 :func:`answer_addresses`: they build no objects beyond what the diagnosis keeps, and give

@@ -1,0 +1,156 @@
+"""Link-layer and IP decoding of one record down to the transport header (the per-packet hot path).
+
+Ethernet with 802.1Q/QinQ, Linux SLL/SLL2, raw IPv4/IPv6, BSD loopback; IPv6 extension headers
+are skipped up to a fragment header (RFC 8200 §4).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .formats import (
+    _GREETING_LEN,
+    _IPV4_LEN,
+    _PORTS,
+    _TCP,
+    _U16,
+    _UDP,
+    AUTHD_GREETING,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV6_EXTENSION_HEADERS,
+    VLAN_TAGS,
+)
+from .packet import Packet, _tuple_new
+
+
+class _LinkDecoder:
+    """``CaptureReader``'s decoding methods: a per-packet closure with everything bound as locals."""
+
+    def _decoder(self):
+        """Build the per-packet function with everything it needs bound as locals."""
+        sel = self.selection
+        tcp_ports = sel.tcp_ports
+        ctl_ports = sel.tcp_control_ports
+        udp_ports = sel.udp_ports
+        icmp = sel.icmp_errors
+        greet = sel.detect_greeting
+        u16 = _U16.unpack_from
+        ports = _PORTS.unpack_from
+        full = self._full_decode
+        stats = self.stats
+
+        def decode(buf, p, incl, orig, layout, frame, ts_a, ts_b, div, rec_off, tsoff=0):
+            etoff, l3off = layout
+            end = p + incl
+            try:
+                if etoff >= 0:
+                    et = u16(buf, p + etoff)[0]
+                    l3 = p + l3off
+                    while et in VLAN_TAGS:
+                        et = u16(buf, l3 + 2)[0]
+                        l3 += 4
+                    if et == ETHERTYPE_IPV4:
+                        ver = 4
+                    elif et == ETHERTYPE_IPV6:
+                        ver = 6
+                    else:
+                        return None
+                else:
+                    l3 = p + l3off
+                    ver = buf[l3] >> 4
+                if ver == 4:
+                    ihl = (buf[l3] & 15) << 2
+                    proto = buf[l3 + 9]
+                    l4 = l3 + ihl
+                    if buf[l3 + 7] | (buf[l3 + 6] & 0x1F):  # non-first fragment
+                        return None
+                elif ver == 6:
+                    proto = buf[l3 + 6]
+                    l4 = l3 + 40
+                    while proto in IPV6_EXTENSION_HEADERS and l4 + 2 <= end:
+                        proto, l4 = buf[l4], l4 + ((buf[l4 + 1] + 1) << 3)
+                else:
+                    return None
+                if proto == IPPROTO_TCP:
+                    if l4 + 4 > end:
+                        return None
+                    sp, dp = ports(buf, l4)
+                    if sp in tcp_ports or dp in tcp_ports:
+                        pass
+                    elif l4 + 14 <= end:
+                        data = l4 + ((buf[l4 + 12] >> 4) << 2)
+                        first = buf[data] if data < end else -1
+                        if greet and first == 0x32 and buf[data:data + _GREETING_LEN] == AUTHD_GREETING:
+                            tcp_ports.add(sp)  # an authd server on an unusual port: follow it from now on
+                        elif not ((sp in ctl_ports or dp in ctl_ports)
+                                  and (buf[l4 + 13] & 0x07 or first == 0x16 or first == 0x47)):
+                            return None
+                    else:
+                        return None
+                elif proto == IPPROTO_UDP:
+                    if not udp_ports or l4 + 4 > end:
+                        return None
+                    sp, dp = ports(buf, l4)
+                    if sp not in udp_ports and dp not in udp_ports:
+                        return None
+                elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+                    if not icmp:
+                        return None
+                else:
+                    return None
+            except (IndexError, struct.error):
+                return None  # too short to be of interest; counted by nothing, costs nothing
+            ts = ts_a + ts_b / div + tsoff
+            pkt = full(buf, p, end, l3, l4, ver, proto, incl, orig, frame, rec_off, ts)
+            if pkt is not None:
+                stats.selected += 1
+                if stats.first_ts is None:
+                    stats.first_ts = pkt.ts
+                stats.last_ts = pkt.ts
+            return pkt
+
+        return decode
+
+    def _full_decode(self, buf, p, end, l3, l4, ver, proto, incl, orig, frame, rec_off, ts) -> Packet | None:
+        """Decode an interesting packet completely (runs only for selected packets)."""
+        if ver == 4:
+            total = _IPV4_LEN.unpack_from(buf, l3 + 2)[0]
+            src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
+            ip_end = l3 + total if total else end  # 0 = TSO super-frame: trust the capture
+        else:
+            plen = _IPV4_LEN.unpack_from(buf, l3 + 4)[0]
+            src, dst = buf[l3 + 8:l3 + 24], buf[l3 + 24:l3 + 40]
+            ip_end = l3 + 40 + plen if plen else end
+        if proto == IPPROTO_TCP:
+            if l4 + 20 > end:
+                self._warn(rec_off, frame, "snaplen_truncated", "TCP header cut off by the snapshot length")
+                return None
+            sp, dp, seq, ack, doff, flags, win = _TCP.unpack_from(buf, l4)
+            data = l4 + ((doff >> 4) << 2)
+            declared = ip_end - data if ip_end > data else 0
+            # a payload cut short by the snaplen (len(payload) < declared) is a gap for the reassembler
+            payload = buf[data:ip_end if ip_end <= end else end] if data < end else b""
+            return _tuple_new(Packet, (frame, ts, proto, src, dst, sp, dp, seq, ack, flags, win, payload, declared,
+                                       orig))
+        if proto == IPPROTO_UDP:
+            if l4 + 8 > end:
+                return None
+            sp, dp, ulen = _UDP.unpack_from(buf, l4)
+            payload = buf[l4 + 8:min(l4 + max(ulen, 8), end)]
+            return _tuple_new(Packet, (frame, ts, proto, src, dst, sp, dp, 0, 0, 0, 0, payload, max(0, ulen - 8),
+                                       orig))
+        # ICMP / ICMPv6: keep errors only (dest unreachable, time exceeded, packet too big)
+        if l4 + 8 > end:
+            return None
+        itype, icode = buf[l4], buf[l4 + 1]
+        if ver == 4 and itype not in (3, 11) or ver == 6 and itype not in (1, 2, 3):
+            return None
+        payload = buf[l4 + 8:min(ip_end, end)]
+        return Packet(frame, ts, proto, src, dst, itype, icode, 0, 0, 0, 0, payload, max(0, ip_end - l4 - 8), orig)
+
+
