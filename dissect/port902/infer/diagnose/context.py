@@ -6,6 +6,7 @@ only what it shows, so text is rendered for those alone.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -149,26 +150,55 @@ class _Context:
         return best
 
     def _reconnects(self) -> dict[str, tuple]:
-        """uid of the earlier session -> ('moved' | 'retry', earlier, later) for console reconnects."""
+        """uid of the earlier session -> ('moved' | 'retry', earlier, later) for console reconnects.
+
+        For each console / failed / reset session ``a`` the answer is the first later session
+        ``b`` (a console or a failed attempt starting in [a.end - OVERLAP_S, a.end +
+        RECONNECT_WINDOW_S]) that either worked on the same server (retry) or went to another
+        server (moved, when ``a`` was a console).  Found by binary search in per-client indexes,
+        so a flood of failed attempts from one client costs n log n, not n²."""
         out = {}
         for _key, ss in self.by_client.items():
             ss = [s for s in ss if s.server_port in (902, 912)]
+            if len(ss) < 2:
+                continue
+            starts = [s.start for s in ss]
+            cand = [j for j, s in enumerate(ss) if is_mks(s) or _failed_attempt(s)]  # positions in ss
+            if not cand:
+                continue
+            servers = [ss[j].server_ip for j in cand]
+            n = len(cand)
+            nextdiff = [n] * n  # first candidate at or after k+1 whose server differs from cand k's
+            for k in range(n - 2, -1, -1):
+                nextdiff[k] = k + 1 if servers[k + 1] != servers[k] else nextdiff[k + 1]
+            ok_at: dict[str, list[int]] = defaultdict(list)  # server -> candidate indexes that got a console
+            for k, j in enumerate(cand):
+                if _console_ok(ss[j]):
+                    ok_at[servers[k]].append(k)
             for i, a in enumerate(ss):
                 if not (is_mks(a) or _failed_attempt(a) or a.state == "reset"):
                     continue
-                for b in ss[i + 1:]:
-                    if b.start > a.end + RECONNECT_WINDOW_S:
-                        break
-                    if b.start < a.end - OVERLAP_S or not (is_mks(b) or _failed_attempt(b)):
-                        continue  # concurrent consoles are not a reconnect
-                    if b.server_ip == a.server_ip:
-                        if _console_ok(b):
-                            out[a.uid] = ("retry", a, b)
-                            break
-                        continue
-                    if is_mks(a):
-                        out[a.uid] = ("moved", a, b)
-                    break
+                j0 = max(i + 1, bisect_left(starts, a.end - OVERLAP_S))
+                k0 = bisect_left(cand, j0)
+                if k0 >= n:
+                    continue
+                k_diff = k0 if servers[k0] != a.server_ip else nextdiff[k0]
+                oks = ok_at.get(a.server_ip)
+                k_ok = n
+                if oks:
+                    p = bisect_left(oks, k0)
+                    if p < len(oks):
+                        k_ok = oks[p]
+                k = min(k_diff, k_ok)
+                if k >= n:
+                    continue
+                b = ss[cand[k]]
+                if b.start > a.end + RECONNECT_WINDOW_S:
+                    continue
+                if k == k_ok:
+                    out[a.uid] = ("retry", a, b)
+                elif is_mks(a):
+                    out[a.uid] = ("moved", a, b)
         return out
 
     def followed_from(self, s):
