@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
 from .io.capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .infer.classify import classify
 from .infer.links import Handoff, find_handoffs
-from .net.flows import FlowTable
+from .net.flows import GREETING, FlowTable, fmt_ip, hostport
 from .model.records import SessionRecord, failure_of, summarize
 from .analyzers.session import MAX_RECORDS, Interner, Session, Weird
 
@@ -184,16 +184,42 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         sel = selection if selection is not None else Selection()
         for obs in observers:
             obs.select(sel)
-        authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
-        with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
+        # the reader gets its own copy of the selection: it widens that copy when it sees a greeting
+        # on another port; what is routed to the authd analysis is decided here, from a snapshot
+        # of the ports asked for and from the server endpoints that sent a greeting themselves
+        watched = frozenset(sel.tcp_ports)
+        ctl_ports = frozenset(sel.tcp_control_ports)
+        rsel = replace(sel, tcp_ports=set(sel.tcp_ports), tcp_control_ports=set(sel.tcp_control_ports),
+                       udp_ports=set(sel.udp_ports))
+        servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
+        with CaptureReader(path, rsel, progress=report if progress is not None else None) as reader:
             table = FlowTable(make_session, finish, source=reader.path)
             add = table.add
             for pkt in reader:
-                if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports):
-                    add(pkt)
-                else:
-                    for obs in observers:
-                        obs.packet(pkt)
+                if pkt.proto == IPPROTO_TCP:
+                    sport, dport = pkt.sport, pkt.dport
+                    if sport in watched or dport in watched:
+                        add(pkt)
+                        continue
+                    if (pkt.src, sport) in servers or (pkt.dst, dport) in servers:
+                        add(pkt)
+                        continue
+                    if sel.detect_greeting and pkt.payload.startswith(GREETING):
+                        # content detection attaches to this server endpoint, never to the port
+                        servers[(pkt.src, sport)] = pkt.frame
+                        server = hostport(fmt_ip(pkt.src), sport)
+                        result.capture_weird.append(Weird(
+                            pkt.ts, pkt.frame, "authd_on_unusual_port",
+                            f"authd greeting from {server}: connections to that server endpoint are analysed as "
+                            f"authd sessions (other hosts on port {sport} are not)", "", reader.path))
+                        add(pkt)
+                        continue
+                    if not (sport in ctl_ports or dport in ctl_ports):
+                        continue  # on a port the reader follows only for a greeting elsewhere
+                    if not (pkt.flags & 0x07 or pkt.payload[:1] in (b"\x16", b"G")):
+                        continue  # what the reader keeps of a control port, as it would without the greeting
+                for obs in observers:
+                    obs.packet(pkt)
             table.close()
             stats = reader.stats
         done_before += stats.size_bytes
