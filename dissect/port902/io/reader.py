@@ -7,6 +7,7 @@ import gzip
 import mmap
 import os
 import struct
+import zlib
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import CaptureError
@@ -78,7 +79,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         self._stream, self._raw, self.stats.size_bytes = _open(path)
         try:
             head = self._stream.read(24)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             self.close()
             raise CaptureError(f"{self.path}: unreadable ({exc})") from exc
         self._head = head
@@ -119,18 +120,21 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         while got < self.chunk_size and self._damage is None:
             try:
                 part = self._stream.read1(self.chunk_size - got)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                self._damage = str(exc)
+            except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                # a damaged deflate stream (zlib.error) is damage in the capture, not a crash
+                self._damage = f"{exc} (compressed offset about {self._raw.tell()})"
                 break
             if not part:
                 break
             parts.append(part)
             got += len(part)
+            self._unzipped += len(part)
         return b"".join(parts)
 
     def _chunks(self, initial: bytes) -> Iterator[bytes]:
         """Yield raw chunks; the first one starts with the bytes already read."""
         self._damage: str | None = None
+        self._unzipped = len(initial)
         chunk = initial + self._read_chunk()
         while chunk:
             yield chunk
@@ -138,7 +142,9 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
                 self.progress(self._raw.tell())
             chunk = self._read_chunk()
         if self._damage is not None:
-            self._warn(-1, None, "truncated_file", f"compressed stream is damaged or cut short: {self._damage}")
+            self._warn(self._unzipped, None, "truncated_file",
+                       f"compressed stream is damaged or cut short after {self._unzipped} uncompressed bytes: "
+                       f"{self._damage}")
 
     def __iter__(self) -> Iterator[Packet]:
         try:
