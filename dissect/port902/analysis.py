@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
+from .io.decode import MAX_MALFORMED_WARNINGS
 from .io.capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .infer.classify import classify
 from .infer.links import Handoff, find_handoffs
@@ -226,6 +227,11 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         result.captures.append(stats)
         for w in stats.warnings:
             result.capture_weird.append(Weird(None, w.frame, w.kind, w.detail, "", w.path, w.offset))
+        if stats.malformed > MAX_MALFORMED_WARNINGS:
+            result.capture_weird.append(Weird(None, None, "malformed_packet",
+                                              f"{stats.malformed - MAX_MALFORMED_WARNINGS} more malformed packets "
+                                              f"({stats.malformed} in all) after the first {MAX_MALFORMED_WARNINGS}",
+                                              "", reader.path))
         if table.evicted:
             result.capture_weird.append(Weird(None, None, "flow_table_overflow",
                                               f"{table.evicted} connections finished early: more than "
