@@ -60,3 +60,34 @@ def test_damaged_gzip_member_is_a_weird_row_with_offset(tmp_path, engine):
 def test_damaged_gzip_through_analyze(tmp_path):
     result = analyze(_damaged_gzip(tmp_path))
     assert any(w.kind == "truncated_file" and w.offset for w in result.weird)
+
+
+def _capture_at(path, ts):
+    import struct
+
+    from dissect.port902.lab.pcapwriter import CaptureWriter
+
+    hdr = struct.pack("!HHIIBBHHH", 40000, 902, 1, 0, 0x50, 0x02, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    with CaptureWriter(str(path), fmt="pcapng") as w:  # 64-bit timestamps: any year
+        w.write(ts, ip + hdr)
+    return path
+
+
+@pytest.mark.parametrize("ts", [1.7e9, 1.7e12, 2**32 - 1.0, 4e9])
+def test_timestamps_out_of_calendar_range_render(tmp_path, ts):
+    """Year 56337 (a damaged timestamp) once killed the table renderer; pandas' OutOfBoundsDatetime
+    (past 2262) the CSV and the frames."""
+    import io
+
+    from dissect.port902.model.timefmt import utc_text
+    from dissect.port902.output.render import render_table
+
+    result = analyze(_capture_at(tmp_path / "t.pcap", ts))
+    out = io.StringIO()
+    render_table(result, out)
+    frame = result.sessions_frame()
+    assert len(frame) == 1
+    for value in (ts, 1e300, float("nan"), float("inf"), -1e18):
+        assert isinstance(utc_text(value), str)
+    assert utc_text(1e300).startswith("1e+300")

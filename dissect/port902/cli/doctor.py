@@ -15,11 +15,11 @@ import json
 import os
 import sys
 import textwrap
-from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
 from ..analysis import SCHEMA_VERSION
 from ..infer.diagnose import FINDING_KINDS, Diagnostics
+from ..model.timefmt import utc_text
 from ..output.render import safe
 from .runner import run_analyze
 
@@ -124,9 +124,7 @@ def render_json(result, diag: Diagnostics, out: TextIO, code: int | None = None)
 
 
 def _utc(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return utc_text(ts)
 
 
 def _wrap(out: TextIO, label: str, text: str, indent: int = 6) -> None:
