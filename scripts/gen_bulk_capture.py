@@ -4,7 +4,10 @@
     gen_bulk_capture.py OUT.pcap --packets N [--authd-share 0.03] [--seed S]
                         [--pps 5000] [--conn-every 2000] [--long-sessions 4] [--manifest M.json]
 
-What is in the file (classic pcap, Ethernet, microsecond timestamps, checksums zero):
+What is in the file (classic pcap, Ethernet, microsecond timestamps; TCP and IPv4 header
+checksums zero as with checksum offload, UDP checksums computed). Frames, certificates, TLS and
+the pcap writer are the traffic lab's (``dissect.port902.lab``: ``bulk`` frame templates,
+``certs.default_certificate``, ``tlsbio.TlsPair``, ``pcapwriter.CaptureWriter``):
 
 * background (about 97 %): a few hundred concurrent TCP flows on 443 (TLS-record-shaped
   segments), 445 (NBSS + SMB2 READ-shaped segments), 22 (opaque) and 80 (HTTP text), each
@@ -14,8 +17,8 @@ What is in the file (classic pcap, Ethernet, microsecond timestamps, checksums z
 * port 902 (``--authd-share``, default 3 %): vmware-authd connections as an ESXi host
   serves them: SYN / SYN-ACK / ACK, the plaintext ``220 VMware Authentication Daemon``
   banner, a real TLS handshake (TLS 1.2 or 1.3, captured once per host at start-up from
-  Python's ``ssl`` over memory BIOs with a self-signed per-host certificate, then
-  replayed), application-data records in both directions segmented at MSS 1448 with
+  Python's ``ssl`` over memory BIOs with a fresh "VMware ESX Server Default Certificate"-style
+  certificate per host, then replayed), application-data records in both directions segmented at MSS 1448 with
   correct seq/ack, and FIN close.  A few long console-like sessions run through the whole
   capture; one new short connection starts every ``--conn-every`` packets (so the number
   of distinct 902 connections grows with the capture); about 10 % of the new connections
@@ -36,173 +39,63 @@ import ipaddress
 import json
 import os
 import random
-import ssl
 import struct
 import sys
-import tempfile
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import dissect.port902.lab  # noqa: F401
+except ModuleNotFoundError:              # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from dissect.port902.lab.bulk import SYN_OPTS, tcp_frame, udp_frame  # noqa: E402
+from dissect.port902.lab.bulk import tcp_path as make_path  # noqa: E402
+from dissect.port902.lab.certs import HostCert, default_certificate  # noqa: E402
+from dissect.port902.lab.pcapwriter import CaptureWriter  # noqa: E402
+from dissect.port902.lab.tcp import ACK, FIN, PSH, RST, SYN  # noqa: E402
+from dissect.port902.lab.tlsbio import TlsPair  # noqa: E402
 
 BANNER = (
     b"220 VMware Authentication Daemon Version 1.10: SSL Required, ServerDaemonProtocol:SOAP, "
     b"MKSDisplayProtocol:VNC , VMXARGS supported, NFCSSL supported/t, SHA256 supported\r\n"
 )
 MSS = 1448
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-M32 = 0xFFFFFFFF
-# MSS 1460, NOP + window scale 7, NOP NOP + SACK permitted: 12 bytes -> TCP header of 32 bytes
-SYN_OPTS = bytes.fromhex("020405b4" "01030307" "01010402")
-PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
-REC = struct.Struct("<IIII")
-P4 = struct.Struct("!H20sIIH")  # IPv4 total length | id..dst + ports | seq ack | data offset + flags
-P6 = struct.Struct("!H38sIIH")  # IPv6 payload length | next header..dst + ports | seq ack | off+flags
 C2S, S2C = 0, 1
 EPHEMERAL_LO, EPHEMERAL_HI = 32768, 60999
 ROUTER_MAC = bytes.fromhex("00005e000101")
 ESXI_MAC = bytes.fromhex("005056000000")  # VMware OUI
 
 
-# --------------------------------------------------------------------------- framing
-
-def make_path(cip: bytes, sip: bytes, cport: int, sport: int, cmac: bytes, smac: bytes, vlan: int = 0,
-              cwin: int = 502, swin: int = 509) -> tuple:
-    """Precomputed header pieces of one TCP connection: (length base, client side, server side)."""
-    v6 = len(cip) == 16
-    sides = []
-    for src, dst, sp, dp, smac_, dmac_, win in ((cip, sip, cport, sport, cmac, smac, cwin),
-                                                 (sip, cip, sport, cport, smac, cmac, swin)):
-        eth = dmac_ + smac_ + (struct.pack("!HH", 0x8100, vlan) if vlan else b"")
-        if v6:
-            pre = eth + b"\x86\xdd\x60\x00\x00\x00"
-            mid = b"\x06\x40" + src + dst + struct.pack("!HH", sp, dp)
-            pack = P6.pack
-        else:
-            pre = eth + b"\x08\x00\x45\x00"
-            mid = struct.pack("!HHBBH", 0, 0x4000, 64, 6, 0) + src + dst + struct.pack("!HH", sp, dp)
-            pack = P4.pack
-        sides.append((pre, pack, mid, struct.pack("!HHH", win, 0, 0)))
-    return (20 if v6 else 40, sides[0], sides[1])
-
-
-def tcp_frame(path: tuple, d: int, seq: int, ack: int, offflags: int, payload: bytes) -> bytes:
-    pre, pack, mid, tail = path[1 + d]
-    return pre + pack(path[0] + len(payload), mid, seq & M32, ack & M32, offflags) + tail + payload
-
-
-def udp_frame(src: bytes, dst: bytes, sport: int, dport: int, smac: bytes, dmac: bytes, payload: bytes,
-              vlan: int = 0) -> bytes:
-    eth = dmac + smac + (struct.pack("!HH", 0x8100, vlan) if vlan else b"")
-    ulen = 8 + len(payload)
-    udp = struct.pack("!HHHH", sport, dport, ulen, 0)
-    if len(src) == 16:  # a zero UDP checksum is illegal over IPv6: compute it
-        pseudo = src + dst + struct.pack("!IxxxB", ulen, 17) + udp + payload + b"\0" * (len(payload) & 1)
-        total = sum(struct.unpack("!%dH" % (len(pseudo) // 2), pseudo))
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        udp = struct.pack("!HHHH", sport, dport, ulen, (~total & 0xFFFF) or 0xFFFF)
-        ip = struct.pack("!IHBB", 0x60000000, ulen, 17, 64) + src + dst
-        return eth + b"\x86\xdd" + ip + udp + payload
-    ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + ulen, 0, 0x4000, 64, 17, 0) + src + dst
-    return eth + b"\x08\x00" + ip + udp + payload
-
-
 # --------------------------------------------------------------------------- TLS, captured once
 
-def _self_signed(host: str, tmp: str) -> tuple[str, str]:
-    """An ESXi-default-style self-signed RSA certificate for ``host`` (files in ``tmp``)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+def host_certificate(host: str) -> HostCert:
+    """A fresh ESXi-default-style certificate for ``host`` (an OpenSSL-generated key: fast, and
+    nothing in the manifest depends on it)."""
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509 import random_serial_number
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "California"),
-        x509.NameAttribute(NameOID.LOCALITY_NAME, "Palo Alto"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "VMware, Inc"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "VMware ESX Server Default Certificate"),
-        x509.NameAttribute(NameOID.COMMON_NAME, host),
-    ])
-    now = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + _dt.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile = os.path.join(tmp, f"{host}.crt")
-    keyfile = os.path.join(tmp, f"{host}.key")
-    with open(certfile, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(keyfile, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
-    return certfile, keyfile
+    return default_certificate(host, key, random_serial_number(), _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc))
 
 
-def capture_handshake(certfile: str, keyfile: str, tls13: bool) -> list[tuple[int, bytes]]:
-    """Run a real TLS handshake between two SSLObjects over memory BIOs; return its flights
-    as (direction, bytes), plus one real application-data exchange (an authd USER line and
-    the 331 reply), exactly as the bytes would appear on the wire."""
-    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    sctx.load_cert_chain(certfile, keyfile)
-    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    cctx.check_hostname = False
-    cctx.verify_mode = ssl.CERT_NONE
+def capture_handshake(cert: HostCert, tls13: bool) -> list[tuple[int, bytes]]:
+    """A real TLS handshake between two SSLObjects over memory BIOs (``tlsbio.TlsPair``), as
+    (direction, bytes) flights, plus one application-data exchange (an authd USER line and the
+    331 reply), exactly as the bytes would appear on the wire."""
     if tls13:
-        for ctx in (sctx, cctx):
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        pair = TlsPair(cert, "1.3")
     else:
-        for ctx in (sctx, cctx):
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-            ctx.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256")
-    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
-    cli = cctx.wrap_bio(c_in, c_out, server_side=False)
-    srv = sctx.wrap_bio(s_in, s_out, server_side=True)
+        pair = TlsPair(cert, "1.2", ciphers="ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256")
     flights: list[tuple[int, bytes]] = []
-
-    def move(d: int) -> None:
-        src, dst = (c_out, s_in) if d == C2S else (s_out, c_in)
-        data = src.read()
-        if data:
-            dst.write(data)
-            if flights and flights[-1][0] == d:
-                flights[-1] = (d, flights[-1][1] + data)
-            else:
-                flights.append((d, data))
-
-    cdone = sdone = False
-    for _ in range(20):
-        if not cdone:
-            try:
-                cli.do_handshake()
-                cdone = True
-            except ssl.SSLWantReadError:
-                pass
-        move(C2S)
-        if not sdone:
-            try:
-                srv.do_handshake()
-                sdone = True
-            except ssl.SSLWantReadError:
-                pass
-        move(S2C)
-        if cdone and sdone:
-            break
-    if not (cdone and sdone):
-        raise RuntimeError("TLS handshake over memory BIOs did not complete")
-    cli.write(b"USER root\r\n")
-    move(C2S)
-    srv.read(4096)
-    srv.write(b"331 Password required for root.\r\n")
-    move(S2C)
-    try:
-        cli.read(4096)  # consumes TLS 1.3 session tickets too
-    except ssl.SSLWantReadError:
-        pass
+    wire = [(C2S if side == "C" else S2C, data) for side, data in pair.handshake()]
+    wire += [(C2S, pair.client_write(b"USER root\r\n")), (S2C, pair.server_write(b"331 Password required for root.\r\n"))]
+    for d, data in wire:
+        if flights and flights[-1][0] == d:
+            flights[-1] = (d, flights[-1][1] + data)
+        else:
+            flights.append((d, data))
     return flights
 
 
@@ -367,11 +260,9 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
     esxi_v6 = [_v6(f"2001:db8:a::{11 + k}") for k in range(4)]
     esxi_vlan = [0, 0, 100, 100]
     flights: dict[int, dict[str, list]] = {}
-    with tempfile.TemporaryDirectory(prefix="gen902-") as tmp:
-        for k in range(4):
-            certfile, keyfile = _self_signed(f"esxi-{k + 1:02d}.lab.local", tmp)
-            flights[k] = {"TLS 1.2": capture_handshake(certfile, keyfile, False),
-                          "TLS 1.3": capture_handshake(certfile, keyfile, True)}
+    for k in range(4):
+        cert = host_certificate(f"esxi-{k + 1:02d}.lab.local")
+        flights[k] = {"TLS 1.2": capture_handshake(cert, False), "TLS 1.3": capture_handshake(cert, True)}
     authd = Authd(rng, noise)
 
     # -- address pools --------------------------------------------------------------------
@@ -589,13 +480,11 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
     deficit = 0.0
     n902 = 0
     written = 0
-    buf: list[bytes] = []
-    pack_rec = REC.pack
     draining = False
     progress_every = max(1, packets // 10)
 
-    with open(out, "wb") as fh:
-        fh.write(PCAP_HEADER)
+    with CaptureWriter(out, "pcap", "ethernet") as writer:
+        write = writer.write_frame
         i = 0
         while True:
             if not draining:
@@ -651,20 +540,13 @@ def generate(out: str, packets: int, share: float = 0.03, seed: int = 902, pps: 
                     fr = bg_tcp(f)
                     if f[3] == 6:
                         pool[slot] = new_flow()
-            n = len(fr)
-            sec, usec = divmod(t, 1_000_000)
-            buf.append(pack_rec(sec, usec, n, n))
-            buf.append(fr)
+            write(t / 1e6, fr)  # exact: round(t / 1e6 * 1e6) == t for these microsecond counts
             written += 1
             i += 1
             t += gaps[i & 8191]
-            if len(buf) >= 131072:
-                fh.write(b"".join(buf))
-                buf.clear()
-                if not quiet and written // progress_every != (written - 65536) // progress_every:
-                    print(f"  {written:,} packets...", file=sys.stderr, flush=True)
-        fh.write(b"".join(buf))
-        size = fh.tell()
+            if not quiet and not written & 65535 and written // progress_every != (written - 65536) // progress_every:
+                print(f"  {written:,} packets...", file=sys.stderr, flush=True)
+    size = os.path.getsize(out)
 
     e = expected
     established = e["long"] + e["short"] + e["short_rst"]

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:          # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from dissect.port902.lab import failures  # noqa: E402
+from dissect.port902.lab import failreadme, failures  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         size = os.path.getsize(os.path.join(args.out, sample.filename))
         kinds = ", ".join(labels["doctor"]["expected_problem_kinds"] + labels["doctor"]["expected_info_kinds"]) or "-"
         print(f"{sample.filename:28} {labels['capture']['packets']:5} packets {size:8,} bytes  expects {kinds}")
-    (Path(args.out) / "README.md").write_text(failures.render_readme(args.out))
+    (Path(args.out) / "README.md").write_text(failreadme.render_readme(args.out))
     return 0
 
 

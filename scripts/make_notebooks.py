@@ -525,7 +525,8 @@ INVESTIGATE = [
     md("""
     Arrows link *reconnects*: a session from the same client shortly after one that failed
     (here the brute-force retries), or a console reopened. `plots.links_frame` lists them with
-    the rule that matched:
+    the rule that matched; the rule is `dissect.port902.infer.reconnects`, the same one the
+    diagnosis uses for its vMotion and retry notes:
     """),
     code("""
     plots.links_frame(result)
@@ -965,7 +966,7 @@ print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
     rows = []
     for name in ["USER", "R331", "PASS", "R230", "R530", "THUMB16", "R200TP", "CONNECT", "R200CONNECT",
                  "SESSION_BANNER", "RBANNER", "THUMB_PLAIN", "PROXY", "R200HA", "HTTP_REQ", "HTTP_RESP", "VMXCMD"]:
-        tok = getattr(dlg, name)
+        tok = getattr(dlg.grammar, name)  # the size models live in infer/dialogue/grammar.py
         exact = ", ".join(map(str, tok.size.exact)) if tok.size.exact else ""
         rows.append((tok.text, exact, f"{tok.size.lo}–{tok.size.hi}" + (" (log-uniform)" if tok.size.log else ""),
                      f"{tok.fixed} + len(<{tok.echo}>)" if tok.echo else ""))

@@ -31,7 +31,8 @@ except ModuleNotFoundError:              # running from a checkout without insta
 
 from dissect.port902 import analyze  # noqa: E402
 from dissect.port902.lab import cli as lab_cli  # noqa: E402
-from dissect.port902.lab import dataset, offload, scenarios  # noqa: E402
+from dissect.port902.lab import dataset, offload, samples, scenario  # noqa: E402
+from dissect.port902.lab.labels import EXPECTED_DEFAULTS, FEATURES, LABELS_SCHEMA, TRANSPORTS  # noqa: E402
 from dissect.port902.lab.netem import EmuTcp  # noqa: E402
 from dissect.port902.lab.personas import PERSONAS  # noqa: E402
 
@@ -83,11 +84,11 @@ def test_manifest_and_labels_schema(small):
     assert json.loads((folder / "dataset.json").read_text())["totals"] == manifest["totals"]
     for row in manifest["captures"]:
         labels = _labels(folder, row)
-        assert labels["schema"] == scenarios.LABELS_SCHEMA and labels["capture"]["file"] == row["file"]
+        assert labels["schema"] == LABELS_SCHEMA and labels["capture"]["file"] == row["file"]
         assert labels["dataset"] == {"schema": dataset.DATASET_SCHEMA, "seed": SEED, "index": labels["dataset"]["index"]}
         for conn in labels["connections"]:
-            assert conn["feature"] in scenarios.FEATURES and conn["transport"] in scenarios.TRANSPORTS
-            assert set(conn["expected"]) == set(scenarios.EXPECTED_DEFAULTS)
+            assert conn["feature"] in FEATURES and conn["transport"] in TRANSPORTS
+            assert set(conn["expected"]) == set(EXPECTED_DEFAULTS)
             assert isinstance(conn["midstream"], bool) and conn["frames"]["count"] > 0
             assert conn["midstream"] == (not conn["captured_from_start"])
             if conn["midstream"]:
@@ -99,7 +100,7 @@ def test_manifest_and_labels_schema(small):
 def test_every_feature_and_persona_appears(small):
     folder, manifest = small
     conns = [c for row in manifest["captures"] for c in _authd(_labels(folder, row))]
-    assert {c["feature"] for c in conns} == set(scenarios.FEATURES)
+    assert {c["feature"] for c in conns} == set(FEATURES)
     assert {c["persona"] for c in conns} == set(PERSONAS)
     assert any(c["midstream"] for c in conns) and any(not c["midstream"] for c in conns)
     nfc = {(c["traffic"]["style"], c["traffic"]["direction"]) for c in conns if c["feature"] == "NFC"}
@@ -232,7 +233,7 @@ def test_offload_super_frames():
 def test_large_nfc_transfer_streams(tmp_path):
     sc = dataset.DatasetScenario("big", 1)
     host = dataset.SiteHost("esxi-big.example", "10.0.0.10", "esxi8", cert_name="localhost.localdomain")
-    client = scenarios.Client("bk", "10.0.0.50", "linux")
+    client = scenario.Client("bk", "10.0.0.50", "linux")
     from dissect.port902.lab import sessions
     plan = sessions.NfcPlan("vddk-aio", False, 24 << 20, io_size=1 << 20)
     flow = sessions.nfc_session(sc, client, host, sc.at(0), plan, tls1="1.2", tls2="1.2")
@@ -292,7 +293,7 @@ def test_metrics_macro_f1():
 
 def test_lab_cli(tmp_path, capsys):
     assert lab_cli.CONDITIONS == dataset.CONDITION_CHOICES
-    assert list(lab_cli.SCENARIOS) == dataset.scenario_names()
+    assert list(lab_cli.SCENARIOS) == samples.scenario_names()
     parser = argparse.ArgumentParser(prog="dissect902")
     lab_cli.add_parser(parser.add_subparsers(dest="command"))
     with pytest.raises(SystemExit):

@@ -17,7 +17,7 @@ from dissect.port902.cli import doctor
 from dissect.port902.analysis import Analysis, analyze
 from dissect.port902.io.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
 from dissect.port902.infer.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
-from dissect.port902.lab import background, failures
+from dissect.port902.lab import background, failkit, failreadme, failures
 from dissect.port902.lab import scenarios as S
 from dissect.port902.lab.channel import CLIENT, SERVER, Step
 from dissect.port902.output.render import render_json
@@ -163,13 +163,13 @@ def test_refused_and_icmp():
 def test_certificate_rejected_three_ways():
     f = only(diagnose_file(DOCTOR / "certificate-rejected.pcap")[1], "certificate_rejected")
     assert len(f.related) == 3 and "unknown_ca" in f.detail and "RST from the client" in f.detail
-    assert "FIN from the client" in f.detail and failures.ESXI_07.cert.sha1 in f.detail
+    assert "FIN from the client" in f.detail and failkit.ESXI_07.cert.sha1 in f.detail
 
 
 def test_hanging_up_on_many_hosts_looks_like_a_probe(tmp_path):
-    sc = failures.FailureScenario("prober", 9)
-    for n, host in enumerate((failures.ESXI_A, failures.ESXI_B, failures.ESXI_07)):
-        failures._tls_attempt(sc, failures.ADMIN, host, sc.at(n * 1.0), "quiet")
+    sc = failkit.FailureScenario("prober", 9)
+    for n, host in enumerate((failkit.ESXI_A, failkit.ESXI_B, failkit.ESXI_07)):
+        failkit.tls_attempt(sc, failkit.ADMIN, host, sc.at(n * 1.0), "quiet")
     sc.write(tmp_path / "prober.pcap")
     found = diagnose_file(tmp_path / "prober.pcap")[1].findings
     assert [f.kind for f in found] == ["certificate_rejected"] * 3
@@ -209,12 +209,12 @@ def test_vmotion_is_a_note_naming_vcenter():
 # -- ranking ------------------------------------------------------------------------------------------------
 
 def test_ranking_is_by_likelihood(tmp_path):
-    sc = failures.FailureScenario("combo", 7)
-    failures.dns_failure(sc, failures.ADMIN, failures.RESOLVER, "printer.corp.example", sc.at(0.0), 3, attempts=1)
-    S.refused(sc, failures.ADMIN, failures.ESXI_B, sc.at(1.0))
-    flow = S.unanswered(sc, failures.ADMIN, failures.ESXI_07, sc.at(2.0), retries=(1.0,))
+    sc = failkit.FailureScenario("combo", 7)
+    failkit.dns_failure(sc, failkit.ADMIN, failkit.RESOLVER, "printer.corp.example", sc.at(0.0), 3, attempts=1)
+    S.refused(sc, failkit.ADMIN, failkit.ESXI_B, sc.at(1.0))
+    flow = S.unanswered(sc, failkit.ADMIN, failkit.ESXI_07, sc.at(2.0), retries=(1.0,))
     for n, (t, packet, _) in enumerate(flow.conn.records()):
-        sc.inject(flow, t + 0.0004, failures.icmp_error(failures.FIREWALL, packet, 3, 13, ident=n))
+        sc.inject(flow, t + 0.0004, failkit.icmp_error(failkit.FIREWALL, packet, 3, 13, ident=n))
     sc.write(tmp_path / "combo.pcap")
     _, diag = diagnose_file(tmp_path / "combo.pcap")
     assert [f.kind for f in diag.findings] == ["icmp_unreachable", "refused", "dns_nxdomain"]
@@ -277,14 +277,14 @@ EVIL_LABELS = (b"\x1b[2J\x1b]0;owned\x07esx", "\u202eevil".encode(), b"\x9b1m", 
 
 
 def hostile_capture(tmp_path) -> Path:
-    sc = failures.FailureScenario("hostile", 11)
-    dns_flow = sc.udp(failures.ADMIN, failures.RESOLVER, 53, sc.at(0.0))
+    sc = failkit.FailureScenario("hostile", 11)
+    dns_flow = sc.udp(failkit.ADMIN, failkit.RESOLVER, 53, sc.at(0.0))
     query = (bytes.fromhex("4242 0100 0001 0000 0000 0000") + b"".join(bytes([len(x)]) + x for x in EVIL_LABELS)
              + b"\x00\x00\x01\x00\x01")
     dns_flow.conn.send("client", query, sc.at(0.0))
-    dns_flow.conn.send("server", failures.dns_reply(query, 3), sc.at(0.002))
+    dns_flow.conn.send("server", failkit.dns_reply(query, 3), sc.at(0.002))
     sc.label(dns_flow, feature="NONE", service="dns", transport="udp")
-    flow, ch, pace, _ = sc.tcp(failures.MAC, failures.VCENTER.ip, 7331, sc.at(1.0))
+    flow, ch, pace, _ = sc.tcp(failkit.MAC, failkit.VCENTER.ip, 7331, sc.at(1.0))
     ch.conv.open()
     ch.play([Step(CLIENT, b"GET /console/?vmId=\x1b[31mvm\x07&sessionTicket=x HTTP/1.1\r\nUpgrade: \x1b[5m\r\n\r\n"),
              Step(SERVER, b"HTTP/1.1 400 Bad Request\r\n\r\n")])
@@ -424,7 +424,7 @@ def test_generator_reproduces_the_labels(tmp_path):
     for sample in failures.FAILURE_SAMPLES:
         labels = failures.write_failure_sample(sample, tmp_path)
         assert labels == labels_of(sample.stem), sample.filename
-    assert failures.render_readme(tmp_path) == (DOCTOR / "README.md").read_text()
+    assert failreadme.render_readme(tmp_path) == (DOCTOR / "README.md").read_text()
 
 
 def test_shared_sample_with_failed_attempts():

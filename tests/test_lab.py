@@ -34,7 +34,8 @@ except ModuleNotFoundError:              # running from a checkout without insta
     sys.path.insert(0, str(ROOT))
 
 from dissect.port902.lab import CaptureWriter, TcpConversation, TlsPair, host_cert, thumbprint  # noqa: E402
-from dissect.port902.lab import authd, nfc, rfb, samples, scenarios  # noqa: E402
+from dissect.port902.lab import authd, nfc, rfb, samples, scenario, scenarios  # noqa: E402
+from dissect.port902.lab.labels import EXPECTED_DEFAULTS, FEATURES, LABELS_SCHEMA, TRANSPORTS  # noqa: E402
 from dissect.port902.lab.ip import udp_packet, pack_address  # noqa: E402
 from dissect.port902.lab.links import LINKTYPES  # noqa: E402
 from dissect.port902.lab.pace import Pace  # noqa: E402
@@ -286,6 +287,58 @@ def test_null_link_uses_file_byte_order_and_loop_network_order(tmp_path, traffic
         assert path.read_bytes()[40:44] == expected
 
 
+# -- bulk frames (the benchmark's generator) ---------------------------------------------------
+
+def test_bulk_frames_are_what_scapy_reads(tmp_path):
+    from dissect.port902.lab import bulk
+    from scapy.all import Dot1Q, Ether
+    frames = []
+    for cip, sip, vlan in (("10.0.0.1", "10.0.0.2", 0), ("2001:db8::1", "2001:db8::2", 100)):
+        path = bulk.tcp_path(pack_address(cip), pack_address(sip), 40000, 902, b"\x02" * 6, b"\x04" * 6, vlan,
+                             swin=1026)
+        frames.append((cip, sip, vlan, bulk.tcp_frame(path, 0, 2**32 + 5, 7, 0x8002, bulk.SYN_OPTS)))
+        frames.append((sip, cip, vlan, bulk.tcp_frame(path, 1, 9, 6, 0x5018, b"220 hello\r\n")))
+        frames.append((cip, sip, vlan, bulk.udp_frame(pack_address(cip), pack_address(sip), 5353, 53,
+                                                      b"\x02" * 6, b"\x04" * 6, b"query", vlan)))
+    for src, dst, vlan, frame in frames:
+        pkt = Ether(frame)
+        assert (Dot1Q in pkt) == bool(vlan) and (not vlan or pkt[Dot1Q].vlan == vlan)
+        ip = pkt[IPv6] if ":" in src else pkt[IP]
+        assert (ip.src, ip.dst) == (src, dst)
+        if UDP in pkt:
+            assert pkt[UDP].load == b"query"
+            wire = pkt[UDP].chksum
+            del pkt[UDP].chksum
+            assert Ether(bytes(pkt))[UDP].chksum == wire          # a correct UDP checksum
+            continue
+        tcp = pkt[TCP]
+        if tcp.flags == "S":
+            assert tcp.seq == 5 and tcp.dataofs == 8 and dict(tcp.options)["MSS"] == 1460
+        else:
+            assert (tcp.seq, tcp.ack, str(tcp.flags), tcp.window, tcp.load) == (9, 6, "PA", 1026, b"220 hello\r\n")
+        assert tcp.chksum == 0                                      # as with checksum offload
+        assert len(frame) == (18 if vlan else 14) + (40 if ":" in src else 20) + tcp.dataofs * 4 + len(tcp.payload)
+
+
+def test_bulk_capture_matches_its_manifest(tmp_path):
+    """``scripts/gen_bulk_capture.py`` on the lab's bulk path: dissect902 finds the ground truth."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import benchmark
+        import gen_bulk_capture
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    pcap, out = tmp_path / "bulk.pcap", tmp_path / "bulk.json"
+    manifest = gen_bulk_capture.generate(str(pcap), 6000, conn_every=300, quiet=True)
+    assert manifest["packets"] >= 6000 and manifest["sessions_expected"] >= 10
+    assert manifest["file_size"] == pcap.stat().st_size
+    subprocess.run([sys.executable, "-m", "dissect.port902.cli.main", "analyze", str(pcap), "--format", "json",
+                    "-o", str(out), "-q"], check=True)
+    checks = benchmark.check_analysis(json.loads(out.read_text()), manifest)
+    assert [c for c in checks if c["hard"] and not c["ok"]] == []
+    assert all(c["ok"] for c in checks if c["check"].startswith(("sessions with", "TLS handshakes")))
+
+
 # -- TCP ---------------------------------------------------------------------------------------
 
 def _conversation(port: int, **conditions) -> TcpConversation:
@@ -413,9 +466,9 @@ def test_tls_pair_handshakes_and_carries_data(version):
 
 @pytest.mark.tshark
 def test_tshark_decodes_both_handshakes_and_the_certificate(tmp_path):
-    sc = scenarios.Scenario("tls_check", 7, keylog=tmp_path / "k.keys")
-    host = scenarios.Host("esxi-tls.lab.example", "10.7.0.11", "esxi8")
-    client = scenarios.Client("c", "10.7.0.50", "windows")
+    sc = scenario.Scenario("tls_check", 7, keylog=tmp_path / "k.keys")
+    host = scenario.Host("esxi-tls.lab.example", "10.7.0.11", "esxi8")
+    client = scenario.Client("c", "10.7.0.50", "windows")
     flow = scenarios.mks_console(sc, client, host, sc.at(0), 2, tls1="1.2", tls2="1.3")
     labels = sc.write(tmp_path / "tls.pcap")
     events = {e["what"]: e["frame"] for e in labels["connections"][0]["events"]}
@@ -477,12 +530,12 @@ def _labels(sample) -> dict:
 @pytest.mark.parametrize("sample", samples.SAMPLES, ids=lambda s: s.filename)
 def test_sample_exists_and_labels_are_complete(sample):
     labels = _labels(sample)
-    assert labels["schema"] == scenarios.LABELS_SCHEMA
+    assert labels["schema"] == LABELS_SCHEMA
     assert labels["capture"]["file"] == sample.filename
     assert (SAMPLES_DIR / sample.filename).exists()
     for conn in labels["connections"]:
-        assert conn["feature"] in scenarios.FEATURES and conn["transport"] in scenarios.TRANSPORTS
-        assert set(conn["expected"]) == set(scenarios.EXPECTED_DEFAULTS)
+        assert conn["feature"] in FEATURES and conn["transport"] in TRANSPORTS
+        assert set(conn["expected"]) == set(EXPECTED_DEFAULTS)
         assert conn["frames"]["count"] > 0
 
 

@@ -2,7 +2,7 @@
 
 import random
 
-from dissect.port902.analyzers.session import MidstreamSync, find_record_chain
+from dissect.port902.analyzers.midstream import MidstreamSync, find_record_chain
 
 
 def records(*lengths):

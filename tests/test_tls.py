@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dissect.port902.lab.certs import default_certificate
 from dissect.port902.proto import tls
 from dissect.port902.errors import Malformed, NeedMoreData, Port902Error
 from dissect.port902.proto.tls import (
@@ -141,26 +142,15 @@ def browserleaks_hello() -> ClientHello:
 
 @pytest.fixture(scope="session")
 def esxi_cert(tmp_path_factory):
-    """A self-signed RSA-2048 certificate shaped like ESXi's default rui.crt."""
+    """A self-signed RSA-2048 certificate shaped like ESXi's default rui.crt (the lab's builder)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "California"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "VMware, Inc"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "VMware ESX Server Default Certificate"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "localhost.localdomain"),
-    ])
     start = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(0x4F5E6D).not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=3650)).sign(key, hashes.SHA256()))
+    host = default_certificate("localhost.localdomain", key, 0x4F5E6D, start)
     folder = tmp_path_factory.mktemp("cert")
     certfile, keyfile = folder / "rui.crt", folder / "rui.key"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return cert, str(certfile), str(keyfile)
+    certfile.write_bytes(host.cert_pem)
+    keyfile.write_bytes(host.key_pem)
+    return x509.load_der_x509_certificate(host.der), str(certfile), str(keyfile)
 
 
 class Pair:

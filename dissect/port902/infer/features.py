@@ -23,9 +23,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..net.flows import C2S, S2C
 from ..proto import tls as tlsmod
 
-C2S, S2C = 0, 1
 SMALL = 64  # plaintext bytes: keystrokes, pointer events, update requests, short authd lines
 LARGE = 1024
 IDLE_S = 1.0

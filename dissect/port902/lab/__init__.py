@@ -22,8 +22,15 @@ Layers, bottom up (each module one job):
 ``nfc``          NFC 264-byte messages, AIO frames and transfer dialogues
 ``soap``         vim25 SOAP over HTTP/1.1 (SOAP-over-902 model, 443 background)
 ``background``   unrelated traffic: DNS, HTTPS, SSH, UDP 902 heartbeats
-``scenarios``    labelled scenarios: connection builders and the labels document
+``labels``       the labels document: schema, vocabularies, expected facts
+``scenario``     hosts, clients, conditions, flows; writes a capture and its labels
+``scenarios``    connection builders: one labelled dialogue or background flow each
 ``samples``      the bundled sample captures and their README
+``sessions``     builders with field-like traffic plans (``console``, ``nfcstream``, ``soapsession``)
+``dataset``      random labelled sites and captures on demand (options, site, scenario, builder, generator)
+``failkit``      the failure scenarios' cast and building blocks (DNS errors, ICMP, abandoned TLS)
+``failures``     the ``dissect902 doctor`` failure captures; ``failreadme`` renders their README
+``bulk``         template-built frames for multi-million-packet benchmark captures
 
 A real daemon for third-party clients (not a capture generator):
 

@@ -99,16 +99,11 @@ def seeded_rsa_key(seed: str, bits: int = 2048) -> rsa.RSAPrivateKey:
     return numbers.private_key()
 
 
-@functools.lru_cache(maxsize=None)
-def host_cert(hostname: str, seed: str | None = None, bits: int = 2048,
-              not_before: datetime.datetime | None = None, years: int = 10) -> HostCert:
-    """The (cached) default-style certificate of ``hostname``; same inputs, same bytes."""
-    seed = seed or f"dissect902-lab:{hostname}"
-    key = seeded_rsa_key(seed, bits)
-    rng = random.Random(hashlib.sha256(b"cert:" + seed.encode()).digest())
-    if not_before is None:
-        not_before = datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
-            seconds=rng.randrange(3 * 365 * 86400))
+def default_certificate(hostname: str, key: rsa.RSAPrivateKey, serial: int, not_before: datetime.datetime,
+                        years: int = 10) -> HostCert:
+    """The "VMware ESX Server Default Certificate"-style self-signed certificate of ``hostname``
+    for ``key`` (the one builder of that subject, §8); ``host_cert`` derives key, serial and date
+    from a seed, a caller that wants a fresh certificate per run passes a generated key."""
     name = x509.Name([
         x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
         x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "California"),
@@ -124,7 +119,7 @@ def host_cert(hostname: str, seed: str | None = None, bits: int = 2048,
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
-        .serial_number(rng.getrandbits(63) | 1)
+        .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_before + datetime.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -139,3 +134,16 @@ def host_cert(hostname: str, seed: str | None = None, bits: int = 2048,
         key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                   serialization.NoEncryption()),
     )
+
+
+@functools.lru_cache(maxsize=None)
+def host_cert(hostname: str, seed: str | None = None, bits: int = 2048,
+              not_before: datetime.datetime | None = None, years: int = 10) -> HostCert:
+    """The (cached) default-style certificate of ``hostname``; same inputs, same bytes."""
+    seed = seed or f"dissect902-lab:{hostname}"
+    key = seeded_rsa_key(seed, bits)
+    rng = random.Random(hashlib.sha256(b"cert:" + seed.encode()).digest())
+    if not_before is None:
+        not_before = datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+            seconds=rng.randrange(3 * 365 * 86400))
+    return default_certificate(hostname, key, rng.getrandbits(63) | 1, not_before, years)

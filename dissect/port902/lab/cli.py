@@ -171,16 +171,16 @@ def _generate(args) -> int:
 
 
 def _scenario(args) -> int:
-    from . import dataset
+    from . import samples
 
     if args.list or not args.name:
-        for name in dataset.scenario_names():
+        for name in samples.scenario_names():
             print(name)
         return 0 if args.list else 2
     if not args.out:
         print("dissect902 lab scenario: error: --out DIR is required", file=sys.stderr)
         return 2
-    labels = dataset.write_scenario(args.name, args.out, args.seed, keys=args.keys)
+    labels = samples.write_scenario(args.name, args.out, args.seed, keys=args.keys)
     print(json.dumps({"file": os.path.join(args.out, labels["capture"]["file"]), "packets": labels["capture"]["packets"],
                       "connections": len(labels["connections"])}))
     return 0

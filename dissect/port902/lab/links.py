@@ -51,6 +51,13 @@ def default_mac(address: bytes) -> bytes:
     return b"\x02\x00" + address[-4:]
 
 
+def ethernet_header(dst_mac: bytes, src_mac: bytes, ethertype: int, vlan: int | None = None) -> bytes:
+    """An Ethernet II header; with ``vlan``, an 802.1Q tag (priority 0) before the ethertype."""
+    if vlan is None:
+        return dst_mac + src_mac + struct.pack("!H", ethertype)
+    return dst_mac + src_mac + struct.pack("!HHH", ETHERTYPE_8021Q, vlan & 0xFFF, ethertype)
+
+
 def _mac_lookup(macs: Mapping[str, str] | None) -> Callable[[bytes], bytes]:
     table = {
         ipaddress.ip_address(ip).packed: bytes.fromhex(mac.replace(":", "").replace("-", ""))
@@ -99,10 +106,10 @@ def make_framer(
     local_set = {ipaddress.ip_address(a).packed for a in local}
 
     def ethernet(src: bytes, dst: bytes, ethertype: int) -> bytes:
-        return mac(dst) + mac(src) + struct.pack("!H", ethertype)
+        return ethernet_header(mac(dst), mac(src), ethertype)
 
     def dot1q(src: bytes, dst: bytes, ethertype: int) -> bytes:
-        return mac(dst) + mac(src) + struct.pack("!HHH", ETHERTYPE_8021Q, vlan & 0xFFF, ethertype)
+        return ethernet_header(mac(dst), mac(src), ethertype, vlan)
 
     def qinq(src: bytes, dst: bytes, ethertype: int) -> bytes:
         return mac(dst) + mac(src) + struct.pack(

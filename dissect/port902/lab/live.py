@@ -17,7 +17,7 @@ client ``MARK``), so that session is captured mid-way. Sessions start at drawn o
 overlap. Ground truth comes from the clients' result files and the server's JSONL log (what
 they did, never what ``dissect.port902`` makes of it); per-connection frames and whether the
 SYN was captured come from the pcap's bytes. ``NAME.labels.json`` has the in-process lab's
-schema (``scenarios.label_schema``, ``dataset`` additions), ``dataset.json`` its manifest.
+schema (``labels.label_schema``, ``dataset`` additions), ``dataset.json`` its manifest.
 
 Lanes (``--lanes``) run in parallel, each with its own namespaces, VNC server and displays;
 all are torn down at the end, also after a failure or Ctrl-C.
@@ -43,11 +43,10 @@ from . import liveclient
 from .services import datastore_file
 from .livenet import Lane, Tcpdump, probe_netem
 from .livestack import AuthdServer, VncStack, XDisplay, read_pcap, _key
-from .scenarios import EXPECTED_DEFAULTS, LABELS_SCHEMA
+from .labels import EXPECTED_DEFAULTS, FEATURES, LABELS_SCHEMA
 from .server import PERSONA_KEYS
 
 DATASET_SCHEMA = "dissect902-live-dataset/1"
-FEATURES = ("MKS", "NFC", "SOAP", "VMXARGS", "NONE")
 WEIGHTS = {"MKS": 3.0, "NFC": 3.0, "SOAP": 1.5, "VMXARGS": 1.0, "NONE": 3.0}
 SUPPORT = {"esxi8": set(FEATURES), "esxi6": set(FEATURES), "esxi55": set(FEATURES),
            "workstation": {"MKS", "NFC", "SOAP", "NONE"}, "workstation912": {"NONE"}, "legacy": {"NONE"}}

@@ -20,7 +20,7 @@ varies from packet to packet, and NFC copies of hundreds of megabytes — withou
   inside a chosen phase of a connection, and a compact ``conditions()`` for labels (the
   injected loss events are summarised after the first ``max_events``).
 
-``NetConditions`` extends ``scenarios.Conditions`` with ``jitter`` so the existing builders
+``NetConditions`` extends ``scenario.Conditions`` with ``jitter`` so the existing builders
 accept it unchanged.
 """
 
@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
-from .scenarios import Conditions
+from .scenario import Conditions
 from .tcp import TcpConversation
 
 _SPILL = struct.Struct("<dIB")          # timestamp, packet length, mark length

@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from . import labels
 from . import scenarios as S
-from .scenarios import Client, Conditions, Host, Scenario
+from .scenario import Client, Conditions, Host, Scenario
 
 
 def esxi8_console(seed: int = 902, keylog: str | None = None) -> Scenario:
@@ -206,6 +207,20 @@ def write_sample(sample: Sample, outdir: str | os.PathLike, seed: int | None = N
 
 # -- README --------------------------------------------------------------------------------------
 
+def scenario_names() -> list[str]:
+    """Names of the bundled sample builders (``dissect902 lab scenario``)."""
+    return [s.build.__name__ for s in SAMPLES]
+
+
+def write_scenario(name: str, out_dir: str | os.PathLike, seed: int | None = None, keys: bool = False) -> dict:
+    """Write one bundled sample scenario by builder name (``esxi8_console`` …); returns its labels."""
+    for sample in SAMPLES:
+        if sample.build.__name__ == name or sample.stem == name:
+            os.makedirs(out_dir, exist_ok=True)
+            return write_sample(sample, out_dir, seed, keys=keys)
+    raise KeyError(f"unknown scenario {name!r}; choose from {scenario_names()}")
+
+
 def _clock(ts: float, start: float) -> str:
     offset = ts - start
     sign = "-" if offset < 0 else ""
@@ -330,6 +345,6 @@ esxi8-console.pcap`; `--seed N` varies the traffic while keeping each builder's 
 
 def render_readme(sections: list[str]) -> str:
     """The whole samples README, ending with the labels schema."""
-    schema = json.dumps(S.label_schema(), indent=1, ensure_ascii=False)
+    schema = json.dumps(labels.label_schema(), indent=1, ensure_ascii=False)
     tail = f"## Labels schema\n\n```json\n{schema}\n```\n"
-    return README_HEAD.format(schema=S.LABELS_SCHEMA) + "\n" + "\n".join(sections) + "\n" + tail
+    return README_HEAD.format(schema=labels.LABELS_SCHEMA) + "\n" + "\n".join(sections) + "\n" + tail

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from . import authd, console, nfc, nfcstream, soapsession
 from .channel import CLIENT, SERVER, Channel, Step
 from .pace import Pace
-from .scenarios import Client, Flow, Host, Scenario
-from .scenarios import _greet_and_tls as greet_and_tls      # shared with the sample builders
-from .scenarios import _second_tls as second_tls
+from .scenario import Client, Flow, Host, Scenario
+from .scenarios import greet_and_tls, second_tls      # shared with the sample builders
 
 ENDINGS = ("notify", "fin", "rst", "server", "open")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
+from ..analyzers.session import Handshake, Session, Weird
+from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
 from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
-from ..net.flows import Connection, fmt_ip, hostport
-from ..analyzers.session import DIRECTIONS, Handshake, Session, Weird
 
 
 @dataclass(slots=True)

@@ -21,6 +21,10 @@ from ..io.capture import Packet
 from .reassembly import Reassembler
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+#: the two directions of a connection, as every later stage numbers them
+C2S, S2C = 0, 1
+DIRECTIONS = {C2S: "client_to_server", S2C: "server_to_client"}
+
 WELL_KNOWN_AUTHD_PORTS = frozenset({902, 903, 912})
 GREETING = b"220 VMware Authentication Daemon"
 

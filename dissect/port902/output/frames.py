@@ -14,11 +14,29 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pandas is imported when a frame is built, not when the package loads
     import pandas as pd
 
-from ..proto import tls as tlsmod
 from ..infer.features import compute as compute_features
-from ..analyzers.session import DIRECTIONS
-from ..model.schema import FRAME_TABLES as SCHEMAS, Schema, describe  # noqa: F401  (public face of the tables)
-from ..model.schema import FEATURES, HANDOFFS, HANDSHAKES, LOGINS, SESSIONS, TLS_RECORDS, DIALOGUE, WEIRD, build
+from ..model.schema import (
+    DIALOGUE,
+    FEATURES,
+    FRAME_TABLES,
+    HANDOFFS,
+    HANDSHAKES,
+    LOGINS,
+    SESSIONS,
+    TLS_RECORDS,
+    WEIRD,
+    Schema,
+    build,
+    describe,
+)
+from ..net.flows import DIRECTIONS
+from ..proto import tls as tlsmod
+
+# the frames' public face: the tables' schemas and their documentation live in model.schema
+SCHEMAS = FRAME_TABLES
+__all__ = ["SCHEMAS", "Schema", "build", "describe", "sessions_frame", "tls_records_frame", "handshakes_frame",
+           "dialogue_frame", "logins_frame", "weird_frame", "handoffs_frame", "features_frame"]
+
 
 def _first_hello(rec):
     for h in rec.handshakes:
@@ -126,7 +144,9 @@ def handoffs_frame(handoffs) -> "pd.DataFrame":
 def features_frame(sessions) -> "pd.DataFrame":
     """One row per session: the feature values the classifier's deciding rule read (a mid-stream
     session judged as a hand-off shows its hand-off view), and the decoded TLS #1 dialogue."""
-    from ..infer.classify import classify  # the verdict is recomputed: frame and verdict cannot disagree
+    from ..infer.classify import (
+        classify,  # the verdict is recomputed: frame and verdict cannot disagree
+    )
 
     rows = []
     for s in sessions:

@@ -6,18 +6,18 @@ only what it shows, so text is rendered for those alone.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ...analyzers.consolepath import KINDS as PATH_KINDS
 from ...analyzers.consolepath import ConsoleConn, classify
+from ..reconnects import CONSOLE_PORTS, RECONNECT_WINDOW_S, find_reconnects
+from ..reconnects import console_ok as _console_ok
+from ..reconnects import failed_attempt as _failed_attempt
+from ..reconnects import is_console as is_mks
 from .findings import (
     MAX_FINDINGS_PER_KIND,
-    MKS_MIN_DURATION_S,
-    OVERLAP_S,
-    RECONNECT_WINDOW_S,
     SCAN_SERVERS,
     Finding,
     _plural,
@@ -27,23 +27,6 @@ if TYPE_CHECKING:
     from .observer import Diagnostics
 
 # -- session helpers -------------------------------------------------------------------------------------
-
-def is_mks(s) -> bool:
-    """An MKS console session: classified so, or CONNECT … mks seen, or (until the classifier
-    says) a second TLS handshake on a session that lasted more than a couple of seconds."""
-    if s.feature == "MKS" or s.connect_kind == "mks":
-        return True
-    return s.feature == "UNKNOWN" and s.transport == "tls+tls2" and s.duration_s > MKS_MIN_DURATION_S
-
-
-def _console_ok(s) -> bool:
-    """An MKS session that got its console: when the CONNECT line is visible, it was answered 200."""
-    return is_mks(s) and (s.connect_kind != "mks" or s.connect_ok is True) and s.connect_ok is not False
-
-
-def _failed_attempt(s) -> bool:
-    return s.state in ("no_answer", "refused")
-
 
 def _worked(s) -> bool:
     """The session got past the point where a console fails."""
@@ -150,55 +133,20 @@ class _Context:
         return best
 
     def _reconnects(self) -> dict[str, tuple]:
-        """uid of the earlier session -> ('moved' | 'retry', earlier, later) for console reconnects.
-
-        For each console / failed / reset session ``a`` the answer is the first later session
-        ``b`` (a console or a failed attempt starting in [a.end - OVERLAP_S, a.end +
-        RECONNECT_WINDOW_S]) that either worked on the same server (retry) or went to another
-        server (moved, when ``a`` was a console).  Found by binary search in per-client indexes,
-        so a flood of failed attempts from one client costs n log n, not n²."""
+        """uid of the earlier session -> ('moved' | 'retry', earlier, later) for console reconnects on
+        902/912 (``infer.reconnects`` decides what a reconnect is; here: the ones about a console)."""
         out = {}
-        for _key, ss in self.by_client.items():
-            ss = [s for s in ss if s.server_port in (902, 912)]
-            if len(ss) < 2:
-                continue
-            starts = [s.start for s in ss]
-            cand = [j for j, s in enumerate(ss) if is_mks(s) or _failed_attempt(s)]  # positions in ss
-            if not cand:
-                continue
-            servers = [ss[j].server_ip for j in cand]
-            n = len(cand)
-            nextdiff = [n] * n  # first candidate at or after k+1 whose server differs from cand k's
-            for k in range(n - 2, -1, -1):
-                nextdiff[k] = k + 1 if servers[k + 1] != servers[k] else nextdiff[k + 1]
-            ok_at: dict[str, list[int]] = defaultdict(list)  # server -> candidate indexes that got a console
-            for k, j in enumerate(cand):
-                if _console_ok(ss[j]):
-                    ok_at[servers[k]].append(k)
-            for i, a in enumerate(ss):
-                if not (is_mks(a) or _failed_attempt(a) or a.state == "reset"):
-                    continue
-                j0 = max(i + 1, bisect_left(starts, a.end - OVERLAP_S))
-                k0 = bisect_left(cand, j0)
-                if k0 >= n:
-                    continue
-                k_diff = k0 if servers[k0] != a.server_ip else nextdiff[k0]
-                oks = ok_at.get(a.server_ip)
-                k_ok = n
-                if oks:
-                    p = bisect_left(oks, k0)
-                    if p < len(oks):
-                        k_ok = oks[p]
-                k = min(k_diff, k_ok)
-                if k >= n:
-                    continue
-                b = ss[cand[k]]
-                if b.start > a.end + RECONNECT_WINDOW_S:
-                    continue
-                if k == k_ok:
-                    out[a.uid] = ("retry", a, b)
-                elif is_mks(a):
-                    out[a.uid] = ("moved", a, b)
+        per_capture: dict[object, list] = defaultdict(list)
+        for s in self.sessions:
+            if s.server_port in CONSOLE_PORTS:
+                per_capture[s.source].append(s)
+        for r in (r for ss in per_capture.values() for r in find_reconnects(ss)):
+            a, b = r.earlier, r.later
+            if r.kind == "moved" and is_mks(a):
+                out[a.uid] = ("moved", a, b)
+            elif r.kind in ("retry", "reopened") and b.server_ip == a.server_ip and _console_ok(b) \
+                    and (is_mks(a) or _failed_attempt(a) or a.state == "reset"):
+                out[a.uid] = ("retry", a, b)
         return out
 
     def followed_from(self, s):

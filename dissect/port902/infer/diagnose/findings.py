@@ -15,12 +15,10 @@ AUTHD_PORTS = (902, 903, 912)
 CONTROL_PORTS = (443, 7331, 7343)
 WATCHED_PORTS = frozenset((*AUTHD_PORTS, *CONTROL_PORTS, DNS_PORT))
 
-RECONNECT_WINDOW_S = 60.0  # a new console session this soon after the last one is a reconnect
+# reconnect windows: infer.reconnects (one definition for the diagnosis and the timeline)
 FOLLOW_WINDOW_S = 60.0  # a 902 attempt this soon after a lookup "followed" it
 DNS_TIMEOUT_S = 2.0  # a query unanswered for this long (while the capture still ran) got no answer
 ABORT_WINDOW_S = 10.0  # a client that hangs up this soon after the server's hello rejected it
-MKS_MIN_DURATION_S = 2.0
-OVERLAP_S = 2.0  # a reconnect may start this long before the old session's last packet
 SCAN_SERVERS = 20  # a client failing towards this many servers is scanning, not opening a console
 
 MAX_PENDING_DNS = 4096

@@ -74,10 +74,6 @@ STYLE = {
     "savefig.dpi": 150,
 }
 
-RECONNECT_WINDOW_S = 60.0  # a client back to the same server / VM within this is a reconnect
-RECONNECT_OVERLAP_S = 1.0  # the new session may start this much before the old one's last packet
-CONSOLE_MOVE_S = 15.0  # an MKS session on another host this soon after the last one: the console moved
-RECONNECT_LOOKBACK = 16  # earlier sessions of the same client considered per session
 TRAFFIC_BINS = 120  # target number of time bins in bytes_over_time
 MAX_BINS = 20_000  # a finer --bin on a long capture is coarsened to this
 MAX_LABELED_ROWS = 40  # timeline: above this, row labels are thinned and bar texts dropped

@@ -15,6 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from ...infer.reconnects import RECONNECT_WINDOW_S
 from .inputs import inputs
 from .links import links_frame
 from .style import (
@@ -31,7 +32,6 @@ from .style import (
     MAX_ROWS,
     OKABE_ITO,
     RECONNECT_COLOR,
-    RECONNECT_WINDOW_S,
     STYLE,
     _clock_axis,
     _color,

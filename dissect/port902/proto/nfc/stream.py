@@ -1,263 +1,55 @@
-"""Cleartext NFC (Network File Copy): classic 264-byte messages and VDDK "AIO" frames.
+"""One direction's NFC bytes -> events, incrementally: framing, FILE_DATA skipping, resynchronisation.
 
-Protocol: VMware NFC as spoken after authd's ``200 Connect ha-nfc`` when no second
-TLS wraps it (VDDK transport "nbd", nfclib / photon-controller file copies).
-Spec: protocol.md §5.4 (classic messages: a fixed 264-byte block, u32 LE type at
-offset 0, type-specific fields, then variable extras *not* counted in the 264) and
-§5.5 (after the type-52 exchange: 16-byte AIO header {magic 0xA100DA7A, type, size,
-opId}, ``size`` payload bytes, then extras not counted in ``size``); protocol.md
-§11.4-11.6 for the sequences.
-
-Pipeline stage: one direction's reassembled TCP bytes (after TLS #1 ended, see
-``tls.TlsEnd``) -> NFC events for the session state machine.  File data is counted
-and skipped, never buffered, so a multi-GB disk copy costs O(1) memory.
-
-Which side carries data (the rule the parser applies; role = "client"/"server"):
-
-* classic NFC_FILE_DATA (7): always ``8 + dataLength`` extra bytes, either side.
-* classic NFC_FSSRVR_IO (23): the client's write (direction 1) carries ``length`` bytes;
-  a server reply with direction 0 (a read) carries them back (inference from the
-  request layout; photon only shows writes).
-* AIO IO (7): the 44-byte payload describes one fragment.  Data follows on *writes
-  from the client* and on *read replies from the server*; a read request and a write
-  ack carry none although their length fields are set.  The data size is the u32 at
-  payload offset 36 ("extra size": the fragment length at offset 32 when uncompressed,
-  the packed size when the opcode's high half names a compression).  Without a role,
-  a non-zero handle at offset 0 marks a client request (replies zero it).
-* AIO OPEN_FILE (4): the client's request is followed by ``pathLen`` (u32 @0) path
-  bytes; the 60-byte reply has none.  AIO ERROR (1): text of the length at payload @12.
-* AIO DDB_GET (11) / GET_FILE_INFO (10): no public length field for the key/value
-  extra; it is delimited by the next AIO magic.
+Bulk data (FILE_DATA, AIO I/O fragments) is counted and skipped, never buffered, so a multi-GB
+copy costs O(1) memory.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
-from dataclasses import dataclass
 
-__all__ = [
-    "MESSAGE_TYPES", "AIO_TYPES", "FILE_TYPES", "CONVERSION_FLAGS", "AIO_IO_OPS", "COMPRESSION",
-    "MESSAGE_SIZE", "AIO_MAGIC", "AIO_MAGIC_BYTES", "FILE_DATA_MAGIC",
-    "MESSAGE_TYPE", "FILE_PUT", "FILE_GET", "FILE_DATA_HEADER", "ERROR", "FSSRVR_OPEN",
-    "FSSRVR_IO", "NAME_LIST", "CREATEDIR", "FILEOP_STATUS", "VERSION", "CONNECTION_DATA",
-    "FEATURES", "AIO_HEADER", "AIO_ERROR", "AIO_OPEN_FILE", "AIO_OPEN_FILE_REPLY", "AIO_IO",
-    "AIO_CLOSE_FILE",
-    "looks_like_nfc", "NfcMessage", "NfcAio", "NfcWeird", "NfcDirection",
-]
-
-# ---------------------------------------------------------------------------------------------
-# Wire structures, little-endian, in wire order; offsets are relative to the 264-byte block
-# ---------------------------------------------------------------------------------------------
-
-MESSAGE_SIZE = 264
-AIO_MAGIC = 0xA100DA7A
-AIO_MAGIC_BYTES = struct.pack("<I", AIO_MAGIC)  # 7a da 00 a1
-FILE_DATA_MAGIC = 0xABCDEFAB
-_FILE_DATA_MAGIC_BYTES = struct.pack("<I", FILE_DATA_MAGIC)
-
-#: u32 type, the first field of every classic message.
-MESSAGE_TYPE = struct.Struct("<I")
-#: NFC_FILE_PUT: type, fileType, conversionFlags, pathLen, fileSize, spaceRequired, then (server
-#: replies to GET) parentPathLen, rdmDevicePathLen, isPassthrough, storagePolicyLen — packed.
-FILE_PUT = struct.Struct("<IIIIQQIIBI")
-#: NFC_FILE_GET: type, fileType, pathLen, conversionFlags.
-FILE_GET = struct.Struct("<IIII")
-#: After the NFC_FILE_DATA block: magic 0xABCDEFAB, dataLength.
-FILE_DATA_HEADER = struct.Struct("<II")
-#: NFC_ERROR: type, errorType, errorCode, msgLen.
-ERROR = struct.Struct("<IIII")
-#: NFC_FSSRVR_OPEN: type, pathLen, openFlags, rawFile.
-FSSRVR_OPEN = struct.Struct("<IIIB")
-#: NFC_FSSRVR_IO: type, direction (1 = write), byte offset ("lba"), length.
-FSSRVR_IO = struct.Struct("<IIQI")
-#: NFC_FILE_DELETE / RENAME / COPY: type, size (of the NUL-separated names), flags, count.
-NAME_LIST = struct.Struct("<IIIH")
-#: NFC_FILE_CREATEDIR: type, pathLen, flags, count.
-CREATEDIR = struct.Struct("<IIIH")
-#: NFC_FILEOP_STATUS: type, errorSize, dataSize, failed, succeeded.
-FILEOP_STATUS = struct.Struct("<IIIHH")
-#: Type 51 (version): type, version.
-VERSION = struct.Struct("<II")
-#: Type 54 (connection data): type, nameLen, opIdLen; the two raw strings follow.
-CONNECTION_DATA = struct.Struct("<III")
-#: Type 55 (session features): type, features.
-FEATURES = struct.Struct("<II")
-
-#: AIO frame header: magic, type, size (payload bytes after the header), opId.
-AIO_HEADER = struct.Struct("<IIII")
-#: AIO ERROR payload: code, reserved, textLength (text follows).
-AIO_ERROR = struct.Struct("<QII")
-#: AIO OPEN_FILE request (first 24 of 60 bytes): pathLen, 3 reserved, fileType, flags.
-AIO_OPEN_FILE = struct.Struct("<IIIIII")
-#: AIO OPEN_FILE reply (first 40 of 60 bytes): status, handle, fileType, flags, sectorSize @36.
-AIO_OPEN_FILE_REPLY = struct.Struct("<QQII12xI")
-#: AIO IO: handle, opcode (low half 0 write / 1 read, high half compression), byte offset,
-#: total length, fragment offset, fragment length, extra (wire) size, reserved.
-AIO_IO = struct.Struct("<QQQIIIII")
-#: AIO CLOSE_FILE: handle.
-AIO_CLOSE_FILE = struct.Struct("<Q")
-_U64 = struct.Struct("<Q")
-
-# ---------------------------------------------------------------------------------------------
-# Value names
-# ---------------------------------------------------------------------------------------------
-
-#: Classic message types (VMware nfclib constants; 51-55 named after the VDDK write-up).
-MESSAGE_TYPES = {
-    0: "NFC_HANDSHAKE", 1: "NFC_FILE_PUT", 2: "NFC_FILE_GET", 3: "NFC_FILE_COMPLETE",
-    4: "NFC_SESSION_COMPLETE", 6: "NFC_RATE_CONTROL", 7: "NFC_FILE_DATA", 8: "NFC_PING",
-    20: "NFC_ERROR", 21: "NFC_FSSRVR_OPEN", 22: "NFC_FSSRVR_DISKGEO", 23: "NFC_FSSRVR_IO",
-    24: "NFC_FSSRVR_CLOSE", 25: "NFC_PUTFILESINFO", 26: "NFC_GETFILESINFO",
-    27: "NFC_PUTFILE_DONE", 28: "NFC_FSSRVR_DDBENUM", 29: "NFC_FSSRVR_DDBGET",
-    30: "NFC_FSSRVR_DDBSET", 31: "NFC_FILE_DELETE", 32: "NFC_FILE_RENAME", 33: "NFC_FILE_COPY",
-    34: "NFC_FILE_CREATEDIR", 36: "NFC_FILEOP_STATUS", 37: "NFC_ENUM_DISKEXTS",
-    38: "NFC_FILENAME_LIST", 39: "NFC_FSSRVR_MULTIIO", 40: "NFC_FSSRVR_ASM_MAP",
-    41: "NFC_FSSRVR_CHM_MAP", 42: "NFC_FSSRVR_DDBREMOVE", 43: "NFC_CLIENTRANDOM",
-    44: "NFC_FSSRVR_UNMAP", 45: "NFC_FSSRVR_CKSM_XTNT", 46: "NFC_FSSRVR_IO_EX",
-    47: "NFC_FSSRVR_MULTIIO_EX", 48: "NFC_FSSRVR_SYNC", 49: "NFC_FSSRVR_ASMR_MAP",
-    50: "NFC_FSSSRVR_UNMAP_INF", 51: "NFC_VERSION", 52: "NFC_AIO_SESSION_OPEN",
-    54: "NFC_CONNECTION_DATA", 55: "NFC_SESSION_FEATURES",
-}
-
-#: AIO frame types (VDDK 8 capture, protocol.md §5.5).
-AIO_TYPES = {1: "ERROR", 2: "OPEN_SESSION", 3: "CLOSE_SESSION", 4: "OPEN_FILE", 5: "CLOSE_FILE",
-             7: "IO", 9: "SET_SOCK_OPTS", 10: "GET_FILE_INFO", 11: "DDB_GET", 22: "SET_RES_POOL"}
-
-FILE_TYPES = {0: "NFC_RAW", 1: "NFC_TEXT", 2: "NFC_DISK", 3: "NFC_DELTA_DISK", 4: "NFC_DIGEST",
-              5: "NFC_DELTA_DIGEST", 6: "NFC_RDM_DISK", 7: "NFC_OBJECT"}
-
-CONVERSION_FLAGS = {
-    1 << 0: "TEXT_UNIX", 1 << 1: "TEXT_WIN", 1 << 2: "DSK_VMDK", 1 << 3: "DSK_VMFS",
-    1 << 4: "CREATE_OVERWRITE", 1 << 5: "CREATE_ALTERNATE", 1 << 6: "DSK_FLATTEN",
-    1 << 7: "DSK_THINPROV", 1 << 8: "DSK_FORCELSILOGIC", 1 << 9: "DSK_USETARGETVHW",
-    1 << 13: "DSK_IDE", 1 << 14: "DSK_SESPARSE",
-}
-_SESPARSE = 1 << 14
-_GRAIN_SIZE_BLOB = 32  # nfclib's NFC_GENERIC_SMALL_DATA_LEN, sent after a SESPARSE FILE_PUT
-
-#: Low half of the AIO IO opcode.
-AIO_IO_OPS = {0: "write", 1: "read"}
-#: High half of the AIO IO opcode (2 per the VDDK write-up; 1 and 3 per a third-party mock).
-COMPRESSION = {0: "none", 1: "zlib", 2: "fastlz", 3: "skipz"}
-
-# Plausibility limits: lengths beyond them mean we are not looking at NFC (or lost step).
-MAX_TEXT_LENGTH = 64 * 1024  # paths, names, error texts, key names
-MAX_DATA_LENGTH = 16 * 1024 * 1024  # one FILE_DATA / IO fragment (real ones are <= 256 KiB)
-MAX_AIO_PAYLOAD = 4096  # known payloads are <= 60 bytes
-MAX_CAPTURE = 4096  # bytes of a text extra kept for the event; the rest is skipped
-MAX_ERROR_TEXT = 256  # characters of an error text put into the event
-
-_CLIENT_TYPES = {2, 21, 31, 32, 33, 34, 43, 54, 55}  # classic types only a client sends
-_SERVER_TYPES = {22, 27, 36}  # classic types only a server sends
-_ZERO_BODY_TYPES = {4, 7, 8, 27, 33, 52}  # type-only messages: bytes 4.. are zero
-
-
-# ---------------------------------------------------------------------------------------------
-# Detection
-# ---------------------------------------------------------------------------------------------
-
-def _word(block: bytes, offset: int) -> int | None:
-    if len(block) < offset + 4:
-        return None
-    return int.from_bytes(block[offset:offset + 4], "little")
-
-
-def _length_ok(value: int | None, limit: int = MAX_TEXT_LENGTH, allow_zero: bool = False) -> bool:
-    return value is None or (0 if allow_zero else 1) <= value <= limit
-
-
-def _classic_consistent(msg_type: int, block: bytes) -> bool:
-    """Do the bytes after the type fit that type (as far as *block* reaches)?"""
-    w4, w8, w12 = _word(block, 4), _word(block, 8), _word(block, 12)
-    if msg_type in _ZERO_BODY_TYPES:
-        return not any(block[4:16])
-    if msg_type == 0:
-        return any(block[4:MESSAGE_SIZE])
-    if msg_type == 1:
-        return w4 in FILE_TYPES and _length_ok(w12)
-    if msg_type == 2:
-        return w4 in FILE_TYPES and _length_ok(w8)
-    if msg_type == 20:
-        return _length_ok(w12, allow_zero=True)
-    if msg_type in (21, 34):
-        return _length_ok(w4)
-    if msg_type == 23:
-        return w4 in (0, 1)
-    if msg_type in (31, 32):
-        return _length_ok(w4)
-    if msg_type == 36:
-        return _length_ok(w4, allow_zero=True) and _length_ok(w8, allow_zero=True)
-    if msg_type == 43:
-        token = block[4:36].split(b"\0", 1)[0]
-        return bool(token) and all(0x20 <= b < 0x7F for b in token)
-    if msg_type == 51:
-        return w4 is None or 0 < w4 < 256
-    if msg_type == 54:
-        return _length_ok(w4, 4096, True) and _length_ok(w8, 4096, True)
-    if msg_type == 55:
-        return w4 is None or w4 < 1 << 16
-    return True
-
-
-def looks_like_nfc(data: bytes) -> bool:
-    """Are these the first bytes of an NFC stream (classic message or AIO frame)?
-
-    A classic message needs at least 8 bytes: a known type and a plausible first field.
-    An AIO frame is recognised by its magic (and a known type once 8 bytes are there).
-    """
-    data = bytes(data[:MESSAGE_SIZE])
-    if data[:4] == AIO_MAGIC_BYTES:
-        return len(data) < 8 or _word(data, 4) in AIO_TYPES
-    if len(data) < 8:
-        return False
-    msg_type = _word(data, 0)
-    return msg_type in MESSAGE_TYPES and _classic_consistent(msg_type, data)
-
-
-# ---------------------------------------------------------------------------------------------
-# Events
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class NfcMessage:
-    """A classic message; ts/frame of its first byte; extra_len = bytes after the 264."""
-
-    ts: float
-    frame: int
-    msg_type: int
-    name: str
-    fields: dict
-    extra_len: int
-
-
-@dataclass(frozen=True, slots=True)
-class NfcAio:
-    """An AIO frame; size = payload bytes, extra_len = bytes after the payload."""
-
-    ts: float
-    frame: int
-    aio_type: int
-    name: str
-    size: int
-    op_id: int
-    extra_len: int
-    fields: dict
-
-
-@dataclass(frozen=True, slots=True)
-class NfcWeird:
-    """Something malformed or unexpected, reported instead of raised."""
-
-    ts: float
-    frame: int
-    kind: str
-    detail: str
-
-
-class _Bad(Exception):
-    """A message whose fields cannot be right: report it and resynchronise."""
-
+from .events import NfcAio, NfcMessage, NfcWeird, _Bad
+from .wire import (
+    _CLIENT_TYPES,
+    _FILE_DATA_MAGIC_BYTES,
+    _GRAIN_SIZE_BLOB,
+    _SERVER_TYPES,
+    _SESPARSE,
+    _U64,
+    AIO_CLOSE_FILE,
+    AIO_ERROR,
+    AIO_HEADER,
+    AIO_IO,
+    AIO_IO_OPS,
+    AIO_MAGIC_BYTES,
+    AIO_OPEN_FILE,
+    AIO_OPEN_FILE_REPLY,
+    AIO_TYPES,
+    COMPRESSION,
+    CONNECTION_DATA,
+    CONVERSION_FLAGS,
+    CREATEDIR,
+    ERROR,
+    FEATURES,
+    FILE_DATA_HEADER,
+    FILE_DATA_MAGIC,
+    FILE_GET,
+    FILE_PUT,
+    FILE_TYPES,
+    FILEOP_STATUS,
+    FSSRVR_IO,
+    FSSRVR_OPEN,
+    MAX_AIO_PAYLOAD,
+    MAX_CAPTURE,
+    MAX_DATA_LENGTH,
+    MAX_ERROR_TEXT,
+    MAX_TEXT_LENGTH,
+    MESSAGE_SIZE,
+    MESSAGE_TYPE,
+    MESSAGE_TYPES,
+    NAME_LIST,
+    VERSION,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Incremental parser

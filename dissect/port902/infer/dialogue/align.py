@@ -1,0 +1,372 @@
+"""Aligning observations with a template: client Viterbi over an NFA, banded server alignment.
+
+The most likely reading of the records under one template, with per-slot probabilities; pipelined
+writes, garbage and missing replies have explicit costs (``grammar``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ...net.flows import C2S, S2C
+from .grammar import (
+    ANY,
+    BAND,
+    CONTINUED,
+    FIRST_AFTER,
+    GARBAGE,
+    HANDOFF,
+    MAX_TICKETS,
+    MISSING_REPLY,
+    PER_RECORD_TOKENS,
+    SHARED_RECORD,
+    SKIPPED_REPLY,
+    TICKET,
+    Size,
+    Template,
+    Tok,
+    _loglik,
+    _loglik_cached,
+)
+from .observe import Obs
+
+# -- alignment -------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    """One record, read as a line (or lines) of the winning template."""
+
+    obs: Obs
+    tokens: tuple[Tok, ...]  # () = not explained by the template
+    note: str = ""
+
+    def to_dict(self, alternatives: list[str] | None = None) -> dict:
+        return {"direction": "client" if self.obs.direction == C2S else "server", "frame": self.obs.frame,
+                "size": self.obs.size, "line": " + ".join(t.text for t in self.tokens) or "(unexplained)",
+                "note": self.note or None, "alternatives": alternatives or []}
+
+
+@dataclass
+class Parse:
+    template: Template
+    loglik: float
+    steps: list[Step] = field(default_factory=list)
+    commands: int = 0  # client lines explained
+    logins: list[str] = field(default_factory=list)  # per PASS: accepted | rejected | ambiguous | unanswered
+    handoff: str = "none"
+
+
+def anchored_share(parse: "Parse") -> tuple[float, float]:
+    """(share of server records read as replies whose size the grammar pins down — an exact
+    size such as '530 Login incorrect.' or an echo of the command's argument —, share of records
+    carrying more than one line).  Loose readings of traffic that is not authd score low on the
+    first and high on the second."""
+    server = [st for st in parse.steps if st.obs.direction == S2C and st.tokens != (TICKET,)]
+    shared = sum(1 for st in parse.steps if len(st.tokens) > 1)
+    anchored = 0
+    last_client = None
+    for st in parse.steps:
+        if st.obs.direction == C2S:
+            last_client = st
+            continue
+        if len(st.tokens) != 1:
+            continue
+        tok = st.tokens[0]
+        if tok.size.exact and any(st.obs.lo <= v <= st.obs.hi for v in tok.size.exact):
+            anchored += 1
+        elif tok.echo and last_client is not None and len(last_client.tokens) == 1:
+            ctok = last_client.tokens[-1]
+            arg = (last_client.obs.lo - ctok.fixed, last_client.obs.hi - ctok.fixed)
+            if ctok.tie == tok.echo and st.obs.lo <= tok.fixed + arg[1] and tok.fixed + arg[0] <= st.obs.hi:
+                anchored += 1
+    return (anchored / len(server) if server else 0.0), (shared / len(parse.steps) if parse.steps else 0.0)
+
+
+def _nfa(t: Template):
+    """Template -> states (slot, position); start edges and successor edges with their
+    log-probabilities: taking an optional slot costs log p, skipping it log (1 - p), one more
+    round of a repeated slot log p, leaving it log (1 - p)."""
+    states = [(si, pi) for si, s in enumerate(t.slots) for pi in range(len(s.group))]
+
+    def entries(si: int, cost: float = 0.0) -> list[tuple[tuple[int, int], float]]:
+        out = []
+        while si < len(t.slots):
+            s = t.slots[si]
+            if s.lo > 0:
+                out.append(((si, 0), cost))
+                break
+            out.append(((si, 0), cost + math.log(s.p)))
+            cost += math.log(1 - s.p)
+            si += 1
+        return out
+
+    succ = {}
+    for si, pi in states:
+        s = t.slots[si]
+        if pi + 1 < len(s.group):
+            succ[(si, pi)] = [((si, pi + 1), 0.0)]
+        elif s.hi == 0:
+            succ[(si, pi)] = [((si, 0), math.log(s.p))] + entries(si + 1, math.log(1 - s.p))
+        else:
+            succ[(si, pi)] = entries(si + 1)
+    return entries(0), succ
+
+
+def _client_align(t: Template, obs: list[Obs], midway: bool = False):
+    """Viterbi over client records: best[(state)] after each record; returns (loglik, path) or None.
+    path: per record, the list of (state, token) it carried ([] = unexplained).  ``midway``: the
+    capture began inside the dialogue, so the first line seen may be any line of the template."""
+    start, succ = _nfa(t)
+    if midway:
+        states = list(succ)
+        start = [(st, -math.log(len(states))) for st in states]
+    START = (-1, -1)
+    best = {START: (0.0, None)}
+    history = []
+    prev = None
+    for o in obs:
+        nxt: dict = {}
+
+        def offer(state, score, back):
+            if score > nxt.get(state, (-math.inf,))[0]:
+                nxt[state] = (score, back)
+
+        garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
+        for s, (score, _) in best.items():
+            offer(s, score + garbage, (s, ()))
+            if s != START and prev is not None and prev.run == o.run and t.slots[s[0]].group[s[1]].split:
+                offer(s, score + CONTINUED, (s, "cont"))  # the same HTTP message, next record
+            frontier = [(s, (), 0.0)]
+            for _k in range(PER_RECORD_TOKENS):
+                new = []
+                for cur, toks, cost in frontier:
+                    for ns, edge in (start if cur == START else succ[cur]):
+                        tok = t.slots[ns[0]].group[ns[1]]
+                        path = toks + ((ns, tok),)
+                        ll = _loglik([tk.size for _, tk in path], o.lo, o.hi)
+                        if ll > -math.inf:
+                            offer(ns, score + cost + edge + ll, (s, path))
+                        new.append((ns, path, cost + edge + SHARED_RECORD))
+                frontier = new
+        history.append(nxt)
+        best = nxt
+        prev = o
+    ended = [(sc, s) for s, (sc, _) in best.items() if s != START and s[0] >= t.required]
+    if not ended:
+        return None
+    score, state = max(ended)
+    path = []
+    for step in reversed(history):
+        before, toks = step[state][1]
+        path.append(toks if toks == "cont" else [tk for _, tk in toks])
+        state = before
+    path.reverse()
+    return score, path
+
+
+def _arg_of(tok: Tok, o: Obs, alone: bool) -> tuple[int, int] | None:
+    if not alone or tok.tie is None:
+        return None
+    return o.lo - tok.fixed, o.hi - tok.fixed
+
+
+def _reply_size(tok: Tok, key_values: dict) -> Size:
+    """A reply's size model, with the echoed argument's length when the command's is known."""
+    if tok.echo is None:
+        return tok.size
+    arg = key_values.get(tok.echo)
+    if arg is None:
+        return tok.size
+    lo, hi = arg
+    echo = Size(tok.fixed + lo, tok.fixed + hi)
+    return _Mix(echo, tok.other or tok.size, tok.p_echo)
+
+
+@dataclass(frozen=True, slots=True)
+class _Mix:
+    a: Size
+    b: Size
+    p: float
+
+    def mass(self, ol: int, oh: int) -> float:
+        return self.p * self.a.mass(ol, oh) + (1 - self.p) * self.b.mass(ol, oh)
+
+
+def _server_align(replies: list, obs: list[Obs], tls13: bool):
+    """Align server records with the expected replies (each: alternatives, earliest ts).
+    Returns (loglik, per record (kind, reply indices, chosen tokens))."""
+    n, m = len(obs), len(replies)
+    NEG = -math.inf
+    # best[j][i] = (score, back) after records < j explained replies < i; tickets only at i == 0.
+    # Only a band of i around j is kept: one record answers about one command, so an alignment
+    # that drifts further than BAND (unanswered commands, unexplained records) is not worth
+    # following — and the cost stays linear in the records however long a brute force runs.
+    best: list[dict] = [{} for _ in range(n + 1)]
+    best[0][0] = (0.0, None)
+
+    def offer(j, i, score, back):
+        if score > best[j].get(i, (NEG,))[0]:
+            best[j][i] = (score, back)
+
+    # the band follows runs (records written back to back), not records: one long HTTP response
+    # fills many records but answers one request
+    unit, runs = [], 0
+    for j, o in enumerate(obs):
+        if j == 0 or o.run != obs[j - 1].run:
+            runs += 1
+        unit.append(runs - 1)
+    for j in range(n):
+        o = obs[j]
+        garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
+        ticket = math.log(0.5) + _loglik((TICKET.size,), o.lo, o.hi)
+        u = unit[j]
+        for i in range(max(0, u - BAND - MAX_TICKETS), min(m, u + BAND + PER_RECORD_TOKENS * 2) + 1):
+            score = best[j].get(i, (NEG,))[0]
+            if score == NEG:
+                continue
+            offer(j + 1, i, score + garbage, (j, i, "garbage", ()))
+            if tls13 and i == 0 and j < MAX_TICKETS:
+                offer(j + 1, 0, score + ticket, (j, i, "ticket", ()))
+            # skip an unanswered reply
+            if i < m:
+                offer(j, i + 1, score + SKIPPED_REPLY, (j, i, "skip", ()))
+            # this record carries replies i..i+k-1
+            for k in range(1, PER_RECORD_TOKENS + 1):
+                if i + k > m or any(replies[i + x][1] > o.ts + 1e-6 for x in range(k)):
+                    break
+                options = [[]]
+                for x in range(k):
+                    options = [opt + [alt] for opt in options for alt in replies[i + x][0]]
+                for opt in options:
+                    sizes = [a[1] for a in opt]
+                    ll = _mixed_loglik(sizes, o.lo, o.hi) + (k - 1) * SHARED_RECORD
+                    if ll > NEG:
+                        offer(j + 1, i + k, score + ll, (j, i, "reply", tuple(opt)))
+            # a splittable reply spanning records j..e of one run
+            if i < m and any(a[0].split for a in replies[i][0]) and replies[i][1] <= o.ts + 1e-6:
+                lo = hi = 0
+                for e in range(j, n):
+                    if obs[e].run != o.run:
+                        break
+                    lo, hi = lo + obs[e].lo, hi + obs[e].hi
+                    if e > j:
+                        for alt in replies[i][0]:
+                            if alt[0].split:
+                                ll = _mixed_loglik([alt[1]], lo, hi)
+                                if ll > NEG:
+                                    offer(e + 1, i + 1, score + ll, (j, i, "span", (alt,), e))
+    # end: replies not seen are missing (the session was cut or the server hung up)
+    final = max(((sc + (m - i) * MISSING_REPLY, i) for i, (sc, _b) in best[n].items()), key=lambda x: x[0],
+                default=(NEG, 0))
+    score, i = final
+    if score == NEG:
+        return None
+    out = [None] * n
+    j = n
+    while j > 0 or i > 0:
+        back = best[j].get(i, (NEG, None))[1]
+        if back is None:
+            break
+        pj, pi, kind, opt = back[:4]
+        if kind == "span":
+            for e in range(pj, back[4] + 1):
+                out[e] = ("span", (pi,), opt)
+        elif kind != "skip":
+            out[pj] = (kind, tuple(range(pi, i)), opt)
+        j, i = pj, pi
+    return score, out, final[1]
+
+
+def _mixed_loglik(sizes: list, ol: int, oh: int) -> float:
+    if len(sizes) == 1:
+        if isinstance(sizes[0], Size):
+            return _loglik_cached((sizes[0],), ol, oh)
+        p = sizes[0].mass(ol, oh)
+        return math.log(p) if p > 0 else -math.inf
+    plain = [s.a if isinstance(s, _Mix) else s for s in sizes]
+    return _loglik(plain, ol, oh)
+
+
+def _align(t: Template, obs: list[Obs], tls13: bool, handoff: str, first_after: tuple[int, int] | None,
+           midway: bool = False) -> Parse | None:
+    client = [o for o in obs if o.direction == C2S]
+    server = [o for o in obs if o.direction == S2C]
+    got = _client_align(t, client, midway)
+    if got is None:
+        return None
+    cscore, path = got
+    # the replies the client's lines call for, in order, with the echoed arguments
+    replies, known = [], {}
+    owners = []  # reply index -> (client record index, token)
+    for ci, (o, toks) in enumerate(zip(client, path)):
+        if toks == "cont":  # the request goes on: its answer comes after this record
+            if replies:
+                replies[-1] = (replies[-1][0], o.ts)
+            continue
+        for tok in toks:
+            arg = _arg_of(tok, o, len(toks) == 1)
+            if tok.tie:
+                known[tok.tie] = arg
+            if tok.replies:
+                replies.append(([(r, _reply_size(r, known)) for r in tok.replies], o.ts))
+                owners.append((ci, tok))
+    sgot = _server_align(replies, server, tls13)
+    if sgot is None:
+        return None
+    sscore, sout, _answered = sgot
+    p_handoff = HANDOFF[t.handoff][handoff]
+    score = cscore + sscore + math.log(p_handoff)
+    if first_after is not None and handoff == "tls2" and t.handoff in FIRST_AFTER:
+        score += _loglik([FIRST_AFTER[t.handoff]], *first_after)
+    elif first_after is not None and handoff == "tls2":
+        score += _loglik([ANY], *first_after)
+    parse = Parse(t, score, handoff=handoff)
+    # steps in time order, and the outcome of each PASS
+    chosen = {}
+    for item in sout:
+        if item and item[0] in ("reply", "span"):
+            for idx, alt in zip(item[1], item[2]):
+                chosen[idx] = alt[0]
+    ci = si = 0
+    for o in obs:
+        if o.direction == C2S:
+            if path[ci] == "cont":
+                last = next(st for st in reversed(parse.steps) if st.obs.direction == C2S)
+                parse.steps.append(Step(o, last.tokens, "continued"))
+            else:
+                toks = tuple(path[ci])
+                parse.commands += len(toks)
+                parse.steps.append(Step(o, toks))
+            ci += 1
+        else:
+            item = sout[si]
+            si += 1
+            if item is None or item[0] == "garbage":
+                parse.steps.append(Step(o, ()))
+            elif item[0] == "ticket":
+                parse.steps.append(Step(o, (TICKET,)))
+            else:
+                parse.steps.append(Step(o, tuple(a[0] for a in item[2]) if item[0] == "reply" else (item[2][0][0],),
+                                        "continued" if item[0] == "span" and parse.steps and parse.steps[-1].tokens
+                                        and parse.steps[-1].tokens[0] is item[2][0][0] else ""))
+    for idx, (ci_, tok) in enumerate(owners):
+        if tok.name != "PASS":
+            continue
+        alts = replies[idx][0]
+        if idx not in chosen:
+            parse.logins.append("unanswered")
+            continue
+        pick = chosen[idx]
+        if len(alts) > 1:
+            rec_item = next(it for it in sout if it and it[0] == "reply" and idx in it[1])
+            if len(rec_item[1]) == 1:
+                o = server[sout.index(rec_item)]
+                p = {a[0].name: a[1].mass(o.lo, o.hi) for a in alts}
+                hi_, lo_ = max(p.values()), min(p.values())
+                if lo_ > 0 and hi_ / lo_ < 20:
+                    parse.logins.append("ambiguous")
+                    continue
+        parse.logins.append("accepted" if pick.name == "230" else "rejected")
+    return parse
+
