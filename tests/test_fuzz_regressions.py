@@ -91,3 +91,16 @@ def test_timestamps_out_of_calendar_range_render(tmp_path, ts):
     for value in (ts, 1e300, float("nan"), float("inf"), -1e18):
         assert isinstance(utc_text(value), str)
     assert utc_text(1e300).startswith("1e+300")
+
+
+def test_library_leaves_the_collector_alone(monkeypatch):
+    """analyze() is a library call: it must not freeze, unfreeze or retune the caller's gc."""
+    import gc
+
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    monkeypatch.setattr(gc, "set_threshold", lambda *a: calls.append(("set_threshold", a)))
+    before = gc.get_threshold()
+    analyze(SAMPLE)
+    assert calls == [] and gc.get_threshold() == before

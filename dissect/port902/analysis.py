@@ -10,7 +10,6 @@ DataFrames and the JSON document from them.
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
@@ -150,18 +149,8 @@ def analyze(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     observers = list(default_observers(show_secrets) if observers is None else observers)
-    # Objects that live through the whole run (modules, the caller's data) need not be traced
-    # again and again by the cycle collector while packets stream through: freeze what exists
-    # and collect less often (finished connections are still collected), then restore.
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
-    try:
-        return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
-                        selection=selection, max_records=max_records)
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+    return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
+                    selection=selection, max_records=max_records)
 
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records) -> Analysis:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Sequence
@@ -37,11 +38,19 @@ def progress_bar(paths: Sequence[str], quiet: bool):
 def run_analyze(paths: Sequence[str], quiet: bool, **options) -> tuple[Analysis | None, int]:
     """(result, 0), or (None, 2) after one line on stderr when an input is not a readable capture."""
     bar, update = progress_bar(paths, quiet)
+    # The command line owns its interpreter (the library does not touch the collector): objects
+    # that live through the whole run need not be traced again and again while packets stream
+    # through, so freeze what exists and collect less often, then restore.
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         return analyze(paths, progress=update, **options), 0
     except CaptureError as exc:
         print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
         return None, 2
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         if bar is not None:
             bar.close()
