@@ -377,7 +377,7 @@ def _answers(verb: str, code: int) -> bool:
     return code in _ANSWERS.get(verb, (200,))
 
 
-@dataclass
+@dataclass(slots=True)
 class Dialogue:
     """The visible authd conversation of one connection and what it tells.
 
@@ -403,7 +403,7 @@ class Dialogue:
     connect_frame: int | None = None  # frame of the CONNECT / PROXY line
     connect_reply_frame: int | None = None
     commands: list[str] = field(default_factory=list)  # verbs in order (feature evidence)
-    _queue: deque = field(default_factory=deque)
+    _queue: deque | tuple = ()  # a deque from the first command awaiting a reply (an empty deque is 600 bytes)
     _ticket_seen: bool = False  # a ticket went by: a reply that answers nothing may repeat it
     _user: tuple[str | None, int | None, bool] = (None, None, False)  # shown, frame, secret
     _connects: int = 0
@@ -461,6 +461,8 @@ class Dialogue:
         elif verb == "SESSION" or not text.strip():
             pending = None  # SESSION has no reply of its own (protocol.md §3.3); blank lines get none
         if pending is not None:
+            if not self._queue:
+                self._queue = deque()
             if len(self._queue) >= MAX_PENDING:
                 self._queue.popleft()
             self._queue.append(pending)
