@@ -27,14 +27,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 import gen_stress  # noqa: E402
 
-SIZES = {"synflood": 200_000, "short": 20_000, "concurrent": 20_000, "handoff": 5_000}
+SIZES = {"synflood": 100_000, "short": 10_000, "concurrent": 10_000, "handoff": 2_500}
+
+
+PYTHON = sys.executable
 
 
 def run(path: str, fmt: str) -> tuple[float, float, int]:
     """(seconds, peak RSS MiB, exit status) of one analyze child."""
-    cmd = [sys.executable, "-m", "dissect.port902.cli.main", "analyze", path, "-f", fmt, "-o", os.devnull, "-q"]
+    cmd = [PYTHON, "-m", "dissect.port902.cli.main", "analyze", path, "-f", fmt, "-o", os.devnull, "-q"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # run from the capture directory: the interpreter's installed dissect902 is measured, not the checkout's
+    proc = subprocess.Popen(cmd, cwd=os.path.dirname(path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -50,7 +54,11 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the default sizes")
     ap.add_argument("--format", default="jsonl")
     ap.add_argument("--keep", metavar="DIR", help="keep the captures in DIR")
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter whose dissect902 is measured (another checkout's venv: a before/after)")
     args = ap.parse_args(argv)
+    global PYTHON
+    PYTHON = args.python
     tmp = args.keep or tempfile.mkdtemp(prefix="stress902-")
     os.makedirs(tmp, exist_ok=True)
     empty = os.path.join(tmp, "empty.pcap")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+from functools import lru_cache
 from typing import Callable
 
 from ..io.capture import Packet
@@ -50,7 +51,9 @@ CONN_STATES = {
 }
 
 
+@lru_cache(maxsize=1 << 16)
 def fmt_ip(raw: bytes) -> str:
+    """Address text; cached, so the records of one server share one string."""
     return str(ipaddress.ip_address(raw))
 
 
