@@ -39,6 +39,8 @@ from .midstream import MidstreamSync, find_record_chain
 MAX_RECORDS = 50_000
 MAX_NFC_EVENTS = 200
 MAX_WEIRD_PER_SESSION = 100
+MAX_ALERTS = 100  # TLS alerts kept per handshake (and without one)
+MAX_HANDSHAKES = 32  # TLS handshakes kept per session
 RFB_PREFIX = b"RFB 0"
 
 # direction codes used in compact arrays and frames
@@ -197,7 +199,7 @@ class Session:
                  "midstream_alerts", "nfc_aio_types", "nfc_data_bytes", "nfc_events", "nfc_message_types",
                  "nfc_paths", "rec_dir", "rec_frame", "rec_hs", "rec_len", "rec_ts", "rec_type",
                  "records_dropped", "records_total", "server_sink", "sides", "tls_ended_in_clear", "weird",
-                 "weird_total")
+                 "weird_total", "alerts_dropped", "handshakes_dropped")
 
     def __init__(self, conn, show_secrets: bool = False, max_records: int = MAX_RECORDS,
                  intern: Interner | None = None) -> None:
@@ -234,6 +236,8 @@ class Session:
         self.weird: list[Weird] = []
         self.weird_total = 0
         self.midstream_alerts: list[tuple] = []
+        self.alerts_dropped = 0
+        self.handshakes_dropped = 0
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -440,6 +444,10 @@ class Session:
         return self._tls_events(side, from_client, events)
 
     def _handshake(self, index: int, ts: float, frame: int) -> Handshake:
+        if index > MAX_HANDSHAKES:  # a stream of hellos: the later handshakes are counted, not kept
+            if self.handshakes_dropped < index - MAX_HANDSHAKES:
+                self.handshakes_dropped = index - MAX_HANDSHAKES
+            return Handshake(index, ts, frame)
         while len(self.handshakes) < index:
             self.handshakes.append(Handshake(len(self.handshakes) + 1, ts, frame))
         return self.handshakes[index - 1]
@@ -501,10 +509,11 @@ class Session:
             elif kind is tlsmod.TlsAlert:
                 who = "client" if from_client else "server"
                 alert = (ev.ts, ev.frame, who, ev.level, ev.description, ev.encrypted)
-                if side.hs:
-                    self._handshake(side.hs, ev.ts, ev.frame).alerts.append(alert)
-                else:  # a stream picked up mid-way: no handshake to file it under
-                    self.midstream_alerts.append(alert)
+                kept = self._handshake(side.hs, ev.ts, ev.frame).alerts if side.hs else self.midstream_alerts
+                if len(kept) < MAX_ALERTS:  # else a stream of alerts: counted, not kept
+                    kept.append(alert)  # (without a handshake: a stream picked up mid-way)
+                else:
+                    self.alerts_dropped += 1
             elif kind is tlsmod.TlsEnd:
                 side.mode = "sniff"
                 rest = ev.remainder

@@ -91,6 +91,7 @@ class SessionRecord:
     handoff_from: str | None = None
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
+    dropped: dict[str, int] | None = None  # what the per-session caps left out: list name -> count
 
     # -- derived -----------------------------------------------------------------------
 
@@ -219,6 +220,8 @@ class SessionRecord:
             },
             "weird": self.weird_total,
         }
+        if self.dropped:  # only when a cap was reached: the document of an ordinary session is unchanged
+            d["dropped"] = dict(self.dropped)
         if records:
             d["tls_records"] = [
                 {"ts": ts, "frame": fr, "direction": DIRECTIONS[di], "content_type": tlsmod.CONTENT_TYPES.get(ct, ct),
@@ -350,6 +353,12 @@ def summarize(conn: Connection) -> SessionRecord:
         connect_frame=dlg.connect_frame,
         connect_reply_frame=dlg.connect_reply_frame,
     )
+    dropped = {name: n for name, n in (("dialogue", dlg.lines_dropped), ("commands", dlg.commands_dropped),
+                                        ("alerts", s.alerts_dropped), ("handshakes", s.handshakes_dropped),
+                                        ("tls_records", s.records_dropped),
+                                        ("syn_times", max(0, len(conn.syn_times) - 16))) if n}
+    if dropped:
+        rec.dropped = dropped
     rec.failure = failure_of(rec)
     return rec
 

@@ -377,6 +377,10 @@ def _answers(verb: str, code: int) -> bool:
     return code in _ANSWERS.get(verb, (200,))
 
 
+MAX_LINES = 5000  # dialogue lines kept per session (a flood of short lines must not grow memory)
+MAX_COMMANDS = 1000
+
+
 @dataclass(slots=True)
 class Dialogue:
     """The visible authd conversation of one connection and what it tells.
@@ -407,6 +411,8 @@ class Dialogue:
     _ticket_seen: bool = False  # a ticket went by: a reply that answers nothing may repeat it
     _user: tuple[str | None, int | None, bool] = (None, None, False)  # shown, frame, secret
     _connects: int = 0
+    lines_dropped: int = 0  # lines past MAX_LINES: parsed (replies still matched), not kept
+    commands_dropped: int = 0
 
     # -- client ------------------------------------------------------------------------------
 
@@ -417,7 +423,10 @@ class Dialogue:
         bare = arg.strip(_CONTROL)  # what the shape of a ticket is judged on
         verb_out = verb if verb in COMMANDS else None
         if verb_out:
-            self.commands.append(verb)
+            if len(self.commands) < MAX_COMMANDS:
+                self.commands.append(verb)
+            else:
+                self.commands_dropped += 1
         secret = False  # is the argument a credential?
         if verb in SECRET_VERBS or (verb == "USER" and (is_ticket(bare) or truncated)):
             secret = bool(arg)  # a cut USER may be a cut ticket
@@ -467,7 +476,10 @@ class Dialogue:
                 self._queue.popleft()
             self._queue.append(pending)
         line = Line(ts, frame, True, shown, verb=verb_out, truncated=truncated)
-        self.lines.append(line)
+        if len(self.lines) < MAX_LINES:
+            self.lines.append(line)
+        else:
+            self.lines_dropped += 1
         return line
 
     # -- server ------------------------------------------------------------------------------
@@ -521,7 +533,10 @@ class Dialogue:
             self.connect_code, self.connect_reply_frame = code, frame
             self.connect_reply = shown
         line = Line(ts, frame, False, shown, code=code, truncated=truncated)
-        self.lines.append(line)
+        if len(self.lines) < MAX_LINES:
+            self.lines.append(line)
+        else:
+            self.lines_dropped += 1
         return line
 
     def tail_may_be_secret(self, from_client: bool, held: bytes) -> bool:
