@@ -87,8 +87,9 @@ def analyze_capture(path: str) -> dict:
 
     base = path.rsplit(".", 2 if path.endswith(".gz") else 1)[0]
     labels = json.loads(Path(base + ".labels.json").read_text())
+    keys = base + ".keys"  # --keys: decrypt too; the metadata verdict is still what is scored
     started = time.perf_counter()
-    result = analyze(path)
+    result = analyze(path, keylog=keys if os.path.exists(keys) else None)
     elapsed = time.perf_counter() - started
     found = {}
     for s in result.sessions:
@@ -107,8 +108,9 @@ def analyze_capture(path: str) -> dict:
             "capture": os.path.basename(path), "uid": conn["uid"], "session": s.uid if s else None,
             "client": f"{conn['client']['ip']}:{conn['client']['port']}",
             "server": f"{conn['server']['ip']}:{conn['server']['port']}",
-            "truth": conn["feature"], "predicted": s.feature if s else "UNKNOWN", "missed": s is None,
-            "confidence": s.confidence if s else None, "reasons": list(s.reasons) if s else [],
+            "truth": conn["feature"], "predicted": (s.feature_inferred or s.feature) if s else "UNKNOWN",
+            "missed": s is None, "decrypted": s.feature if s is not None and s.feature_inferred is not None else None,
+            "confidence": (s.confidence_inferred if s.feature_inferred is not None else s.confidence) if s else None, "reasons": list(s.reasons) if s else [],
             "midstream": bool(conn.get("midstream")), "persona": conn["persona"], "transport": conn["transport"],
             "outcome": conn["outcome"],
             "model": "/".join(str(x) for x in (traffic.get("model") or conn["feature"].lower(),
@@ -192,9 +194,29 @@ def breakdown(rows: list[dict], key: str) -> dict:
 
 # -- report ---------------------------------------------------------------------------------------------
 
+def _decrypted_agreement(rows: list[dict]) -> dict | None:
+    """With key logs: how often the metadata verdict equals the decrypted feature, and the decrypted
+    feature equals the label."""
+    dec = [r for r in rows if r.get("decrypted")]
+    if not dec:
+        return None
+    return {"sessions": len(dec), "metadata_agrees": sum(r["predicted"] == r["decrypted"] for r in dec),
+            "decrypted_is_label": sum(r["truth"] == r["decrypted"] for r in dec),
+            "disagreements": [{k: r[k] for k in ("capture", "uid", "truth", "predicted", "decrypted")}
+                              for r in dec if r["predicted"] != r["decrypted"]][:50]}
+
+
 def render(report: dict, out) -> None:
     def line(text: str = "") -> None:
         print(text, file=out)
+
+    agreement = report.get("decrypted")
+    if agreement:
+        line(f"with key logs: {agreement['sessions']} sessions decrypted; the metadata verdict agrees with the "
+             f"decrypted feature on {agreement['metadata_agrees']}, the decrypted feature is the label on "
+             f"{agreement['decrypted_is_label']}")
+        for d in agreement["disagreements"]:
+            line(f"  {d['capture']} {d['uid']}: label {d['truth']}, metadata {d['predicted']}, decrypted {d['decrypted']}")
 
     d = report["dataset"]
     if report.get("live"):
@@ -303,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE ('-': stdout, no text)")
     parser.add_argument("--max-errors", type=int, default=400, help="misclassified sessions to print (default 400)")
     parser.add_argument("--check", action="store_true", help="exit 1 when macro-F1 misses a target")
+    parser.add_argument("--keys", action="store_true",
+                        help="write the lab's TLS key logs and analyse with them: reports how often the metadata "
+                             "verdict agrees with the decrypted truth (the scores stay those of the metadata verdict)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     if args.seed is None and not args.dataset:
@@ -342,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = dataset.generate(
             folder, args.captures, seed, sessions_per_capture=args.sessions, conditions=args.conditions,
             midstream_share=args.midstream_share, max_bytes=args.max_bytes, workers=args.workers, prefix="acc",
+            keys=args.keys,
             progress=lambda done, total, row: note(f"  {done}/{total} {row['file']} {row['packets']} packets"))
         generate_s = time.perf_counter() - started
     try:
@@ -378,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                         "midstream": metrics([r for r in mid if r["kind"] != "snaplen"])},
         "breakdown": {key: breakdown(rows, key) for key in ("profile", "kind", "link", "tls", "model")},
         "extra_sessions": sum(len(r["extra_sessions"]) for r in results),
+        "decrypted": _decrypted_agreement(rows),
         "errors": errors,
         "shown_errors": min(len(errors), args.max_errors),
         "targets": TARGETS,

@@ -14,6 +14,8 @@ executes each one top to bottom against ``samples/``.
 2. ``02-investigating-a-capture``  sessions in pandas, filters, traffic by feature, one session
 3. ``03-console-wont-open``        the diagnosis findings on the failure captures
 4. ``04-how-the-classifier-decides`` features, rules, thresholds and their distributions
+5. ``05-mks-versus-plain-vnc``     the vmx VNC route next to MKS over 902: what each shows, the
+                                   diagnosis, a console that did not follow its VM
 """
 
 from __future__ import annotations
@@ -1122,11 +1124,146 @@ print(f"{len(CAPTURES)} captures, {len(feats)} port-902 sessions")'''),
     """),
 ]
 
+
+# ---------------------------------------------------------------------------------------------
+# 5. MKS over 902 versus plain VNC on 5900
+# ---------------------------------------------------------------------------------------------
+
+VNC = [
+    md("""
+    # MKS over 902 versus plain VNC on 5900
+
+    A VM's console can be reached two ways. The vSphere way is **MKS over authd 902**: vCenter or
+    hostd hands the client a one-time ticket, the client talks to the ESXi host on 902, inside TLS,
+    and after `200 Connect` a second TLS handshake carries the console (RFB with VMware
+    extensions). The other way is the **vmx route**: `RemoteDisplay.vnc.enabled = TRUE`,
+    `RemoteDisplay.vnc.port = 5901`, `RemoteDisplay.vnc.password = ...` in the VM's configuration,
+    and any VNC viewer connects straight to that port on the host. The source article warns
+    against it:
+
+    * the console is **not encrypted**: keystrokes (including the passwords typed into the guest)
+      and the screen cross the network in clear;
+    * the password sits **in the vmx in clear**, and VNC Authentication (a DES challenge-response)
+      uses at most **8 characters** of it; some set no password at all;
+    * **every VM needs its own port**, unique across every host it can move to in a DRS cluster;
+    * the connection is bound to one host's port: it **does not follow a vMotion**.
+
+    `samples/plain-vnc.pcap` shows both routes from one admin workstation. `dissect902` recognises
+    RFB by content (the server's `RFB 003.00x` greeting; ports 5900-5999 are where it looks) and
+    reports it apart from the authd sessions (`analyze` JSON key `vnc`, `result.extras["vnc"]`).
+    """),
+    code(SETUP + """
+
+result = analyze(SAMPLES / "plain-vnc.pcap")
+vnc = result.extras["vnc"]
+vnc.frame()"""),
+    md("""
+    ## What a plain VNC console shows to anyone on the path
+
+    RFB (RFC 6143) opens in clear: the server's `ProtocolVersion`, the client's, the security
+    types the server offers and the one the client picks, VNC Authentication's 16-byte challenge
+    and response, the `SecurityResult`, then `ServerInit` with the framebuffer size and the
+    **desktop name** (here the VM's name). Everything after it, every key press and every screen
+    update, is as readable. One session per row, with the frames where each step was seen:
+    """),
+    code("""
+    pd.DataFrame([{
+        "server": s.server, "desktop": s.desktop_name, "security offered": ", ".join(s.security_offered),
+        "chosen": s.security_chosen, "result": s.auth_result, "size": f"{s.width}x{s.height}" if s.width else None,
+        "version frame": s.version_frame, "security frame": s.security_frame, "ServerInit frame": s.server_init_frame,
+        "ended": f"{s.state} by {s.ended_by}",
+    } for s in vnc.sessions])
+    """),
+    md("""
+    Three consoles on **one host, three ports** (one per VM, and one attempt with a mistyped
+    password). The third one chose security type **None**: whoever reaches that port has the VM's
+    keyboard, mouse and screen.
+
+    ## The same console over 902
+
+    The MKS session to esxi-02 is an authd session: the banner is the only clear text; the login
+    with the ticket, `CONNECT <vmx> mks` and the console itself travel inside TLS #1 and TLS #2.
+    What stays visible is what the classifier reads (record sizes, the second handshake, timing):
+    """),
+    code("""
+    result.sessions_frame()[["uid", "resp_ip", "resp_port", "banner_version", "transport", "tls_version",
+                             "tls_handshakes", "server_cert_sha1", "feature", "confidence", "top_reason"]]
+    """),
+    md("""
+    ## What the diagnosis says
+
+    `dissect902 doctor` (and `result.diagnostics`) flags each host with plain VNC consoles
+    (`vnc_console`, a warning: it lists the ports, one per VM), consoles without authentication
+    (`vnc_no_auth`, a problem) and a VNC console that the host ended while the same client then
+    opened a console over 902 on another host (`vnc_no_follow`): the VM moved, the VNC route
+    did not follow.
+    """),
+    code("""
+    f = result.diagnostics.findings_frame()
+    f[f["kind"].str.startswith("vnc")][["rank", "severity", "kind", "title", "evidence_frames", "related_uids"]]
+    """),
+    code("""
+    print(next(x for x in result.diagnostics.findings if x.kind == "vnc_no_follow").detail)
+    """),
+    md("""
+    ## The vMotion, side by side
+
+    db01's VNC console on esxi-01:5901 ends with the **server's RST** when the VM leaves the host;
+    2 s later the admin resolves esxi-02 and opens db01's console again, this time through vSphere:
+    an MKS console over 902 on the new host. A VNC client would have had to know the new host and
+    a port that is free there.
+    """),
+    code("""
+    rows = [{"start": pd.to_datetime(s.start, unit="s", utc=True), "end": pd.to_datetime(s.end, unit="s", utc=True),
+             "route": "plain VNC", "server": s.server, "what": f"{s.desktop_name or '-'} ({s.security_chosen})",
+             "ended": s.state} for s in vnc.sessions]
+    rows += [{"start": pd.to_datetime(s.start, unit="s", utc=True), "end": pd.to_datetime(s.end, unit="s", utc=True),
+              "route": "MKS over 902", "server": s.server, "what": s.feature, "ended": s.state}
+             for s in result.sessions]
+    pd.DataFrame(rows).sort_values("start").reset_index(drop=True)
+    """),
+    md("""
+    Both routes on one time axis: each bar is a connection, labelled with what it carried.
+    """),
+    code("""
+    import matplotlib.pyplot as plt
+
+    timeline = pd.DataFrame(rows).sort_values("start").reset_index(drop=True)
+    t0 = timeline["start"].min()
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    for i, r in timeline.iterrows():
+        left = (r["start"] - t0).total_seconds()
+        width = max(0.3, (r["end"] - r["start"]).total_seconds())
+        ax.barh(i, width, left=left, color="#e377c2" if r["route"] == "plain VNC" else "#1f77b4")
+        ax.text(left + width + 0.5, i, f"{r['server']}  {r['what']}  ({r['ended']})", va="center", fontsize=8)
+    ax.set_yticks(range(len(timeline)), timeline["route"])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from the first connection")
+    ax.set_xlim(0, (timeline["end"].max() - t0).total_seconds() * 1.6)
+    ax.set_title("plain VNC (pink) and MKS over 902 (blue)")
+    fig.tight_layout()
+    """),
+    md("""
+    ## Exercises
+
+    1. Which frames would you open in Wireshark to show a colleague the desktop name of each VNC
+       console? (`ServerInit frame` above; `dissect902 wireshark-plugin` adds authd fields, and
+       Wireshark's own VNC dissector reads port 5901 with *Decode As... VNC*.)
+    2. Compare the bytes the client sent in the VNC sessions with the MKS session: which one
+       would reveal a password typed into the guest's login prompt?
+    3. Capture a real one: `Xvfb :1 & x11vnc -display :1 -rfbport 5901 -rfbauth ~/.vnc/passwd`,
+       connect with `vncdo -s 127.0.0.1::5901 -p PASSWORD capture x.png` under
+       `tcpdump -i lo -w vnc.pcap port 5901`, and run `dissect902 doctor vnc.pcap`
+       (`tests/test_vnc.py` does exactly this).
+    """),
+]
+
 NOTEBOOK_SPECS = {
     "01-port-902-tour.ipynb": ("A guided tour of port 902", TOUR),
     "02-investigating-a-capture.ipynb": ("Investigating a capture", INVESTIGATE),
     "03-console-wont-open.ipynb": ("Troubleshooting a console that won't open", DOCTOR),
     "04-how-the-classifier-decides.ipynb": ("How the classifier decides", CLASSIFIER),
+    "05-mks-versus-plain-vnc.ipynb": ("MKS over 902 versus plain VNC on 5900", VNC),
 }
 
 

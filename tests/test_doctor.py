@@ -12,14 +12,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissect.port902.infer import diagnose
-from dissect.port902.cli import doctor
 from dissect.port902.analysis import Analysis, analyze
-from dissect.port902.io.capture import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Packet, Selection
-from dissect.port902.infer.diagnose import CONSOLE_PATHS, DNS_LOOKUPS, FINDING_KINDS, FINDINGS, HEARTBEATS, Diagnostics
+from dissect.port902.cli import doctor
+from dissect.port902.infer import diagnose
+from dissect.port902.infer.diagnose import (
+    CONSOLE_PATHS,
+    DNS_LOOKUPS,
+    FINDING_KINDS,
+    FINDINGS,
+    HEARTBEATS,
+    Diagnostics,
+)
+from dissect.port902.io.capture import (
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Packet,
+    Selection,
+)
 from dissect.port902.lab import background, failkit, failreadme, failures
 from dissect.port902.lab import scenarios as S
 from dissect.port902.lab.channel import CLIENT, SERVER, Step
+from dissect.port902.net.flows import fmt_ip
 from dissect.port902.output.render import render_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -442,11 +456,11 @@ def test_shared_sample_with_failed_attempts():
 
 from collections import Counter  # noqa: E402
 
-from dissect.port902.proto import dns as dnsmod  # noqa: E402
 from dissect.port902.errors import Malformed  # noqa: E402
 from dissect.port902.lab.ip import udp_packet  # noqa: E402
 from dissect.port902.lab.pcapwriter import CaptureWriter  # noqa: E402
 from dissect.port902.lab.tcp import TcpConversation  # noqa: E402
+from dissect.port902.proto import dns as dnsmod  # noqa: E402
 
 
 def full_parse_summary(payload: bytes):
@@ -502,7 +516,7 @@ class FullParseDiagnostics(Diagnostics):
                     entry.fam_queries[1 if q.qtype == 28 else 0] += 1
                     entry.last_ts = pkt.ts
                     if len(entry.resolvers) < 8:
-                        entry.resolvers.add(diagnose.evidence._ip(pkt.dst))
+                        entry.resolvers.add(fmt_ip(pkt.dst))
                     if len(entry.query_frames) < diagnose.MAX_EVIDENCE:
                         entry.query_frames.append(pkt.frame)
             return

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
+from .io.capture import DEFAULT_TCP_PORTS, IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .io.decode import MAX_MALFORMED_WARNINGS
 from .io.capture import IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .infer.classify import classify
@@ -104,6 +105,24 @@ class Analysis:
     def handoffs_frame(self) -> "pd.DataFrame":
         return frames.handoffs_frame(self.handoffs)
 
+    def rfb_messages_frame(self) -> "pd.DataFrame":
+        """RFB messages read from decrypted TLS #2 of consoles (needs a key log)."""
+        from .output.decrypted import rfb_messages_frame
+
+        return rfb_messages_frame(self.sessions)
+
+    def nfc_operations_frame(self) -> "pd.DataFrame":
+        """NFC operations read from decrypted TLS #2 (nbdssl; needs a key log)."""
+        from .output.decrypted import nfc_operations_frame
+
+        return nfc_operations_frame(self.sessions)
+
+    def http_frame(self) -> "pd.DataFrame":
+        """HTTP (SOAP) messages read from decrypted TLS #1 (needs a key log)."""
+        from .output.decrypted import http_frame
+
+        return http_frame(self.sessions)
+
     def features_frame(self) -> "pd.DataFrame":
         """The classifier's inputs, one row per session (``frames.describe('features')``)."""
         return frames.features_frame(self.sessions)
@@ -139,8 +158,15 @@ def analyze(
     selection: Selection | None = None,
     max_records: int = MAX_RECORDS,
     observers: Iterable[Observer] | None = None,
+    keylog=None,
+    keep_plaintext: bool = False,
 ) -> Analysis:
     """Analyse one or more captures.
+
+    ``keylog``: an NSS key log (a path, several paths, or a ``decrypt.KeyLog``) with which TLS
+    is decrypted and dissected (issue 9); secrets in pcapng Decryption Secrets Blocks are used
+    whether or not it is given.  ``keep_plaintext`` keeps the decrypted bytes (for
+    ``decrypt.export``).  A key log that cannot be read raises ``decrypt.KeyLogError``.
 
     ``progress`` is called with the cumulative number of capture-file bytes read.
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
@@ -150,19 +176,26 @@ def analyze(
         paths = [paths]
     observers = list(default_observers(show_secrets) if observers is None else observers)
     return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
-                    selection=selection, max_records=max_records)
+                    selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext)
 
 
-def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records) -> Analysis:
+def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
+             keep_plaintext=False) -> Analysis:
+    from .decrypt.hooks import capture_keylog, load_keylogs
+
     observers = result_observers
+    given_keys = load_keylogs(keylog)
     result = Analysis()
     interner = Interner()
     done_before = 0
     for path in paths:
         sessions: list[SessionRecord] = []
 
-        def make_session(conn, _secrets=show_secrets):
-            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner)
+        keys = capture_keylog(path, given_keys)
+
+        def make_session(conn, _secrets=show_secrets, _keys=keys):
+            return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
+                           keylog=_keys, keep_plaintext=keep_plaintext)
 
         def finish(conn, _out=sessions):
             _out.append(summarize(conn))
@@ -180,7 +213,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         watched = frozenset(sel.tcp_ports)
         ctl_ports = frozenset(sel.tcp_control_ports)
         rsel = replace(sel, tcp_ports=set(sel.tcp_ports), tcp_control_ports=set(sel.tcp_control_ports),
-                       udp_ports=set(sel.udp_ports))
+                       udp_ports=set(sel.udp_ports), observer_tcp_ports=set(sel.observer_tcp_ports) - DEFAULT_TCP_PORTS)
+        side_ports = rsel.observer_tcp_ports  # full TCP for a side analysis (plain VNC); the reader adds VNC servers
         servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
         with CaptureReader(path, rsel, progress=report if progress is not None else None) as reader:
             table = FlowTable(make_session, finish, source=reader.path)
@@ -188,6 +222,10 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             for pkt in reader:
                 if pkt.proto == IPPROTO_TCP:
                     sport, dport = pkt.sport, pkt.dport
+                    if sport in side_ports or dport in side_ports:
+                        for obs in observers:
+                            obs.packet(pkt)
+                        continue
                     if sport in watched or dport in watched:
                         add(pkt)
                         continue
@@ -227,13 +265,28 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
                                               f"{table.max_live} were open at once", "", reader.path))
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
+    # records are frozen: hand-off links, verdicts and inherited features are attached as new values
     result.handoffs = find_handoffs(result.sessions)
+    links = {}
+    for h in result.handoffs:  # both ends carry the whole link
+        links[h.from_session] = links[h.to_session] = (h.from_session, h.to_session, round(h.gap_s, 6))
+    judged = []
     for rec in result.sessions:
+        link = links.get(rec.uid)
+        if link is not None:
+            rec = replace(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
+        if rec.visible is not None and rec.decryption.decrypted:  # the metadata verdict reads only the wire
+            from .decrypt.hooks import classify_decrypted
+
+            judged.append(classify_decrypted(rec, classify, failure_of))
+            continue
         verdict = classify(rec)
-        rec.feature, rec.confidence, rec.reasons = verdict.label, verdict.confidence, verdict.reasons
-        rec.inferred_dialogue, rec.inferred_logins = verdict.dialogue, verdict.logins
-        if verdict.logins and not rec.logins and rec.failure is None:
-            rec.failure = failure_of(rec, *_inferred_login(verdict))
+        failure = rec.failure
+        if verdict.logins and not rec.logins and failure is None:
+            failure = failure_of(rec, *_inferred_login(verdict))
+        judged.append(replace(rec, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons,
+                              inferred_dialogue=verdict.dialogue, inferred_logins=verdict.logins, failure=failure))
+    result.sessions = judged
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)
@@ -244,22 +297,26 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
 def inherit_handoff_features(result: Analysis) -> None:
     """The 903 leg of a classic ESX hand-off serves the feature its 902 session carries on
     (a console): label it so, saying why, when its own traffic did not say more."""
-    by_uid = {s.uid: s for s in result.sessions}
+    index = {s.uid: i for i, s in enumerate(result.sessions)}
     for h in result.handoffs:
-        src, dst = by_uid[h.from_session], by_uid[h.to_session]
+        i = index[h.from_session]
+        src, dst = result.sessions[i], result.sessions[index[h.to_session]]
+        if src.feature_inferred in ("NONE", "UNKNOWN") and (dst.feature_inferred or dst.feature) not in ("NONE", "UNKNOWN"):
+            src = result.sessions[i] = replace(src, feature_inferred=dst.feature_inferred or dst.feature)
         if src.feature in ("NONE", "UNKNOWN") and dst.feature not in ("NONE", "UNKNOWN"):
-            src.feature = dst.feature
-            src.confidence = round(min(dst.confidence or 0.5, 0.9), 3)
-            src.reasons = [f"classic ESX 903 leg handed over to 902 session {dst.uid} ({dst.feature}) "
-                           f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons]
+            result.sessions[i] = replace(
+                src, feature=dst.feature, confidence=round(min(dst.confidence or 0.5, 0.9), 3),
+                reasons=[f"classic ESX 903 leg handed over to 902 session {dst.uid} ({dst.feature}) "
+                         f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons])
 
 
 def default_observers(show_secrets: bool = False) -> list[Observer]:
     """The side analyses ``analyze`` runs unless told otherwise: the console diagnosis
     (DNS, ICMP errors, UDP 902 heartbeats, console paths on 443/7331/7343)."""
+    from .analyzers.vnc import VncConsoles
     from .infer.diagnose import Diagnostics
 
-    return [Diagnostics(show_secrets=show_secrets)]
+    return [VncConsoles(), Diagnostics(show_secrets=show_secrets)]  # VNC first: the diagnosis reads it
 
 
 def _inferred_login(verdict) -> tuple[str | None, int | None]:

@@ -24,15 +24,13 @@ a fixed number of finished ones (counted beyond).
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
-from socket import AF_INET, inet_ntop
 
-from ..io.capture import IPPROTO_TCP, Packet
 from ..errors import Malformed
+from ..io.capture import IPPROTO_TCP, Packet
+from ..net.flows import fmt_ip as _ip
 from ..proto.http import REDACTED, HttpRequest, parse_http_request, redact_target  # noqa: F401  (re-exported)
 from ..proto.tls import parse_client_hello
 
@@ -104,10 +102,6 @@ def client_hello_info(payload: bytes) -> tuple[str | None, list[str], bool] | No
 
 # -- per connection --------------------------------------------------------------------------------
 
-@lru_cache(maxsize=65536)
-def _ip(raw: bytes) -> str:
-    """Address text, as ``flows.fmt_ip`` writes it."""
-    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .. import decrypt
 from ..net.flows import C2S, S2C
 from ..proto import nfc as nfcmod
 from ..proto import tls as tlsmod
@@ -199,10 +200,10 @@ class Session:
                  "midstream_alerts", "nfc_aio_types", "nfc_data_bytes", "nfc_events", "nfc_message_types",
                  "nfc_paths", "rec_dir", "rec_frame", "rec_hs", "rec_len", "rec_ts", "rec_type",
                  "records_dropped", "records_total", "server_sink", "sides", "tls_ended_in_clear", "weird",
-                 "weird_total", "alerts_dropped", "handshakes_dropped")
+                 "weird_total", "alerts_dropped", "handshakes_dropped", "decryption")
 
     def __init__(self, conn, show_secrets: bool = False, max_records: int = MAX_RECORDS,
-                 intern: Interner | None = None) -> None:
+                 intern: Interner | None = None, keylog=None, keep_plaintext: bool = False) -> None:
         self.conn = conn
         self.intern = intern or Interner()
         self.client_sink = _Sink(self, True)
@@ -238,6 +239,7 @@ class Session:
         self.midstream_alerts: list[tuple] = []
         self.alerts_dropped = 0
         self.handshakes_dropped = 0
+        self.decryption = decrypt.attach(self, keylog, show_secrets, keep_plaintext) if keylog else None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -440,8 +442,10 @@ class Session:
     # -- mode: TLS -----------------------------------------------------------------------------
 
     def _tls(self, side: _Side, from_client: bool, data: bytes, ts: float, frame: int) -> bytes:
-        events = side.tls.feed(data, ts, frame)
-        return self._tls_events(side, from_client, events)
+        rest = self._tls_events(side, from_client, side.tls.feed(data, ts, frame))
+        if self.decryption is not None:  # the record bytes, also to the decryptor (issue 9)
+            self.decryption.data(from_client, data[:len(data) - len(rest)], ts, frame)
+        return rest
 
     def _handshake(self, index: int, ts: float, frame: int) -> Handshake:
         if index > MAX_HANDSHAKES:  # a stream of hellos: the later handshakes are counted, not kept

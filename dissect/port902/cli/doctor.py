@@ -18,6 +18,7 @@ import textwrap
 from typing import Sequence, TextIO
 
 from ..analysis import SCHEMA_VERSION
+from ..analyzers.vnc import VncConsoles
 from ..infer.diagnose import FINDING_KINDS, Diagnostics
 from ..model.timefmt import utc_text
 from ..output.render import safe
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print("dissect902 doctor: error: give at least one capture file", file=sys.stderr)
         return 2
     diag = Diagnostics(show_secrets=args.show_secrets)
-    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets, observers=[diag])
+    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
+                                observers=[VncConsoles(), diag])
     if result is None:
         return code
     code = 1 if diag.problems else 0

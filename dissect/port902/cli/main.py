@@ -21,6 +21,8 @@ from . import plot as plotcli
 from ..model.schema import FRAME_TABLES, SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from .runner import run_analyze
+from . import report as reportcli
+from . import wireshark as wireshark_command
 
 ANALYZE_EPILOG = """\
 what it finds, per TCP connection on 902/903/912 (or any port whose server greets
@@ -43,6 +45,11 @@ with "220 VMware Authentication Daemon"):
   diagnosis   why a console would not open: DNS failures, unanswered / refused / ICMP-blocked
               902, rejected certificates and logins, resets, vMotion reconnects, console paths
               (JSON: "diagnostics"; the full report: dissect902 doctor)
+
+decryption: --keylog FILE (NSS key log; pcapng Decryption Secrets Blocks are read without it)
+  decrypts TLS #1 and TLS #2 and dissects authd lines, SOAP/HTTP, RFB and NFC inside; the feature
+  then comes from the plaintext (confidence 1.0) beside the metadata verdict (feature_inferred);
+  --export-decrypted OUT.pcapng hands the inner streams to Wireshark (RFB on 5900).
 
 secrets: PASS / XPAS / SESSION arguments, ticket-shaped USER names, THUMBPRINT client tokens,
   the ticket a 331/230 reply repeats, tickets in HTTP targets and credential headers are
@@ -80,9 +87,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print("dissect902 analyze: error: --format parquet needs -o FILE", file=sys.stderr)
         return 2
     result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
-                               observers=[] if args.no_diagnostics else None)
+                               observers=[] if args.no_diagnostics else None, keylog=args.keylog,
+                               keep_plaintext=bool(args.export_decrypted))
     if result is None:
         return code
+    if args.export_decrypted:
+        from ..decrypt.export import export_decrypted
+
+        export_decrypted(result, args.export_decrypted, show_secrets=args.show_secrets)
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:
@@ -143,6 +155,12 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
                    help="show PASS arguments and tickets instead of <redacted> (they are credentials)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the console diagnosis (DNS, ICMP, UDP 902, 443/7331/7343): faster on busy captures")
+    p.add_argument("--keylog", metavar="FILE", action="append",
+                   help="NSS key log (SSLKEYLOGFILE) to decrypt TLS #1 and TLS #2 with (repeatable); keys in "
+                        "pcapng Decryption Secrets Blocks are used without it")
+    p.add_argument("--export-decrypted", metavar="OUT.pcapng",
+                   help="write each decrypted inner stream as a TCP conversation of its own (RFB to 5900, "
+                        "authd lines to 902, HTTP to 80) for Wireshark")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
     p.set_defaults(func=cmd_analyze)
@@ -155,6 +173,8 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     else:
         sub.add_parser("lab", help="write labelled synthetic port-902 captures (datasets or named scenarios)",
                        add_help=False)
+    wireshark_command.add_parser(sub)
+    reportcli.add_parser(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ import sys
 from typing import Sequence
 
 from ..analysis import Analysis, analyze
+from ..decrypt.keylog import KeyLogError
 from ..errors import CaptureError
 from ..output.render import safe
 
@@ -46,7 +47,7 @@ def run_analyze(paths: Sequence[str], quiet: bool, **options) -> tuple[Analysis 
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         return analyze(paths, progress=update, **options), 0
-    except CaptureError as exc:
+    except (CaptureError, KeyLogError) as exc:
         print(f"dissect902: error: {safe(exc)}", file=sys.stderr)
         return None, 2
     finally:

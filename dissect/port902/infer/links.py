@@ -126,7 +126,5 @@ def find_handoffs(sessions: list[SessionRecord], window_s: float = HANDOFF_WINDO
         pair_q[(t.client_ip, t.server_ip)].claim(pi)
         h = Handoff(c.uid, t.uid, c.client_ip, c.server, t.server, t.start - c.end, same,
                     c.first_frame, t.first_frame)
-        for rec in (c, t):  # both ends carry the whole link
-            rec.handoff_from, rec.handoff_to, rec.handoff_gap_s = c.uid, t.uid, round(h.gap_s, 6)
         out.append(h)
     return out

@@ -51,7 +51,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API_VERSION 2
+#define API_VERSION 3
 
 enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3 };
 
@@ -67,6 +67,9 @@ enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3 };
 
 static const unsigned char GREETING[] = "220 VMware Authentication Daemon";
 #define GREETING_LEN ((int64_t)(sizeof(GREETING) - 1))
+/* a VNC server's ProtocolVersion (RFC 6143): plain VNC consoles on any port (analyzers/vnc.py) */
+static const unsigned char RFB_GREETING[] = "RFB 003.";
+#define RFB_GREETING_LEN ((int64_t)(sizeof(RFB_GREETING) - 1))
 
 typedef struct {
     const uint8_t *b;
@@ -201,6 +204,11 @@ static int decide(ctx_t *c, int64_t p, int64_t incl, int etoff, int l3off, hit_t
             if ((c->flags & F_GREET) && first == 0x32 && data + GREETING_LEN <= n
                 && memcmp(b + data, GREETING, (size_t)GREETING_LEN) == 0) {
                 c->tcp[sp] = 1; /* an authd server on an unusual port: follow it from now on */
+                h->greet = (long)sp;
+            }
+            else if ((c->flags & F_GREET) && first == 0x52 && data + RFB_GREETING_LEN <= n
+                     && memcmp(b + data, RFB_GREETING, (size_t)RFB_GREETING_LEN) == 0) {
+                c->tcp[sp] = 1; /* a VNC server: the caller routes the port to the VNC side analysis */
                 h->greet = (long)sp;
             }
             else if (!((c->ctl[sp] || c->ctl[dp])
@@ -764,6 +772,15 @@ PyMODINIT_FUNC PyInit__fastscan(void)
     {
         PyObject *g = PyBytes_FromStringAndSize((const char *)GREETING, (Py_ssize_t)GREETING_LEN);
         int rc = g == NULL ? -1 : PyModule_AddObjectRef(m, "GREETING", g);
+        Py_XDECREF(g);
+        if (rc < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    {
+        PyObject *g = PyBytes_FromStringAndSize((const char *)RFB_GREETING, (Py_ssize_t)RFB_GREETING_LEN);
+        int rc = g == NULL ? -1 : PyModule_AddObjectRef(m, "RFB_GREETING", g);
         Py_XDECREF(g);
         if (rc < 0) {
             Py_DECREF(m);

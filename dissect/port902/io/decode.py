@@ -7,10 +7,12 @@ are skipped up to a fragment header (RFC 8200 §4).
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Protocol
 
 from .formats import (
     _GREETING_LEN,
     _IPV4_LEN,
+    _RFB_GREETING_LEN,
     _PORTS,
     _TCP,
     _U16,
@@ -23,9 +25,17 @@ from .formats import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV6_EXTENSION_HEADERS,
+    RFB_GREETING,
     VLAN_TAGS,
 )
-from .packet import Packet, _tuple_new
+from .packet import Buf, CaptureStats, Packet, Selection, _tuple_new
+
+
+class Decode(Protocol):
+    """The per-packet function ``_LinkDecoder._decoder`` builds: one record in, its Packet (if kept) out."""
+
+    def __call__(self, buf: Buf, p: int, incl: int, orig: int, layout: tuple[int, int], frame: int, ts_a: int,
+                 ts_b: int, div: int, rec_off: int, tsoff: int = 0) -> Packet | None: ...
 
 MAX_MALFORMED_WARNINGS = 100  # per capture; the rest are counted in CaptureStats.malformed
 
@@ -33,11 +43,18 @@ MAX_MALFORMED_WARNINGS = 100  # per capture; the rest are counted in CaptureStat
 class _LinkDecoder:
     """``CaptureReader``'s decoding methods: a per-packet closure with everything bound as locals."""
 
-    def _decoder(self):
+    if TYPE_CHECKING:  # provided by CaptureReader
+        selection: Selection
+        stats: CaptureStats
+
+        def _warn(self, offset: int, frame: int | None, kind: str, detail: str) -> None: ...
+
+    def _decoder(self) -> Decode:
         """Build the per-packet function with everything it needs bound as locals."""
         sel = self.selection
         tcp_ports = sel.tcp_ports
         ctl_ports = sel.tcp_control_ports
+        side_ports = sel.observer_tcp_ports
         udp_ports = sel.udp_ports
         icmp = sel.icmp_errors
         greet = sel.detect_greeting
@@ -46,7 +63,8 @@ class _LinkDecoder:
         full = self._full_decode
         stats = self.stats
 
-        def decode(buf, p, incl, orig, layout, frame, ts_a, ts_b, div, rec_off, tsoff=0):
+        def decode(buf: Buf, p: int, incl: int, orig: int, layout: tuple[int, int], frame: int, ts_a: int, ts_b: int,
+                   div: int, rec_off: int, tsoff: int = 0) -> Packet | None:
             etoff, l3off = layout
             end = p + incl
             try:
@@ -89,6 +107,9 @@ class _LinkDecoder:
                         first = buf[data] if data < end else -1
                         if greet and first == 0x32 and buf[data:data + _GREETING_LEN] == AUTHD_GREETING:
                             tcp_ports.add(sp)  # an authd server on an unusual port: follow it from now on
+                        elif greet and first == 0x52 and buf[data:data + _RFB_GREETING_LEN] == RFB_GREETING:
+                            tcp_ports.add(sp)  # a VNC server: its packets go to the VNC side analysis
+                            side_ports.add(sp)
                         elif not ((sp in ctl_ports or dp in ctl_ports)
                                   and (buf[l4 + 13] & 0x07 or first == 0x16 or first == 0x47)):
                             return None
@@ -127,7 +148,8 @@ class _LinkDecoder:
             self._warn(rec_off, frame, "malformed_packet", detail)
         return None
 
-    def _full_decode(self, buf, p, end, l3, l4, ver, proto, incl, orig, frame, rec_off, ts) -> Packet | None:
+    def _full_decode(self, buf: Buf, p: int, end: int, l3: int, l4: int, ver: int, proto: int, incl: int, orig: int,
+                     frame: int, rec_off: int, ts: float) -> Packet | None:
         """Decode an interesting packet completely (runs only for selected packets)."""
         if ver == 4:
             total = _IPV4_LEN.unpack_from(buf, l3 + 2)[0]

@@ -9,11 +9,20 @@ from __future__ import annotations
 import mmap
 import struct
 import sys
-from typing import Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, cast
 
 from . import native
-from .packet import Packet, _PortMaps
+from .formats import _RFB_GREETING_LEN as _RFB_LEN
+from .formats import RFB_GREETING
+from .packet import Buf, CaptureStats, Packet, Selection, Stream, _PortMaps
 from .pcapng import _BLOCK_MORE, _BLOCK_STOP, _Section
+
+if TYPE_CHECKING:
+    import io
+
+    from ._fastscan import Entry
+    from .decode import Decode
+    from .pcapng import Iface
 
 FAST_BATCH = 4096  # selected records per call into the C scanner
 MMAP_WINDOW = 32 << 20  # bytes scanned between progress reports / releases of mapped pages
@@ -24,7 +33,27 @@ _NEXT = struct.Struct("=q")  # the scanner's next-record offsets
 class _FastScanner:
     """``CaptureReader``'s C-engine methods: record walking in ``_fastscan``, everything unusual here."""
 
-    def _fast_source(self, start: int, initial: bytes) -> tuple[bytes | mmap.mmap, int, int, Iterator[bytes]]:
+    if TYPE_CHECKING:  # provided by CaptureReader and its other parts
+        use_mmap: bool
+        selection: Selection
+        stats: CaptureStats
+        progress: Callable[[int], None] | None
+        _stream: Stream
+        _raw: io.BufferedReader
+        _mm: mmap.mmap | None
+        _head: bytes
+
+        def _warn(self, offset: int, frame: int | None, kind: str, detail: str) -> None: ...
+        def _chunks(self, initial: bytes) -> Iterator[bytes]: ...
+        def _release_map(self) -> None: ...
+        def _pcap_header(self) -> tuple[str, int, int, tuple[int, int] | None, int]: ...
+        def _decoder(self) -> Decode: ...
+        def _full_decode(self, buf: Buf, p: int, end: int, l3: int, l4: int, ver: int, proto: int, incl: int,
+                         orig: int, frame: int, rec_off: int, ts: float) -> Packet | None: ...
+        def _pcapng_block(self, buf: Buf, off: int, end: int, base: int, frame: int, sec: _Section,
+                          decode: Decode) -> tuple[int, int, int, Packet | None]: ...
+
+    def _fast_source(self, start: int, initial: bytes) -> tuple[Buf, int, int, Iterator[bytes]]:
         """Where the C engine starts: (buffer, stream offset of its first byte, scan offset, later chunks).
 
         A plain file is memory-mapped whole (no copy; pages already scanned are released as the
@@ -59,7 +88,7 @@ class _FastScanner:
             return drop
         return dropped
 
-    def _fast_next(self, buf, base: int, off: int, chunks: Iterator[bytes]):
+    def _fast_next(self, buf: Buf, base: int, off: int, chunks: Iterator[bytes]) -> tuple[bytes, int] | None:
         """The next buffer: the unscanned tail of this one plus the next chunk; None at the end."""
         chunk = next(chunks, None)
         if chunk is None:
@@ -73,15 +102,17 @@ class _FastScanner:
         rec_unpack = struct.Struct(endian + "IIII").unpack_from
         big = endian == ">"
         etoff, l3off = layout if layout is not None else (-1, 0)
-        decode_flag = native._fastscan.F_DECODE if layout is not None else 0
+        fs = native.loaded()
+        decode_flag = fs.F_DECODE if layout is not None else 0
         tsinfo = (ticks, 0)
-        scan = native._fastscan.scan_pcap
-        need_more, slow = native._fastscan.STOP_NEED_MORE, native._fastscan.STOP_SLOW
+        scan = fs.scan_pcap
+        need_more, slow = fs.STOP_NEED_MORE, fs.STOP_SLOW
         ports = _PortMaps(self.selection)
         tcp_ports, ctl_ports, udp_ports = ports.tcp_ports, ports.ctl_ports, ports.udp_ports
         snap_tcp, snap_ctl, snap_udp = ports.snap_tcp, ports.snap_ctl, ports.snap_udp  # updated in place
         full = self._full_decode
         stats = self.stats
+        pkt: Packet | None
         frame = 0
         buf, base, off, chunks = self._fast_source(24, b"")
         dropped = 0
@@ -96,13 +127,16 @@ class _FastScanner:
                     if item.__class__ is Packet:  # built by the scanner
                         pkt = item
                     else:  # greeting, snaplen-cut TCP header, ICMP: decoded here
-                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet = item
+                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet = cast(
+                            "Entry", item)
                         if greet >= 0:
                             ports.greeting(greet)
                         ts = ts_a + ts_b / ticks + 0
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
                             continue
+                        if greet >= 0 and pkt.payload[:_RFB_LEN] == RFB_GREETING:
+                            ports.side(greet)  # a VNC server: its packets go to the VNC side analysis
                     stats.selected += 1
                     if stats.first_ts is None:
                         stats.first_ts = pkt.ts
@@ -137,13 +171,15 @@ class _FastScanner:
         frame = 0
         sec = _Section()  # interfaces, also in the scanner's form (iftab, tsinfo)
         decode = self._decoder()  # for the rare packet block handled here
-        scan = native._fastscan.scan_pcapng
-        need_more, slow = native._fastscan.STOP_NEED_MORE, native._fastscan.STOP_SLOW
+        fs = native.loaded()
+        scan = fs.scan_pcapng
+        need_more, slow = fs.STOP_NEED_MORE, fs.STOP_SLOW
         ports = _PortMaps(self.selection)
         tcp_ports, ctl_ports, udp_ports = ports.tcp_ports, ports.ctl_ports, ports.udp_ports
         snap_tcp, snap_ctl, snap_udp = ports.snap_tcp, ports.snap_ctl, ports.snap_udp  # updated in place
         full = self._full_decode
         stats = self.stats
+        pkt: Packet | None
         buf, base, off, chunks = self._fast_source(0, self._head)
         dropped = 0
         window_end = off + MMAP_WINDOW
@@ -158,14 +194,17 @@ class _FastScanner:
                     if item.__class__ is Packet:  # built by the scanner
                         pkt = item
                     else:  # greeting, snaplen-cut TCP header, ICMP: decoded here
-                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet = item
+                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet = cast(
+                            "Entry", item)
                         if greet >= 0:
                             ports.greeting(greet)
-                        _layout, div, tsoff = sec.ifaces[ifid]
+                        _layout, div, tsoff = cast("Iface", sec.ifaces[ifid])  # the scanner skips unsupported ones
                         ts = ts_a + ts_b / div + tsoff
                         pkt = full(buf, p, p + incl, l3, l4, ver, proto, incl, orig, frm, base + rec_off, ts)
                         if pkt is None:
                             continue
+                        if greet >= 0 and pkt.payload[:_RFB_LEN] == RFB_GREETING:
+                            ports.side(greet)  # a VNC server: its packets go to the VNC side analysis
                     stats.selected += 1
                     if stats.first_ts is None:
                         stats.first_ts = pkt.ts
@@ -208,7 +247,7 @@ class _FastScanner:
 
 
 
-def _after(hits: list, item: object, nexts: bytes) -> int:
+def _after(hits: list[Packet | Entry], item: object, nexts: bytes) -> int:
     """Offset of the record after ``item`` (one of the scanner's ``hits``)."""
     i = next(i for i, x in enumerate(hits) if x is item)
     return _NEXT.unpack_from(nexts, 8 * i)[0]

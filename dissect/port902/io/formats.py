@@ -57,6 +57,8 @@ IPV6_EXTENSION_HEADERS = (0, 43, 60, 51)  # hop-by-hop, routing, dest-opts, AH (
 
 AUTHD_GREETING = b"220 VMware Authentication Daemon"
 _GREETING_LEN = len(AUTHD_GREETING)
+RFB_GREETING = b"RFB 003."  # a VNC server's ProtocolVersion: plain VNC consoles on any port (analyzers/vnc.py)
+_RFB_GREETING_LEN = len(RFB_GREETING)
 DEFAULT_TCP_PORTS = frozenset({902, 903, 912})
 CHUNK_SIZE = 8 << 20
 MAX_RECORD = 256 << 20  # larger than any sane packet; beyond it the file is corrupt

@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Iterable, NamedTuple, TypeAlias
 
 from . import native
 from .formats import DEFAULT_TCP_PORTS
+
+if TYPE_CHECKING:
+    import gzip
+    import io
+    import mmap
 
 
 class Packet(NamedTuple):
@@ -28,6 +33,9 @@ class Packet(NamedTuple):
     payload_len: int  # payload length the IP header declares
     wire_len: int  # original frame length
 
+
+Buf: TypeAlias = "bytes | mmap.mmap"  # what the decoders read records from: a chunk buffer or the mapped file
+Stream: TypeAlias = "gzip.GzipFile | io.BufferedReader"  # an open capture: the file, or a gzip stream over it
 
 _tuple_new = tuple.__new__  # Packet(...) without the Python-level NamedTuple.__new__: same object, cheaper
 
@@ -51,6 +59,9 @@ class Selection:
     # ports where only connection control is kept: SYN/FIN/RST, a TLS handshake record or an
     # HTTP request line (enough to see console paths and vCenter traffic, cheap on busy 443)
     tcp_control_ports: set[int] = field(default_factory=set)
+    # ports in tcp_ports whose packets go to the side analyses (observers), not to the authd
+    # sessions: plain VNC on 5900-5999 (analyzers/vnc.py)
+    observer_tcp_ports: set[int] = field(default_factory=set)
     udp_ports: set[int] = field(default_factory=set)
     icmp_errors: bool = False
     detect_greeting: bool = True
@@ -70,7 +81,7 @@ class CaptureStats:
     malformed: int = 0  # selected packets dropped because their headers contradict themselves
 
 
-def _port_flags(ports) -> bytearray:
+def _port_flags(ports: Iterable[int]) -> bytearray:
     """A 65536-byte table: 1 where ``port in ports`` holds for the integer port."""
     table = bytearray(65536)
     for x in ports:
@@ -91,11 +102,15 @@ class _PortMaps:
     a greeting seen by the scanner is added to ``tcp_ports`` when its packet is handed out,
     exactly when the pure-Python decoder adds it."""
 
-    __slots__ = ("tcp_ports", "ctl_ports", "udp_ports", "icmp", "greet", "snap_tcp", "snap_ctl", "snap_udp",
-                 "tcp", "ctl", "udp", "flags")
+    __slots__ = ("tcp_ports", "ctl_ports", "udp_ports", "side_ports", "icmp", "greet", "snap_tcp", "snap_ctl",
+                 "snap_udp", "tcp", "ctl", "udp", "flags")
+    snap_tcp: set[int]  # the port sets as the flag tables were last built from them
+    snap_ctl: set[int]
+    snap_udp: set[int]
 
     def __init__(self, sel: Selection) -> None:
         self.tcp_ports, self.ctl_ports, self.udp_ports = sel.tcp_ports, sel.tcp_control_ports, sel.udp_ports
+        self.side_ports = sel.observer_tcp_ports
         self.icmp, self.greet = sel.icmp_errors, sel.detect_greeting  # bound once, like _decoder
         self.rebuild()
 
@@ -108,13 +123,17 @@ class _PortMaps:
             snap.update(live)
         self.tcp, self.ctl, self.udp = (_port_flags(self.tcp_ports), _port_flags(self.ctl_ports),
                                         _port_flags(self.udp_ports))
-        self.flags = ((native._fastscan.F_ICMP if self.icmp else 0) | (native._fastscan.F_GREET if self.greet else 0)
-                      | (native._fastscan.F_UDP if self.udp_ports else 0))
+        fs = native.loaded()  # only the C engine builds port maps
+        self.flags = (fs.F_ICMP if self.icmp else 0) | (fs.F_GREET if self.greet else 0) | (fs.F_UDP if self.udp_ports else 0)
 
     def greeting(self, port: int) -> None:
         """The scanner saw an authd greeting from ``port`` (and already set its flag)."""
         self.tcp_ports.add(port)
         self.snap_tcp.add(port)
+
+    def side(self, port: int) -> None:
+        """The greeting from ``port`` was a VNC server's: route the port to the side analyses."""
+        self.side_ports.add(port)
 
     def changed(self) -> bool:
         return self.tcp_ports != self.snap_tcp or self.ctl_ports != self.snap_ctl or self.udp_ports != self.snap_udp

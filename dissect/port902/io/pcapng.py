@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, TypeAlias
 
 from . import native
 from .formats import (
@@ -15,7 +15,12 @@ from .formats import (
     PCAPNG_BYTE_ORDER_MAGIC,
     PCAPNG_SHB,
 )
-from .packet import Packet
+from .packet import Buf, CaptureStats, Packet
+
+if TYPE_CHECKING:
+    from .decode import Decode
+
+Iface: TypeAlias = "tuple[tuple[int, int], int, int]"  # (link layout, ticks per second, ts offset)
 
 _BLOCK_OK, _BLOCK_MORE, _BLOCK_STOP = range(3)
 
@@ -31,14 +36,15 @@ class _Section:
         self.endian = endian
         self.blk = struct.Struct(endian + "II")
         self.epb = struct.Struct(endian + "IIIII")
-        self.ifaces: list[tuple | None] = []  # per interface: (layout, ticks per second, ts offset)
+        self.ifaces: list[Iface | None] = []  # per interface: (layout, ticks per second, ts offset)
         self.iftab = array("i")  # for the scanner: (EtherType offset, network offset) pairs
         self.tsinfo: list[tuple[int, int] | None] = []  # and (ticks per second, ts offset)
 
-    def add_interface(self, iface: tuple | None) -> None:
+    def add_interface(self, iface: Iface | None) -> None:
         self.ifaces.append(iface)
-        if native._fastscan is not None:
-            self.iftab.extend(iface[0] if iface is not None else (native._fastscan.IFACE_NONE, 0))
+        fs = native._fastscan
+        if fs is not None:
+            self.iftab.extend(iface[0] if iface is not None else (fs.IFACE_NONE, 0))
         self.tsinfo.append(iface[1:] if iface is not None else None)
 
 
@@ -47,7 +53,16 @@ class _Section:
 class _PcapngReader:
     """``CaptureReader``'s pcapng methods: blocks, interface descriptions, the pure-Python loop."""
 
-    def _pcapng_block(self, buf, off: int, end: int, base: int, frame: int, sec: "_Section", decode):
+    if TYPE_CHECKING:  # provided by CaptureReader and its other parts
+        stats: CaptureStats
+        _head: bytes
+
+        def _warn(self, offset: int, frame: int | None, kind: str, detail: str) -> None: ...
+        def _decoder(self) -> Decode: ...
+        def _chunks(self, initial: bytes) -> Iterator[bytes]: ...
+
+    def _pcapng_block(self, buf: Buf, off: int, end: int, base: int, frame: int, sec: _Section,
+                      decode: Decode) -> tuple[int, int, int, Packet | None]:
         """Handle the pcapng block at ``off`` (both engines: the pure loop for every block, the C
         driver for the blocks its scanner hands back).  Returns (status, frame, next offset, packet):
         status ``_BLOCK_STOP`` (corrupt: stop here), ``_BLOCK_MORE`` (the block runs past the data)
@@ -132,7 +147,7 @@ class _PcapngReader:
                        f"capture ends inside a block ({len(buf) - off} stray bytes); analysed the {frame} "
                        "complete packets before it")
 
-    def _parse_idb(self, buf: bytes, off: int, blen: int, endian: str, base: int) -> tuple | None:
+    def _parse_idb(self, buf: Buf, off: int, blen: int, endian: str, base: int) -> Iface | None:
         linktype = struct.unpack_from(endian + "H", buf, off + 8)[0]
         name = LINKTYPES.get(linktype, f"LINKTYPE_{linktype}")
         if name not in self.stats.link_types:

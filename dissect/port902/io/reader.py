@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import gzip
+import io
 import mmap
 import os
 import struct
 import zlib
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 from ..errors import CaptureError
 from . import native
@@ -24,11 +25,11 @@ from .formats import (
     PCAPNG_SHB,
 )
 from .native import ENGINES, default_engine
-from .packet import CaptureStats, CaptureWarning, Packet, Selection
+from .packet import CaptureStats, CaptureWarning, Packet, Selection, Stream
 from .pcapng import _PcapngReader
 
 
-def _open(path: str | os.PathLike) -> tuple[BinaryIO, BinaryIO, int]:
+def _open(path: str | os.PathLike[str]) -> tuple[Stream, io.BufferedReader, int]:
     """Open a capture, transparently un-gzipping; returns (stream, raw file, size)."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by CaptureReader.close
@@ -53,9 +54,11 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
     only; default on) maps the file instead of reading it in ``chunk_size`` pieces.
     """
 
+    _damage: str | None  # why a gzip stream ended early (set by _chunks)
+
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         selection: Selection | None = None,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
@@ -133,7 +136,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
 
     def _chunks(self, initial: bytes) -> Iterator[bytes]:
         """Yield raw chunks; the first one starts with the bytes already read."""
-        self._damage: str | None = None
+        self._damage = None
         self._unzipped = len(initial)
         chunk = initial + self._read_chunk()
         while chunk:
@@ -227,7 +230,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
 
 
 
-def read_packets(path: str | os.PathLike, selection: Selection | None = None) -> Iterator[Packet]:
+def read_packets(path: str | os.PathLike[str], selection: Selection | None = None) -> Iterator[Packet]:
     """Convenience generator over a capture's packets of interest."""
     with CaptureReader(path, selection) as reader:
         yield from reader

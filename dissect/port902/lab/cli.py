@@ -15,7 +15,8 @@ import sys
 import time
 
 CONDITIONS = ("varied", "clean", "lan", "campus", "wan", "lossy", "host", "truncated")
-SCENARIOS = ("esxi8_console", "legacy_login", "classic_esx_handoff", "unanswered_syn", "nfc_transfers", "mixed_esxi")
+SCENARIOS = ("esxi8_console", "legacy_login", "classic_esx_handoff", "unanswered_syn", "nfc_transfers", "mixed_esxi",
+             "plain_vnc")
 
 DESCRIPTION = """\
 The traffic lab synthesises port-902 (vmware-authd) traffic from first principles — real TLS

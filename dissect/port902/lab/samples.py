@@ -181,6 +181,30 @@ class Sample:
         return self.filename.rsplit(".", 1)[0]
 
 
+def plain_vnc(seed: int = 907, keylog: str | None = None) -> Scenario:
+    """MKS over 902 versus plain VNC: the same admin reaches VM consoles both ways.
+
+    The admin workstation opens the vmx VNC console of ``db01`` on esxi-01 port 5901 (VNC
+    Authentication, 1024x768) and uses it, mistypes the password of ``web02`` on port 5902 once,
+    then opens ``web02``'s VNC console without any password on 5903 (security type None). At
+    about 47 s db01 is migrated: esxi-01 resets its VNC connection, and 2 s later the admin opens
+    db01's console again through vSphere, as an MKS console over 902 on esxi-02 (the MKS route
+    follows the VM; the vmx VNC port does not). A DNS lookup of esxi-02 precedes it.
+    """
+    sc = Scenario("plain_vnc", seed, inspect.getdoc(plain_vnc), keylog=keylog)
+    esxi1 = Host("esxi-01.corp.example", "10.30.0.11", "esxi8")
+    esxi2 = Host("esxi-02.corp.example", "10.30.0.12", "esxi8")
+    admin = Client("admin-ws", "10.30.5.23", "windows")
+    from . import vnc as V
+
+    V.vnc_console(sc, admin, esxi1.ip, 5901, sc.at(0.0), 38, vm="db01", end="reset")
+    V.vnc_console(sc, admin, esxi1.ip, 5902, sc.at(6.0), 0, vm="web02", accept=False)
+    V.vnc_console(sc, admin, esxi1.ip, 5903, sc.at(9.0), 10, vm="web02", password=False, width=800, height=600)
+    S.dns_lookup(sc, admin, "10.30.0.2", esxi2.name, esxi2.ip, sc.at(49.0))
+    S.mks_console(sc, admin, esxi2, sc.at(49.1), 15, tls1="1.2", tls2="1.2", vm="db01")
+    return sc
+
+
 SAMPLES = (
     Sample("esxi8-console.pcap", esxi8_console),
     Sample("legacy-login.pcap", legacy_login),
@@ -189,6 +213,7 @@ SAMPLES = (
            options=(("link_options", {"local": ("10.9.0.15",)}),)),
     Sample("nfc-transfers.pcapng", nfc_transfers, fmt="pcapng", options=(("ts_resolution", "ns"),)),
     Sample("mixed-esxi.pcap", mixed_esxi),
+    Sample("plain-vnc.pcap", plain_vnc),
 )
 
 

@@ -10,7 +10,8 @@ captures with hundreds of thousands of connection attempts stay in memory.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..analyzers.session import Handshake, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
@@ -18,7 +19,7 @@ from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SessionRecord:
     uid: str
     source: str
@@ -92,6 +93,10 @@ class SessionRecord:
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
     dropped: dict[str, int] | None = None  # what the per-session caps left out: list name -> count
+    decryption: Any = None  # decrypt.inner.DecryptedSession when a key log was given
+    visible: dict | None = None  # the dialogue fields of what was readable on the wire (with a key log)
+    feature_inferred: str | None = None  # the metadata verdict when decryption decided `feature`
+    confidence_inferred: float | None = None
 
     # -- derived -----------------------------------------------------------------------
 
@@ -203,6 +208,9 @@ class SessionRecord:
             "feature": self.feature,
             "confidence": self.confidence,
             "reasons": self.reasons,
+            "feature_inferred": self.feature_inferred,
+            "confidence_inferred": self.confidence_inferred,
+            "decryption": None if self.decryption is None else self.decryption.to_dict(),
             "inferred_dialogue": self.inferred_dialogue,
             "packets": {"client_to_server": self.packets[0], "server_to_client": self.packets[1]},
             "bytes": {"client_to_server": self.bytes[0], "server_to_client": self.bytes[1]},
@@ -239,6 +247,7 @@ def line_dict(ln: Line) -> dict:
         "command": ln.verb,
         "code": ln.code,
         "text": ln.text,
+        "decrypted": ln.decrypted,
     }
 
 
@@ -286,6 +295,8 @@ def handshake_dict(h: Handshake) -> dict:
 def summarize(conn: Connection) -> SessionRecord:
     """Freeze a finished connection into a record; its parsers can then be dropped."""
     s: Session = conn.session
+    if s.decryption is not None:  # decrypted lines still held go to the dialogue first
+        s.decryption.finish(conn.end, conn.last_frame)
     o, r = conn.orig, conn.resp
     dlg = s.dialogue
     oa, ra = o.reasm, r.reasm
@@ -316,17 +327,7 @@ def summarize(conn: Connection) -> SessionRecord:
         gap_bytes=(oa.gap_bytes, ra.gap_bytes),
         banner=s.banner,
         banner_frame=s.banner_frame,
-        dialogue=dlg.lines,
-        user=dlg.user,
-        login_outcome=dlg.login_outcome,
-        login_attempts=dlg.login_attempts,
-        logins_failed=dlg.logins_failed,
-        logins=dlg.attempts,
-        login_summary=dlg.login_summary,
-        connect_kind=dlg.connect_kind,
-        connect_target=dlg.connect_target,
-        connect_ok=dlg.connect_ok,
-        commands=dlg.commands,
+        **dialogue_fields(dlg),
         handshakes=s.handshakes,
         rec_ts=s.rec_ts,
         rec_frame=s.rec_frame,
@@ -336,8 +337,8 @@ def summarize(conn: Connection) -> SessionRecord:
         rec_hs=s.rec_hs,
         records_total=s.records_total,
         records_dropped=s.records_dropped,
-        app_records=tuple(s.app_records),
-        app_bytes=tuple(s.app_bytes),
+        app_records=(s.app_records[0], s.app_records[1]),  # (client->server, server->client)
+        app_bytes=(s.app_bytes[0], s.app_bytes[1]),
         transport=s.transport,
         continued_in_clear=s.tls_ended_in_clear,
         clear_after_tls_frame=s.clear_after_tls_frame,
@@ -349,18 +350,26 @@ def summarize(conn: Connection) -> SessionRecord:
         weird=s.weird,
         weird_total=s.weird_total,
         midstream_alerts=s.midstream_alerts,
-        connect_code=dlg.connect_code,
-        connect_frame=dlg.connect_frame,
-        connect_reply_frame=dlg.connect_reply_frame,
     )
     dropped = {name: n for name, n in (("dialogue", dlg.lines_dropped), ("commands", dlg.commands_dropped),
                                         ("alerts", s.alerts_dropped), ("handshakes", s.handshakes_dropped),
                                         ("tls_records", s.records_dropped),
                                         ("syn_times", max(0, len(conn.syn_times) - 16))) if n}
     if dropped:
-        rec.dropped = dropped
-    rec.failure = failure_of(rec)
-    return rec
+        rec = replace(rec, dropped=dropped)
+    if s.decryption is not None:
+        rec = replace(rec, decryption=s.decryption, visible=dialogue_fields(s.decryption.visible))
+    return replace(rec, failure=failure_of(rec))
+
+
+def dialogue_fields(dlg) -> dict:
+    """The SessionRecord fields an authd dialogue decides."""
+    return dict(dialogue=dlg.lines, user=dlg.user, login_outcome=dlg.login_outcome,
+                login_attempts=dlg.login_attempts, logins_failed=dlg.logins_failed, logins=dlg.attempts,
+                login_summary=dlg.login_summary, connect_kind=dlg.connect_kind,
+                connect_target=dlg.connect_target, connect_ok=dlg.connect_ok, commands=dlg.commands,
+                connect_code=dlg.connect_code, connect_frame=dlg.connect_frame,
+                connect_reply_frame=dlg.connect_reply_frame)
 
 
 # -- why a session failed ------------------------------------------------------------------------
@@ -420,7 +429,7 @@ def failure_of(rec: SessionRecord, inferred_login: str | None = None,
     if rec.logins:
         rejected = [a for a in rec.logins if a.outcome == "rejected"]
         if rejected and not any(a.outcome == "accepted" for a in rec.logins) and not worked:
-            codes = sorted({a.code for a in rejected})
+            codes = sorted({a.code for a in rejected if a.code is not None})  # a rejected login has its reply code
             return Failure("login_rejected", rejected[-1].reply_frame,
                            f"{len(rejected)} of {len(rec.logins)} login(s) rejected "
                            f"({', '.join(map(str, codes))}), none accepted")
@@ -430,7 +439,7 @@ def failure_of(rec: SessionRecord, inferred_login: str | None = None,
         code = rec.connect_code
         return Failure("connect_rejected", rec.connect_reply_frame,
                        f"the {rec.connect_kind} request for {rec.connect_target or '?'} was answered {code} "
-                       f"({REPLY_CODES.get(code, 'unknown')})")
+                       f"({REPLY_CODES.get(code, 'unknown') if code is not None else 'unknown'})")
     if rec.state == "reset":
         return Failure("reset", rec.rst_frame,
                        f"the {_who_reset(rec.history)} reset the connection after {rec.duration_s:.1f} s")

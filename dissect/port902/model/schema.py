@@ -119,6 +119,9 @@ SESSIONS: Schema = {
                             "connect_rejected | reset; empty when nothing did (results.failure_of)"),
     "failure_frame": ("Int64", "frame of the evidence for the failure (SYN, RST, alert, 530, error reply)"),
     "failure_reason": ("string", "the failure in words"),
+    "feature_inferred": ("category", "with a key log: the metadata classifier's verdict, kept beside the decrypted "
+                                     "`feature` (they differ when the classifier erred); else empty"),
+    "confidence_inferred": ("float64", "the metadata classifier's confidence when decryption decided `feature`"),
 }
 
 LOGINS: Schema = {
@@ -213,6 +216,54 @@ FEATURES: Schema = {
     "decoded_margin": ("float64", "log10 likelihood ratio of the decoded template against the best other label"),
 }
 
+#: what decryption with a key log read (issue 9; ``output.decrypted`` builds them)
+RFB_MESSAGES = {
+    "uid": ("string", "session id"),
+    "handshake": ("Int64", "TLS handshake the message was decrypted from (2 = TLS #2)"),
+    "ts": ("float64", "epoch seconds of the frame completing the record"),
+    "frame": ("Int64", "frame number"),
+    "direction": ("category", "client_to_server | server_to_client"),
+    "message": ("category", "RFB message: ServerInit, SetEncodings, FramebufferUpdate, KeyEvent, PointerEvent, ..."),
+    "length": ("Int64", "message bytes (FramebufferUpdate: header + every rectangle)"),
+    "rectangles": ("Int64", "FramebufferUpdate: rectangles"),
+    "encodings": ("string", "FramebufferUpdate: rectangle encodings with counts; SetEncodings: the list, ';'-joined"),
+    "width": ("Int64", "ServerInit / resize: framebuffer width"),
+    "height": ("Int64", "ServerInit / resize: framebuffer height"),
+    "name": ("string", "ServerInit: desktop name"),
+    "x": ("Int64", "PointerEvent / FramebufferUpdateRequest: x"),
+    "y": ("Int64", "PointerEvent / FramebufferUpdateRequest: y"),
+    "buttons": ("Int64", "PointerEvent: button mask"),
+    "down": ("boolean", "KeyEvent: key pressed (true) or released"),
+    "keysym": ("string", "KeyEvent: X keysym in hex, <redacted> unless --show-secrets (typed text is a secret)"),
+}
+NFC_OPERATIONS = {
+    "uid": ("string", "session id"),
+    "handshake": ("Int64", "TLS handshake the operation was decrypted from (2 = NFC over TLS #2)"),
+    "ts": ("float64", "epoch seconds"),
+    "frame": ("Int64", "frame number"),
+    "direction": ("category", "client_to_server | server_to_client"),
+    "layer": ("category", "message (264-byte classic NFC) | aio (16-byte-header AIO frame)"),
+    "operation": ("string", "NFC message or AIO frame name"),
+    "path": ("string", "file or disk path the operation names"),
+    "size": ("Int64", "AIO payload size / file size when given"),
+    "extra_bytes": ("Int64", "bytes after the fixed header (path, data)"),
+}
+HTTP = {
+    "uid": ("string", "session id"),
+    "handshake": ("Int64", "TLS handshake (1 = SOAP inside TLS #1)"),
+    "ts": ("float64", "epoch seconds of the start line"),
+    "frame": ("Int64", "frame of the start line"),
+    "direction": ("category", "client_to_server (request) | server_to_client (response)"),
+    "method": ("string", "request method"),
+    "target": ("string", "request target"),
+    "status": ("Int64", "response status code"),
+    "soap_action": ("string", "SOAPAction header (the vim25 API version)"),
+    "content_type": ("string", "Content-Type header"),
+    "body_bytes": ("Int64", "body bytes (Content-Length or chunked)"),
+    "header_bytes": ("Int64", "start line and headers, bytes"),
+    "credentials": ("boolean", "an Authorization / Cookie / Set-Cookie header was present (its value is never kept)"),
+}
+
 FRAME_TABLES = {  # the tables of analyze (--table, --describe)
     "sessions": SESSIONS,
     "tls_records": TLS_RECORDS,
@@ -222,6 +273,9 @@ FRAME_TABLES = {  # the tables of analyze (--table, --describe)
     "weird": WEIRD,
     "handoffs": HANDOFFS,
     "features": FEATURES,
+    "rfb_messages": RFB_MESSAGES,
+    "nfc_operations": NFC_OPERATIONS,
+    "http": HTTP,
 }
 
 
@@ -242,12 +296,15 @@ FINDING_KINDS = {
     "console_path_blocked": "a console path other than 902 (vCenter relay, ESXi 443) was not answered",
     "console_followed_vm": "a console session moved to another host (likely vMotion)",
     "console_retry": "the client reconnected its console to the same host",
+    "vnc_console": "a VM console exposed as plain VNC (vmx RemoteDisplay.vnc): unencrypted, a port per VM",
+    "vnc_no_auth": "a plain VNC console let a client in without authentication",
+    "vnc_no_follow": "a plain VNC console ended and the client went on over 902 to another host (VM moved)",
 }
 
 FINDINGS: Schema = {
     "rank": ("Int64", "1 = the most likely explanation"),
     "likelihood": ("float64", "how likely this explains a console failure, in [0, 1]"),
-    "severity": ("category", "problem | info (a note, e.g. a console that followed its VM)"),
+    "severity": ("category", "problem | warning (a risk, e.g. a plain VNC console) | info (a note, e.g. a console that followed its VM)"),
     "kind": ("category", "what was found: " + ", ".join(FINDING_KINDS)),
     "title": ("string", "one line"),
     "detail": ("string", "the evidence in words: frames, hosts, times"),

@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import os
 from functools import lru_cache
+from socket import AF_INET, inet_ntop
 from typing import Callable
 
 from ..io.capture import Packet
@@ -51,14 +52,15 @@ CONN_STATES = {
 }
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=65536)
 def fmt_ip(raw: bytes) -> str:
-    """Address text; cached, so the records of one server share one string."""
-    return str(ipaddress.ip_address(raw))
+    """Address text of 4 or 16 raw bytes: the one spelling every table and finding matches on."""
+    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
-def hostport(ip: str, port: int) -> str:
+def hostport(ip: object, port: object) -> str:
     """'ip:port', with IPv6 in brackets so the port stays unambiguous."""
+    ip = str(ip)
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
@@ -99,7 +101,7 @@ class Connection:
         self.session = make_session(self)
         self.orig = Direction(Reassembler(self.session.client_sink))
         self.resp = Direction(Reassembler(self.session.server_sink))
-        self.history = []
+        self.history: list[str] = []
         self.syn_times: list[float] = []
         self.roles_from = roles_from
         self.finished = False

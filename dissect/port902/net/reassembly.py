@@ -60,6 +60,8 @@ class Reassembler:
 
     def _offset(self, seq: int) -> int:
         """Unwrap a 32-bit sequence number to the stream offset nearest the delivery point."""
+        if self.base is None:
+            raise ValueError("no stream offset 0 yet: neither a SYN nor a segment with payload was seen")
         rel = (seq - self.base) % _MOD
         cur = self.next_off % _MOD
         delta = (rel - cur + _HALF) % _MOD - _HALF

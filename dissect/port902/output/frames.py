@@ -79,6 +79,7 @@ def sessions_frame(sessions) -> "pd.DataFrame":
             "weird": s.weird_total,
             "failure": f.kind if f else None, "failure_frame": f.frame if f else None,
             "failure_reason": f.reason if f else None,
+            "feature_inferred": s.feature_inferred, "confidence_inferred": s.confidence_inferred,
         })
     return build(SESSIONS, rows)
 

@@ -67,6 +67,8 @@ def _auth_cell(s) -> str:
 def _feature_cell(s) -> str:
     if s.confidence is None:
         return s.feature
+    if getattr(s, "feature_inferred", None) and s.feature_inferred != s.feature:  # decrypted, and the classifier erred
+        return f"{s.feature} {s.confidence:.2f} (inferred {s.feature_inferred})"
     return f"{s.feature} {s.confidence:.2f}"
 
 
@@ -109,6 +111,15 @@ def render_table(analysis, out: TextIO, width: int = 200) -> None:
             out.write(safe(f"  {h.client}: {h.from_server} (frame {h.from_frame}) -> {h.to_server} "
                            f"(frame {h.to_frame}), gap {h.gap_s:.3f} s"
                            + ("" if h.same_server else ", vmkernel on another address")) + "\n")
+    vnc = analysis.extras.get("vnc")
+    if vnc is not None and vnc.sessions:  # plain VNC consoles (analyzers/vnc.py): not authd, listed apart
+        out.write(f"\nplain VNC consoles ({len(vnc.sessions)}; feature VNC: unencrypted, see dissect902 doctor)\n")
+        for v in vnc.sessions[:50]:
+            size = f"{v.width}x{v.height}" if v.width is not None else "-"
+            out.write(safe(f"  {v.uid}  {v.client} -> {v.server}  RFB {v.server_version}  "
+                           f"security {v.security_chosen or ', '.join(v.security_offered) or '-'}  "
+                           f"auth {v.authentication or '-'}/{v.auth_result or '-'}  {size}  "
+                           f"'{v.desktop_name or ''}'  {v.state}") + "\n")
     diag = analysis.extras.get("diagnostics")
     if diag is not None:
         problems = diag.problems

@@ -190,6 +190,7 @@ class Line:
     verb: str | None = None  # client commands
     code: int | None = None  # server replies
     truncated: bool = False
+    decrypted: bool = False  # read from decrypted TLS (a key log), not from the wire
 
 
 # -- where secrets sit in a line ------------------------------------------------------------------
@@ -223,6 +224,7 @@ def split_command(text: str) -> tuple[str, int]:
     the first blank would see them); blanks after it are skipped, a control character is kept
     as the start of the argument."""
     m = _COMMAND_RE.match(text)
+    assert m is not None  # every part of the pattern is optional: it matches any text
     return m.group(1).upper(), m.end()
 
 
@@ -438,12 +440,15 @@ class Dialogue:
         if secret and not self.show_secrets:
             # the first separator stays as sent (a TAB is worth seeing); how many follow it is not
             # shown: whether they belong to the secret is the daemon's reading, not ours
-            shown = text[:_COMMAND_RE.match(text).end(1) + 1] + REDACTED
+            m = _COMMAND_RE.match(text)
+            assert m is not None  # as in split_command
+            shown = text[:m.end(1) + 1] + REDACTED
         elif self.show_secrets or verb_out:
             shown = text
         else:
             shown = _redact_http(text, verb, at)
-        pending: _Pending | None = _Pending(verb if verb_out else "", False)
+        pending: _Pending | None
+        pending = _Pending(verb if verb_out else "", False)
         if verb == "USER":
             self._user = (shown_arg or None, frame, secret)
             self.last_user = shown_arg or None
@@ -518,20 +523,21 @@ class Dialogue:
         head = text[:3]
         code = int(head) if len(head) == 3 and head.isascii() and head.isdigit() else None  # "4³²" is isdigit() too
         final = code is not None and text[3:4] != "-"  # "NNN-" starts a multi-line reply
-        cmd = self._take(code) if final else None
+        cmd = self._take(code) if final and code is not None else None
         if cmd is None:  # answers nothing: no grammar says where a repeated ticket would sit
             echo = self._ticket_seen
         else:
             echo = cmd.echo_secret
         shown = self._shown_reply(text, code, echo)
-        if cmd is not None and cmd.attempt is not None:
-            a = cmd.attempt
-            a.code, a.reply_ts, a.reply_frame = code, ts, frame
-            a.outcome = "accepted" if code < 400 else "rejected"
-        elif cmd is not None and cmd.connect and cmd.connect == self._connects:  # the latest CONNECT / PROXY
-            self.connect_ok = code == 200
-            self.connect_code, self.connect_reply_frame = code, frame
-            self.connect_reply = shown
+        if cmd is not None and code is not None:  # (only a final reply, which has a code, answers a command)
+            if cmd.attempt is not None:
+                a = cmd.attempt
+                a.code, a.reply_ts, a.reply_frame = code, ts, frame
+                a.outcome = "accepted" if code < 400 else "rejected"
+            elif cmd.connect and cmd.connect == self._connects:  # the latest CONNECT / PROXY
+                self.connect_ok = code == 200
+                self.connect_code, self.connect_reply_frame = code, frame
+                self.connect_reply = shown
         line = Line(ts, frame, False, shown, code=code, truncated=truncated)
         if len(self.lines) < MAX_LINES:
             self.lines.append(line)

@@ -278,6 +278,7 @@ def scan_question(data: bytes) -> tuple[int, str | None, int, int]:
     # the first name: plain labels inline; a pointer or a reserved label type goes to parse_name
     pos = 12
     octets = 0
+    labels: list[bytes] | None  # None: the name needs parse_name
     labels = []
     while True:
         if pos >= n:

@@ -5,11 +5,8 @@ Bounded tables (caps in ``findings``); ``dns_summary`` reads only what a check n
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
-from socket import AF_INET, inet_ntop
 from typing import NamedTuple
 
 from ...errors import Malformed
@@ -202,10 +199,6 @@ def _quoted(payload: bytes) -> tuple[int, bytes, bytes, int, int] | None:
     return proto, src, dst, sport, dport
 
 
-@lru_cache(maxsize=65536)
-def _ip(raw: bytes) -> str:
-    """Address text, as ``flows.fmt_ip`` writes it (sessions are matched by this string)."""
-    return inet_ntop(AF_INET, raw) if len(raw) == 4 else str(ipaddress.ip_address(raw))
 
 
 # -- DNS summary ----------------------------------------------------------------------------------------

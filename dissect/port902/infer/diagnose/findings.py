@@ -37,6 +37,7 @@ _LIKELIHOOD = {
     "cert_alert": 0.90, "cert_abort": 0.75, "tls_alert": 0.85, "tls_alert_other": 0.60, "login": 0.80,
     "brute": 0.30, "connect_code": 0.90, "connect_silent": 0.70, "reset_server": 0.70, "reset_client": 0.45,
     "reset_client_long": 0.35, "path_blocked": 0.70, "followed": 0.10, "retry": 0.15,
+    "vnc_console": 0.50, "vnc_no_auth": 0.60, "vnc_no_follow": 0.60,
 }
 
 CERT_ALERTS = frozenset({"bad_certificate", "unsupported_certificate", "certificate_revoked", "certificate_expired",
@@ -98,7 +99,7 @@ class Finding:
     last_ts: float | None = None
     evidence: list[int] = field(default_factory=list)  # frame numbers
     related: list[str] = field(default_factory=list)  # session uids
-    severity: str = "problem"  # problem | info
+    severity: str = "problem"  # problem | warning (a risk, not a failure) | info
     source: str | None = None
     rank: int = 0
 

@@ -26,6 +26,7 @@ from ...model.schema import (
     HEARTBEATS,
     build,
 )
+from ...net.flows import fmt_ip as _ip
 from ...proto import heartbeat as hbmod
 from . import rank as ranking
 from .checks import CHECKS
@@ -35,7 +36,6 @@ from .evidence import (
     HeartbeatFlow,
     IcmpGroup,
     NameLookup,
-    _ip,
     _Query,
     _quoted,
     dns_summary,
@@ -292,12 +292,20 @@ class Diagnostics:
         self._paths.close()
         sessions = [s for s in analysis.sessions if s.server_port in AUTHD_PORTS or s.banner is not None]
         ctx = _Context(self, sessions)
+        ctx.vnc = analysis.extras.get("vnc")  # plain VNC consoles (analyzers/vnc.py), when that observer ran
         candidates: list[_Candidate] = []
         for _name, check in CHECKS:
             candidates.extend(check(ctx))
         self.findings = ranking.rank(candidates, self._counts)
         self.console_paths = ctx.console_paths()
         self.checked = ctx.checked(self.findings)
+        if ctx.vnc is not None:
+            self.checked.append({
+                "check": "plain_vnc", "observed": len(ctx.vnc.sessions),
+                "problems": sum(1 for f in self.findings if f.kind in ("vnc_no_auth", "vnc_no_follow")),
+                "what": f"{len(ctx.vnc.sessions)} RFB (VNC) session(s) recognised by content on ports "
+                        f"{min(ctx.vnc.ports)}-{max(ctx.vnc.ports)}: unencrypted consoles, authentication, "
+                        "a port per VM, consoles that did not follow a migration"})
 
     # -- output ------------------------------------------------------------------------------------------------------
 

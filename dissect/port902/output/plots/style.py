@@ -13,6 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, Locator
 
+from ...net.flows import hostport  # noqa: F401  (the charts' host:port spelling is the tables')
+
 # -- palette ----------------------------------------------------------------------------------
 
 #: Okabe & Ito (2008), "Color Universal Design": eight colours that stay distinct for
@@ -194,10 +196,6 @@ def _features_in(values) -> list[str]:
     return [f for f in FEATURE_ORDER if f in present] + sorted(present - set(FEATURE_ORDER))
 
 
-def hostport(ip, port) -> str:
-    """``10.0.0.1:902``; ``[fd00::1]:902`` for IPv6, as the CLI prints them."""
-    ip = str(ip)
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _color(feature: str) -> str:

@@ -7,6 +7,7 @@ copy costs O(1) memory.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from .events import NfcAio, NfcMessage, NfcWeird, _Bad
 from .wire import (
@@ -95,7 +96,7 @@ class NfcDirection:
         self._need = 4
         self._buf = bytearray()
         self._origin = (0.0, 0)
-        self._event: dict | None = None  # the message being built
+        self._event: dict[str, Any] | None = None  # the message being built
         self._segments: list[list] = []  # [name, bytes left, kind]
         self._capture = bytearray()
         self._extra = 0
@@ -158,7 +159,7 @@ class NfcDirection:
             self._finish_scan(events)
             self._reset_fixed()
         elif self._mode == _SEGMENT:
-            name = self._event["name"]
+            name = self._message()["name"]
             if not self._emitted:
                 self._partial_fields()
                 self._emit(events)
@@ -221,7 +222,15 @@ class NfcDirection:
         self._piece, self._need = _BLOCK, MESSAGE_SIZE
         self._buf += word
 
-    def _start(self, kind: str, number: int, name: str, fields: dict, segments: list, **extra) -> None:
+    def _message(self) -> dict[str, Any]:
+        """The message being built: there is one from its header until it is emitted (modes _SEGMENT and
+        _SCAN, an AIO payload)."""
+        event = self._event
+        if event is None:  # a bug in the parser, not a property of the capture
+            raise RuntimeError("NFC parser: no message is being built")
+        return event
+
+    def _start(self, kind: str, number: int, name: str, fields: dict, segments: list, **extra: int) -> None:
         self._event = {"kind": kind, "type": number, "name": name, "fields": fields, **extra}
         self._segments = [[n, length, k] for n, length, k in segments]
         self._extra = sum(length for _, length, k in segments if k != "scan")
@@ -332,7 +341,7 @@ class NfcDirection:
             self._aio_payload(b"", events)
 
     def _aio_payload(self, payload: bytes, events: list) -> None:
-        event = self._event
+        event = self._message()
         aio_type = event["type"]
         fields, segments = self._aio_layout(aio_type, payload)
         self._start("aio", aio_type, event["name"], fields, segments,
@@ -400,7 +409,7 @@ class NfcDirection:
     # -- extras after the fixed part -----------------------------------------------------------
 
     def _emit(self, events: list) -> None:
-        event = self._event
+        event = self._message()
         self._emitted = True
         ts, frame = self._origin
         self.message_types[event["name"]] += 1
@@ -441,7 +450,7 @@ class NfcDirection:
             self._segments.pop(0)
             captured = bytes(self._capture)
             self._capture.clear()
-            fields = self._event["fields"]
+            fields = self._message()["fields"]
             if kind == "text":
                 text = _text(captured)
                 fields[name] = text[:MAX_ERROR_TEXT] if name == "text" else text
@@ -466,7 +475,7 @@ class NfcDirection:
         """The message is cut short: keep what its current text extra has so far."""
         name, _, kind = self._segments[0]
         if kind == "text":
-            self._event["fields"][name] = _text(bytes(self._capture))
+            self._message()["fields"][name] = _text(bytes(self._capture))
 
     def _capture_scan(self, chunk: bytes) -> None:
         self._scanned += len(chunk)
@@ -486,7 +495,7 @@ class NfcDirection:
                 self._finish_scan(events)
                 events.append(NfcWeird(ts, frame, "unterminated_extra",
                                        f"no AIO header within {self._scanned} bytes after "
-                                       f"{self._event['name']}; resynchronising"))
+                                       f"{self._message()['name']}; resynchronising"))
                 self._enter_resync(b"")
             return data, len(data)
         self._capture_scan(buf[:at])
@@ -497,7 +506,7 @@ class NfcDirection:
 
     def _finish_scan(self, events: list) -> None:
         if self._capture:
-            self._event["fields"]["extra"] = _text(bytes(self._capture))
+            self._message()["fields"]["extra"] = _text(bytes(self._capture))
         self._capture.clear()
         self._segments.clear()
         self._emit(events)

@@ -39,7 +39,7 @@ def parse_record_header(buf: bytes, offset: int = 0) -> tuple[int, int, int]:
     return content_type, version, length
 
 
-def plausible_record_header(buf: bytes, offset: int = 0, partial: bool = False) -> bool:
+def plausible_record_header(buf: bytes | bytearray, offset: int = 0, partial: bool = False) -> bool:
     """True if the bytes at *offset* are a well-formed record header.
 
     With ``partial=True`` a header cut short counts as plausible as long as the bytes that
@@ -62,7 +62,7 @@ def plausible_record_header(buf: bytes, offset: int = 0, partial: bool = False) 
     return True
 
 
-def parse_handshake_header(buf: bytes, offset: int = 0) -> tuple[int, int]:
+def parse_handshake_header(buf: bytes | bytearray, offset: int = 0) -> tuple[int, int]:
     """Return ``(msg_type, length)`` of the 4-byte handshake header at *offset*."""
     if offset < 0 or len(buf) - offset < HANDSHAKE_HEADER.size:
         raise NeedMoreData(f"handshake header needs {HANDSHAKE_HEADER.size} bytes")

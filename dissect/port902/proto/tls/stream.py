@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import Malformed
-from .hello import parse_client_hello, parse_server_hello
+from .hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
 from .records import (
     HandshakeReassembler,
     HandshakeTooLarge,
@@ -26,7 +26,7 @@ from .registry import (
     HANDSHAKE_TYPES,
     RECORD_HEADER,
 )
-from .x509 import certificate_summary, parse_certificate_list
+from .x509 import CertificateInfo, certificate_summary, parse_certificate_list
 
 # ---------------------------------------------------------------------------------------------
 # Events of the incremental parser
@@ -433,9 +433,9 @@ class TlsDirection:
         if self._reasm.pending:
             self._hs_origin = first_origin if not messages else self._rec_origin
 
-    def _on_message(self, msg_type: int, body: bytes, origin: tuple, events: list) -> None:
+    def _on_message(self, msg_type: int, body: bytes, origin: tuple[float, int], events: list) -> None:
         ts, frame = origin
-        parsed = None
+        parsed: ClientHello | ServerHello | list[CertificateInfo] | None = None
         name = HANDSHAKE_TYPES.get(msg_type, str(msg_type))
         if msg_type in (1, 2):
             try:
@@ -451,7 +451,8 @@ class TlsDirection:
                 events.append(TlsWeird(ts, frame, "malformed_handshake", f"{name}: {exc}"))
         events.append(TlsHandshakeMessage(ts, frame, msg_type, parsed, len(body)))
 
-    def _on_hello(self, msg_type: int, hello, origin: tuple, events: list) -> None:
+    def _on_hello(self, msg_type: int, hello: ClientHello | ServerHello, origin: tuple[float, int],
+                  events: list) -> None:
         role = "client" if msg_type == 1 else "server"
         if self.role is None:
             self.role = role
@@ -468,7 +469,7 @@ class TlsDirection:
             events.append(TlsNewHandshake(*origin, hello))
         self.encrypted = False
         self._protected_seen = False
-        if (msg_type == 2 and not hello.is_hello_retry_request
+        if (isinstance(hello, ServerHello) and not hello.is_hello_retry_request  # msg_type 2
                 and (hello.selected_version == 0x0304 or hello.selected_version >> 8 == 0x7F)):
             self.encrypted = True  # TLS 1.3: everything after ServerHello is protected
 

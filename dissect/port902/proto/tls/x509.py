@@ -93,14 +93,14 @@ _KEY_TYPES = ((rsa.RSAPublicKey, "RSA"), (ec.EllipticCurvePublicKey, "EC"),
 _FIXED_KEY_BITS = {"Ed25519": 256, "Ed448": 456, "X25519": 256, "X448": 448}
 
 
-def _describe_key(key) -> tuple[str, int | None, str | None]:
+def _describe_key(key: object) -> tuple[str, int | None, str | None]:
     """(key type, size in bits, curve name) of a public key object."""
     for cls, name in _KEY_TYPES:
         if isinstance(key, cls):
             break
     else:
         return type(key).__name__, None, None
-    if name == "EC":
+    if isinstance(key, ec.EllipticCurvePublicKey):  # name == "EC"
         return name, key.curve.key_size, key.curve.name
     return name, getattr(key, "key_size", _FIXED_KEY_BITS.get(name)), None
 

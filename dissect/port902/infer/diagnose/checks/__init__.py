@@ -10,6 +10,7 @@ from .dns import dns_findings
 from .network import icmp_findings, path_findings, refused_findings, syn_findings
 from .reconnect import reconnect_findings
 from .tls import tls_findings
+from .vnc import vnc_findings
 
 CHECKS = (
     ("icmp", icmp_findings),
@@ -22,4 +23,5 @@ CHECKS = (
     ("dns", dns_findings),
     ("reconnect", reconnect_findings),
     ("path", path_findings),
+    ("vnc", vnc_findings),
 )
