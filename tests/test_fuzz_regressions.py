@@ -23,10 +23,10 @@ def test_regression_input(path):
     targets.TARGETS[target](path.read_bytes())  # must not raise
 
 
-def _damaged_gzip(tmp_path):
+def _damaged_gzip(tmp_path, sample=None):
     """The sample, gzipped, with the first damage (from the middle on) that makes zlib itself
     fail (``zlib.error: invalid ...``), not only the CRC check at the end."""
-    good = gzip.compress(SAMPLE.read_bytes(), mtime=0)
+    good = gzip.compress((sample or SAMPLE).read_bytes(), mtime=0)
     for pos in range(len(good) // 2, len(good) - 8):
         data = bytearray(good)
         data[pos] ^= 0xFF
@@ -57,8 +57,10 @@ def test_damaged_gzip_member_is_a_weird_row_with_offset(tmp_path, engine):
     assert pkts, "what was decompressed before the damage is still read"
 
 
-def test_damaged_gzip_through_analyze(tmp_path):
-    result = analyze(_damaged_gzip(tmp_path))
+@pytest.mark.parametrize("sample", ["unanswered-syn.pcap", "nfc-transfers.pcapng"])
+def test_damaged_gzip_through_analyze(tmp_path, sample):
+    """pcapng too: the key-log reader (Decryption Secrets Blocks) once let zlib.error through."""
+    result = analyze(_damaged_gzip(tmp_path, SAMPLE.parent / sample))
     assert any(w.kind == "truncated_file" and w.offset for w in result.weird)
 
 

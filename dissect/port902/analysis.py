@@ -204,17 +204,20 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         def report(n, _base=done_before):  # progress over all files, not per file
             progress(_base + n)
 
-        sel = selection if selection is not None else Selection()
+        # this file's own copy of the selection (the caller's is not changed): the observers widen
+        # it, the reader widens it further when it sees a greeting on another port; what goes to the
+        # authd analysis is decided here, from a snapshot of the ports asked for and from the server
+        # endpoints that sent a greeting themselves, never from a set that grows while reading
+        base = selection if selection is not None else Selection()
+        sel = replace(base, tcp_ports=set(base.tcp_ports), tcp_control_ports=set(base.tcp_control_ports),
+                      udp_ports=set(base.udp_ports), observer_tcp_ports=set(base.observer_tcp_ports))
         for obs in observers:
             obs.select(sel)
-        # the reader gets its own copy of the selection: it widens that copy when it sees a greeting
-        # on another port; what is routed to the authd analysis is decided here, from a snapshot
-        # of the ports asked for and from the server endpoints that sent a greeting themselves
         watched = frozenset(sel.tcp_ports)
         ctl_ports = frozenset(sel.tcp_control_ports)
-        rsel = replace(sel, tcp_ports=set(sel.tcp_ports), tcp_control_ports=set(sel.tcp_control_ports),
-                       udp_ports=set(sel.udp_ports), observer_tcp_ports=set(sel.observer_tcp_ports) - DEFAULT_TCP_PORTS)
-        side_ports = rsel.observer_tcp_ports  # full TCP for a side analysis (plain VNC); the reader adds VNC servers
+        side_ports = sel.observer_tcp_ports  # full TCP for a side analysis (plain VNC); grows with VNC greetings
+        side_ports -= DEFAULT_TCP_PORTS
+        rsel = sel
         servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
         with CaptureReader(path, rsel, progress=report if progress is not None else None) as reader:
             table = FlowTable(make_session, finish, source=reader.path)

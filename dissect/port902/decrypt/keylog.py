@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 DSB_BLOCK = 0x0000000A
@@ -164,6 +165,6 @@ def read_pcapng_secrets(path: str | os.PathLike, scan_all: bool = False) -> KeyL
                         log.update(parse_keylog(body[8:8 + slen]))
                 else:
                     handle.seek(blen - 8, os.SEEK_CUR)
-        except (OSError, EOFError, struct.error, gzip.BadGzipFile):
+        except (OSError, EOFError, struct.error, gzip.BadGzipFile, zlib.error):  # zlib: a damaged member (found by fuzz/)
             pass
     return log
