@@ -139,7 +139,7 @@ class _LinkDecoder:
 
         return decode
 
-    def _malformed(self, rec_off: int, frame: int, detail: str) -> None:
+    def _malformed(self, rec_off: int, frame: int, detail: str) -> Packet | None:
         """A selected packet whose headers contradict themselves: counted, the first ones kept as
         ``malformed_packet`` warnings (weird rows), the packet dropped."""
         stats = self.stats

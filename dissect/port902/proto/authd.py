@@ -379,11 +379,12 @@ def _answers(verb: str, code: int) -> bool:
     return code in _ANSWERS.get(verb, (200,))
 
 
+_NO_QUEUE: deque = deque()  # never appended to (see Dialogue._queue)
 MAX_LINES = 5000  # dialogue lines kept per session (a flood of short lines must not grow memory)
 MAX_COMMANDS = 1000
 
 
-@dataclass(slots=True)
+@dataclass
 class Dialogue:
     """The visible authd conversation of one connection and what it tells.
 
@@ -409,7 +410,8 @@ class Dialogue:
     connect_frame: int | None = None  # frame of the CONNECT / PROXY line
     connect_reply_frame: int | None = None
     commands: list[str] = field(default_factory=list)  # verbs in order (feature evidence)
-    _queue: deque | tuple = ()  # a deque from the first command awaiting a reply (an empty deque is 600 bytes)
+    # the shared empty _NO_QUEUE until a command awaits a reply (an empty deque is 600 bytes)
+    _queue: deque = field(default_factory=lambda: _NO_QUEUE)
     _ticket_seen: bool = False  # a ticket went by: a reply that answers nothing may repeat it
     _user: tuple[str | None, int | None, bool] = (None, None, False)  # shown, frame, secret
     _connects: int = 0
@@ -475,7 +477,7 @@ class Dialogue:
         elif verb == "SESSION" or not text.strip():
             pending = None  # SESSION has no reply of its own (protocol.md §3.3); blank lines get none
         if pending is not None:
-            if not self._queue:
+            if self._queue is _NO_QUEUE:
                 self._queue = deque()
             if len(self._queue) >= MAX_PENDING:
                 self._queue.popleft()
