@@ -10,7 +10,6 @@ DataFrames and the JSON document from them.
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
@@ -18,9 +17,10 @@ from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 from .output import frames
 from .io.capture import DEFAULT_TCP_PORTS, IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .errors import CaptureError
+from .io.decode import MAX_MALFORMED_WARNINGS
 from .infer.classify import classify
 from .infer.links import Handoff, find_handoffs
-from .net.flows import FlowTable
+from .net.flows import GREETING, FlowTable, fmt_ip, hostport
 from .model.records import SessionRecord, failure_of, summarize
 from .analyzers.session import MAX_RECORDS, Interner, Session, Weird
 
@@ -179,19 +179,9 @@ def analyze(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     observers = list(default_observers(show_secrets) if observers is None else observers)
-    # Objects that live through the whole run (modules, the caller's data) need not be traced
-    # again and again by the cycle collector while packets stream through: freeze what exists
-    # and collect less often (finished connections are still collected), then restore.
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
-    try:
-        return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
-                        selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext,
-                        skip_unreadable=skip_unreadable)
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+    return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
+                    selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext,
+                    skip_unreadable=skip_unreadable)
 
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
@@ -220,23 +210,53 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         def report(n, _base=done_before):  # progress over all files, not per file
             progress(_base + n)
 
-        sel = selection if selection is not None else Selection()
+        # this file's own copy of the selection (the caller's is not changed): the observers widen
+        # it, the reader widens it further when it sees a greeting on another port; what goes to the
+        # authd analysis is decided here, from a snapshot of the ports asked for and from the server
+        # endpoints that sent a greeting themselves, never from a set that grows while reading
+        base = selection if selection is not None else Selection()
+        sel = replace(base, tcp_ports=set(base.tcp_ports), tcp_control_ports=set(base.tcp_control_ports),
+                      udp_ports=set(base.udp_ports), observer_tcp_ports=set(base.observer_tcp_ports))
         for obs in observers:
             obs.select(sel)
-        authd_ports = sel.tcp_ports  # grows when a greeting is found on another port
+        watched = frozenset(sel.tcp_ports)
+        ctl_ports = frozenset(sel.tcp_control_ports)
         side_ports = sel.observer_tcp_ports  # full TCP for a side analysis (plain VNC); grows with VNC greetings
         side_ports -= DEFAULT_TCP_PORTS
+        servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
         try:
             with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
                 table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
                 add = table.add
                 for pkt in reader:
-                    if pkt.proto == IPPROTO_TCP and (pkt.sport in authd_ports or pkt.dport in authd_ports) and not (
-                            pkt.sport in side_ports or pkt.dport in side_ports):
-                        add(pkt)
-                    else:
-                        for obs in observers:
-                            obs.packet(pkt)
+                    if pkt.proto == IPPROTO_TCP:
+                        sport, dport = pkt.sport, pkt.dport
+                        if sport in side_ports or dport in side_ports:
+                            for obs in observers:
+                                obs.packet(pkt)
+                            continue
+                        if sport in watched or dport in watched:
+                            add(pkt)
+                            continue
+                        if (pkt.src, sport) in servers or (pkt.dst, dport) in servers:
+                            add(pkt)
+                            continue
+                        if sel.detect_greeting and pkt.payload.startswith(GREETING):
+                            # content detection attaches to this server endpoint, never to the port
+                            servers[(pkt.src, sport)] = pkt.frame
+                            server = hostport(fmt_ip(pkt.src), sport)
+                            result.capture_weird.append(Weird(
+                                pkt.ts, pkt.frame, "authd_on_unusual_port",
+                                f"authd greeting from {server}: connections to that server endpoint are analysed as "
+                                f"authd sessions (other hosts on port {sport} are not)", "", reader.path))
+                            add(pkt)
+                            continue
+                        if not (sport in ctl_ports or dport in ctl_ports):
+                            continue  # on a port the reader follows only for a greeting elsewhere
+                        if not (pkt.flags & 0x07 or pkt.payload[:1] in (b"\x16", b"G")):
+                            continue  # what the reader keeps of a control port, as it would without the greeting
+                    for obs in observers:
+                        obs.packet(pkt)
                 table.close()
                 stats = reader.stats
         except CaptureError as exc:
@@ -256,6 +276,11 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         result.captures.append(stats)
         for w in stats.warnings:
             result.capture_weird.append(Weird(None, w.frame, w.kind, w.detail, "", w.path, w.offset))
+        if stats.malformed > MAX_MALFORMED_WARNINGS:
+            result.capture_weird.append(Weird(None, None, "malformed_packet",
+                                              f"{stats.malformed - MAX_MALFORMED_WARNINGS} more malformed packets "
+                                              f"({stats.malformed} in all) after the first {MAX_MALFORMED_WARNINGS}",
+                                              "", reader.path))
         if table.evicted:
             result.capture_weird.append(Weird(None, None, "flow_table_overflow",
                                               f"{table.evicted} connections finished early: more than "

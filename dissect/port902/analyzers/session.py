@@ -40,6 +40,8 @@ from .midstream import MidstreamSync, find_record_chain
 MAX_RECORDS = 50_000
 MAX_NFC_EVENTS = 200
 MAX_WEIRD_PER_SESSION = 100
+MAX_ALERTS = 100  # TLS alerts kept per handshake (and without one)
+MAX_HANDSHAKES = 32  # TLS handshakes kept per session
 RFB_PREFIX = b"RFB 0"
 
 # direction codes used in compact arrays and frames
@@ -179,8 +181,26 @@ class _Side:
         self.sync: MidstreamSync | None = None  # collecting a mid-way stream until records are found
 
 
+_NO_RECORDS = {code: array(code) for code in "dqbBl"}  # shared, never appended to: a session without records
+
+
+def no_records(arr: array) -> bool:
+    """True for the shared empty arrays of a session that saw no TLS record."""
+    return arr is _NO_RECORDS.get(arr.typecode)
+
+
 class Session:
-    """Application-level analysis of one TCP connection."""
+    """Application-level analysis of one TCP connection.
+
+    Slotted, and its record arrays are allocated at the first TLS record: a connection attempt
+    that never carries a byte (a SYN flood) costs a few hundred bytes, not kilobytes."""
+
+    __slots__ = ("app_bytes", "app_records", "banner", "banner_frame", "banner_ts", "clear_after_tls_frame",
+                 "clear_after_tls_ts", "client_sink", "conn", "dialogue", "handshakes", "intern", "max_records",
+                 "midstream_alerts", "nfc_aio_types", "nfc_data_bytes", "nfc_events", "nfc_message_types",
+                 "nfc_paths", "rec_dir", "rec_frame", "rec_hs", "rec_len", "rec_ts", "rec_type",
+                 "records_dropped", "records_total", "server_sink", "sides", "tls_ended_in_clear", "weird",
+                 "weird_total", "alerts_dropped", "handshakes_dropped", "decryption")
 
     def __init__(self, conn, show_secrets: bool = False, max_records: int = MAX_RECORDS,
                  intern: Interner | None = None, keylog=None, keep_plaintext: bool = False) -> None:
@@ -192,16 +212,16 @@ class Session:
         self.banner_ts: float | None = None
         self.banner_frame: int | None = None
         self.dialogue = Dialogue(show_secrets=show_secrets)
-        self.sides = {True: _Side(), False: _Side()}
+        self.sides = (_Side(), _Side())  # indexed by from_client: [False] server, [True] client
         self.handshakes: list[Handshake] = []
         self.max_records = max_records
         # TLS record metadata, struct-of-arrays: time, frame, direction, content type, length, handshake
-        self.rec_ts = array("d")
-        self.rec_frame = array("q")
-        self.rec_dir = array("b")
-        self.rec_type = array("B")
-        self.rec_len = array("l")
-        self.rec_hs = array("b")
+        self.rec_ts = _NO_RECORDS["d"]  # replaced by fresh arrays at the first record
+        self.rec_frame = _NO_RECORDS["q"]
+        self.rec_dir = _NO_RECORDS["b"]
+        self.rec_type = _NO_RECORDS["B"]
+        self.rec_len = _NO_RECORDS["l"]
+        self.rec_hs = _NO_RECORDS["b"]
         self.records_total = 0
         self.records_dropped = 0
         self.app_records = [0, 0]
@@ -217,9 +237,15 @@ class Session:
         self.weird: list[Weird] = []
         self.weird_total = 0
         self.midstream_alerts: list[tuple] = []
+        self.alerts_dropped = 0
+        self.handshakes_dropped = 0
         self.decryption = decrypt.attach(self, keylog, show_secrets, keep_plaintext) if keylog else None
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _new_record_arrays(self) -> None:
+        self.rec_ts, self.rec_frame, self.rec_dir = array("d"), array("q"), array("b")
+        self.rec_type, self.rec_len, self.rec_hs = array("B"), array("l"), array("b")
 
     def weird_event(self, ts: float, frame: int, kind: str, detail: str) -> None:
         self.weird_total += 1
@@ -408,7 +434,7 @@ class Session:
         self.dialogue.server_line(raw, ts, frame, truncated)
         if before is None and self.dialogue.connect_ok:
             # plaintext hand-off: whatever follows on both sides is the inner protocol
-            for side in self.sides.values():
+            for side in (self.sides[1], self.sides[0]):
                 if side.mode == "lines" and not side.lines.pending and not side.lines.skipping:
                     side.mode = "sniff"
                     side.inner = "after_connect"
@@ -422,6 +448,10 @@ class Session:
         return rest
 
     def _handshake(self, index: int, ts: float, frame: int) -> Handshake:
+        if index > MAX_HANDSHAKES:  # a stream of hellos: the later handshakes are counted, not kept
+            if self.handshakes_dropped < index - MAX_HANDSHAKES:
+                self.handshakes_dropped = index - MAX_HANDSHAKES
+            return Handshake(index, ts, frame)
         while len(self.handshakes) < index:
             self.handshakes.append(Handshake(len(self.handshakes) + 1, ts, frame))
         return self.handshakes[index - 1]
@@ -455,6 +485,8 @@ class Session:
                         else:
                             hs.server_app_records += 1
                 if len(self.rec_ts) < self.max_records:
+                    if not self.rec_ts:
+                        self._new_record_arrays()
                     self.rec_ts.append(ev.ts)
                     self.rec_frame.append(ev.frame)
                     self.rec_dir.append(d)
@@ -481,10 +513,11 @@ class Session:
             elif kind is tlsmod.TlsAlert:
                 who = "client" if from_client else "server"
                 alert = (ev.ts, ev.frame, who, ev.level, ev.description, ev.encrypted)
-                if side.hs:
-                    self._handshake(side.hs, ev.ts, ev.frame).alerts.append(alert)
-                else:  # a stream picked up mid-way: no handshake to file it under
-                    self.midstream_alerts.append(alert)
+                kept = self._handshake(side.hs, ev.ts, ev.frame).alerts if side.hs else self.midstream_alerts
+                if len(kept) < MAX_ALERTS:  # else a stream of alerts: counted, not kept
+                    kept.append(alert)  # (without a handshake: a stream picked up mid-way)
+                else:
+                    self.alerts_dropped += 1
             elif kind is tlsmod.TlsEnd:
                 side.mode = "sniff"
                 rest = ev.remainder
@@ -520,7 +553,7 @@ class Session:
     def finish(self) -> None:
         """The connection ended: parse what was held back and report what was cut short."""
         ts, frame = self.conn.end, self.conn.last_frame
-        for from_client, side in self.sides.items():
+        for from_client, side in ((True, self.sides[1]), (False, self.sides[0])):
             if side.sync is not None:  # the stream ended before three chained headers: accept one
                 side.sync.scanned, side.sync.retry = 0, []
                 self._try_sync(side, from_client, ts, frame, links=1)
@@ -548,8 +581,8 @@ class Session:
     def transport(self) -> str:
         """plain | tls | tls+tls2 | tls+clear | none: how the stream was carried."""
         n = len(self.handshakes)
-        if n == 0 and all(s.tls is None for s in self.sides.values()):
-            if self.dialogue.lines or any(s.opaque_bytes or s.clear_bytes or s.nfc for s in self.sides.values()):
+        if n == 0 and all(s.tls is None for s in (self.sides[1], self.sides[0])):
+            if self.dialogue.lines or any(s.opaque_bytes or s.clear_bytes or s.nfc for s in (self.sides[1], self.sides[0])):
                 return "plain"
             return "none"
         if self.tls_ended_in_clear:
@@ -558,11 +591,11 @@ class Session:
 
     @property
     def inner_protocol(self) -> str | None:
-        for s in self.sides.values():
+        for s in (self.sides[1], self.sides[0]):
             if s.inner in ("NFC", "RFB"):
                 return s.inner
         return None
 
     @property
     def nfc_data(self) -> int:
-        return sum(s.nfc.data_bytes for s in self.sides.values() if s.nfc is not None)
+        return sum(s.nfc.data_bytes for s in (self.sides[1], self.sides[0]) if s.nfc is not None)

@@ -16,12 +16,12 @@ import os
 import sys
 import shutil
 import textwrap
-from datetime import datetime, timezone
 from typing import Sequence, TextIO
 
 from ..analysis import SCHEMA_VERSION
 from ..analyzers.vnc import VncConsoles
 from ..infer.diagnose import FINDING_KINDS, Diagnostics
+from ..model.timefmt import utc_text
 from ..output.render import safe
 from ..output.sink import error, open_output, output_file
 from .runner import run_analyze
@@ -154,9 +154,7 @@ def render_json(result, diag: Diagnostics, out: TextIO, code: int | None = None)
 
 
 def _utc(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return utc_text(ts)
 
 
 def text_width(out: TextIO) -> int:

@@ -4,6 +4,7 @@ for a file that is not a capture (the readable ones are analysed all the same)."
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Sequence
@@ -42,12 +43,20 @@ def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **o
     each; they are ``unreadable_capture`` weird rows and the others are analysed); (None, 2)
     when none was."""
     bar, update = progress_bar(paths, quiet)
+    # The command line owns its interpreter (the library does not touch the collector): objects
+    # that live through the whole run need not be traced again and again while packets stream
+    # through, so freeze what exists and collect less often, then restore.
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
     try:
         result = analyze(paths, progress=update, skip_unreadable=True, **options)
     except (CaptureError, KeyLogError) as exc:  # a key log that cannot be read; callers' own observers
         print(f"{prog}: error: {safe(exc)}", file=sys.stderr)
         return None, 2
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
         if bar is not None:
             bar.close()
     for _path, why in result.unreadable:

@@ -15,6 +15,7 @@ the window is accepted when no same-address candidate exists, and the link says 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from ..model.records import SessionRecord
@@ -50,27 +51,80 @@ class Handoff:
         }
 
 
+class _Queue:
+    """Sessions sorted by start time with "first unclaimed at or after t" in amortised
+    near-constant time: a claimed slot points past itself (union-find with path halving)."""
+
+    __slots__ = ("items", "starts", "nxt")
+
+    def __init__(self, items: list[SessionRecord]) -> None:
+        self.items = items
+        self.starts = [t.start for t in items]
+        self.nxt = list(range(len(items) + 1))  # nxt[i] == i: slot i is free (len(items): the end)
+
+    def _find(self, i: int) -> int:
+        nxt = self.nxt
+        while nxt[i] != i:
+            nxt[i] = nxt[nxt[i]]
+            i = nxt[i]
+        return i
+
+    def first(self, t: float) -> int | None:
+        """Index of the first unclaimed session starting at or after ``t``."""
+        i = self._find(bisect_left(self.starts, t))
+        return i if i < len(self.items) else None
+
+    def claim(self, i: int) -> None:
+        self.nxt[i] = i + 1
+
+
 def find_handoffs(sessions: list[SessionRecord], window_s: float = HANDOFF_WINDOW_S) -> list[Handoff]:
     """Pair each 903 session with the first unclaimed 902 session from the same client that starts
-    after it and no later than ``window_s`` after it ended; annotate both records."""
+    after it and no later than ``window_s`` after it ended; annotate both records.
+
+    The 902 sessions are indexed by client and by (client, server), sorted by start, so each
+    903 session costs a binary search, not a scan of every session of its client."""
     controls = sorted((s for s in sessions if s.server_port == CONTROL_PORT and s.state != "no_answer"
                        and s.state != "refused"), key=lambda s: s.start)
     targets = sorted((s for s in sessions if s.server_port == HANDOFF_PORT and s.state not in ("no_answer", "refused")),
                      key=lambda s: s.start)
     by_client: dict[str, list[SessionRecord]] = {}
+    by_pair: dict[tuple[str, str], list[SessionRecord]] = {}
     for t in targets:
         by_client.setdefault(t.client_ip, []).append(t)
-    claimed: set[str] = set()
+        by_pair.setdefault((t.client_ip, t.server_ip), []).append(t)
+    client_q = {k: _Queue(v) for k, v in by_client.items()}
+    pair_q = {k: _Queue(v) for k, v in by_pair.items()}
+    # where each target sits in the two queues, to claim it in both
+    slot: dict[int, tuple[int, int]] = {}
+    for q in client_q.values():
+        for i, t in enumerate(q.items):
+            slot[id(t)] = (i, -1)
+    for q in pair_q.values():
+        for i, t in enumerate(q.items):
+            slot[id(t)] = (slot[id(t)][0], i)
     out: list[Handoff] = []
     for c in controls:
-        cands = [t for t in by_client.get(c.client_ip, ())
-                 if t.uid not in claimed and t.start >= c.start and t.start - c.end <= window_s]
-        if not cands:
+        cq = client_q.get(c.client_ip)
+        if cq is None:
             continue
-        same = [t for t in cands if t.server_ip == c.server_ip]
-        t = (same or cands)[0]
-        claimed.add(t.uid)
-        h = Handoff(c.uid, t.uid, c.client_ip, c.server, t.server, t.start - c.end, bool(same),
+        t = None
+        same = False
+        pq = pair_q.get((c.client_ip, c.server_ip))
+        if pq is not None:
+            i = pq.first(c.start)
+            if i is not None and pq.items[i].start - c.end <= window_s:
+                t, same = pq.items[i], True
+        if t is None:
+            i = cq.first(c.start)
+            if i is not None and cq.items[i].start - c.end <= window_s:
+                t = cq.items[i]
+        if t is None:
+            continue
+        ci, pi = slot[id(t)]
+        cq.claim(ci)
+        pair_q[(t.client_ip, t.server_ip)].claim(pi)
+        h = Handoff(c.uid, t.uid, c.client_ip, c.server, t.server, t.start - c.end, same,
                     c.first_frame, t.first_frame)
         out.append(h)
     return out

@@ -292,11 +292,15 @@ static PyObject *make_packet(const ctx_t *c, int64_t p, int64_t incl, uint32_t o
         return NULL;
     if (h->proto == 6 ? (l4 + 20 > end || l4 + 20 > n) : (l4 + 8 > end || l4 + 8 > n))
         return NULL; /* a TCP header cut short (a warning) or a UDP one (nothing): Python's */
+    if (h->proto == 6 && (b[l4 + 12] >> 4) < 5)
+        return NULL; /* a TCP data offset under 5 words: malformed, Python's warning */
     if (h->ver == 4) {
         int64_t total;
         if (l3 + 4 > n)
             return NULL;
         total = be16(b + l3 + 2);
+        if ((b[l3] & 15) < 5 || (total && total < ((b[l3] & 15) << 2) + (h->proto == 6 ? 20 : 8)))
+            return NULL; /* an IPv4 header under 20 bytes, or a total length shorter than the headers */
         v[3] = slice(b, n, l3 + 12, l3 + 16);
         v[4] = slice(b, n, l3 + 16, l3 + 20);
         ip_end = total ? l3 + total : end; /* 0 = TSO super-frame: trust the capture */

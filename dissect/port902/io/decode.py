@@ -37,6 +37,8 @@ class Decode(Protocol):
     def __call__(self, buf: Buf, p: int, incl: int, orig: int, layout: tuple[int, int], frame: int, ts_a: int,
                  ts_b: int, div: int, rec_off: int, tsoff: int = 0) -> Packet | None: ...
 
+MAX_MALFORMED_WARNINGS = 100  # per capture; the rest are counted in CaptureStats.malformed
+
 
 class _LinkDecoder:
     """``CaptureReader``'s decoding methods: a per-packet closure with everything bound as locals."""
@@ -137,11 +139,27 @@ class _LinkDecoder:
 
         return decode
 
+    def _malformed(self, rec_off: int, frame: int, detail: str) -> Packet | None:
+        """A selected packet whose headers contradict themselves: counted, the first ones kept as
+        ``malformed_packet`` warnings (weird rows), the packet dropped."""
+        stats = self.stats
+        stats.malformed += 1
+        if stats.malformed <= MAX_MALFORMED_WARNINGS:
+            self._warn(rec_off, frame, "malformed_packet", detail)
+        return None
+
     def _full_decode(self, buf: Buf, p: int, end: int, l3: int, l4: int, ver: int, proto: int, incl: int, orig: int,
                      frame: int, rec_off: int, ts: float) -> Packet | None:
         """Decode an interesting packet completely (runs only for selected packets)."""
         if ver == 4:
             total = _IPV4_LEN.unpack_from(buf, l3 + 2)[0]
+            if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+                ihl = (buf[l3] & 15) << 2
+                if ihl < 20:
+                    return self._malformed(rec_off, frame, f"IPv4 header length {ihl} bytes (under 20)")
+                if total and total < ihl + (20 if proto == IPPROTO_TCP else 8):
+                    return self._malformed(rec_off, frame, f"IPv4 total length {total} is shorter than its "
+                                                           f"{'TCP' if proto == IPPROTO_TCP else 'UDP'} and IP headers")
             src, dst = buf[l3 + 12:l3 + 16], buf[l3 + 16:l3 + 20]
             ip_end = l3 + total if total else end  # 0 = TSO super-frame: trust the capture
         else:
@@ -153,6 +171,9 @@ class _LinkDecoder:
                 self._warn(rec_off, frame, "snaplen_truncated", "TCP header cut off by the snapshot length")
                 return None
             sp, dp, seq, ack, doff, flags, win = _TCP.unpack_from(buf, l4)
+            if doff >> 4 < 5:
+                return self._malformed(rec_off, frame, f"TCP data offset {doff >> 4} words (under 5) on port "
+                                                       f"{sp} -> {dp}")
             data = l4 + ((doff >> 4) << 2)
             declared = ip_end - data if ip_end > data else 0
             # a payload cut short by the snaplen (len(payload) < declared) is a gap for the reassembler

@@ -78,6 +78,7 @@ class CaptureStats:
     first_ts: float | None = None
     last_ts: float | None = None
     warnings: list[CaptureWarning] = field(default_factory=list)
+    malformed: int = 0  # selected packets dropped because their headers contradict themselves
 
 
 def _port_flags(ports: Iterable[int]) -> bytearray:

@@ -155,6 +155,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
     def _chunks(self, initial: bytes) -> Iterator[bytes]:
         """Yield raw chunks; the first one starts with the bytes already read."""
         self._damage = None
+        self._unzipped = len(initial)
         chunk = initial + self._read_chunk()
         while chunk:
             yield chunk

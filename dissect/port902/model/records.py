@@ -92,6 +92,7 @@ class SessionRecord:
     handoff_from: str | None = None
     handoff_to: str | None = None
     handoff_gap_s: float | None = None
+    dropped: dict[str, int] | None = None  # what the per-session caps left out: list name -> count
     decryption: Any = None  # decrypt.inner.DecryptedSession when a key log was given
     visible: dict | None = None  # the dialogue fields of what was readable on the wire (with a key log)
     feature_inferred: str | None = None  # the metadata verdict when decryption decided `feature`
@@ -228,6 +229,8 @@ class SessionRecord:
             },
             "weird": self.weird_total,
         }
+        if self.dropped:  # only when a cap was reached: the document of an ordinary session is unchanged
+            d["dropped"] = dict(self.dropped)
         if records:
             d["tls_records"] = [
                 {"ts": ts, "frame": fr, "direction": DIRECTIONS[di], "content_type": tlsmod.CONTENT_TYPES.get(ct, ct),
@@ -350,6 +353,12 @@ def summarize(conn: Connection) -> SessionRecord:
         weird_total=s.weird_total,
         midstream_alerts=s.midstream_alerts,
     )
+    dropped = {name: n for name, n in (("dialogue", dlg.lines_dropped), ("commands", dlg.commands_dropped),
+                                        ("alerts", s.alerts_dropped), ("handshakes", s.handshakes_dropped),
+                                        ("tls_records", s.records_dropped),
+                                        ("syn_times", max(0, len(conn.syn_times) - 16))) if n}
+    if dropped:
+        rec = replace(rec, dropped=dropped)
     if s.decryption is not None:
         rec = replace(rec, decryption=s.decryption, visible=dialogue_fields(s.decryption.visible))
     return replace(rec, failure=failure_of(rec))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..analyzers.consolepath import KINDS as PATH_KINDS
 from ..extras import require
+from .timefmt import ns_safe
 
 if TYPE_CHECKING:  # pandas is imported when a frame is built, not when the package loads
     import pandas as pd
@@ -390,7 +391,9 @@ def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFra
     df = pd.DataFrame(list(rows), columns=cols)
     for col, (dtype, _doc) in schema.items():
         if dtype.startswith("datetime64"):
-            df[col] = pd.to_datetime(pd.to_numeric(df[col], errors="coerce"), unit="s", utc=True).astype(dtype)
+            # a capture's time past 2262 or before 1677 (damage, hostile input) becomes NaT, not an error
+            df[col] = pd.to_datetime(ns_safe(pd.to_numeric(df[col], errors="coerce")), unit="s",
+                                     utc=True).astype(dtype)
         else:
             df[col] = df[col].astype(dtype)
     return df

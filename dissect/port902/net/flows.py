@@ -103,7 +103,7 @@ class Connection:
     """One TCP connection; ``session`` is its application-level analyzer."""
 
     __slots__ = ("uid", "orig_ip", "orig_port", "resp_ip", "resp_port", "start", "end", "first_frame",
-                 "last_frame", "orig", "resp", "history", "_hist_seen", "syn_times", "session",
+                 "last_frame", "orig", "resp", "history", "syn_times", "session",
                  "roles_from", "finished", "rst_frame", "source")
 
     def __init__(self, pkt: Packet, orig_is_src: bool, roles_from: str, make_session: Callable, source: str,
@@ -121,7 +121,6 @@ class Connection:
         self.orig = Direction(Reassembler(self.session.client_sink))
         self.resp = Direction(Reassembler(self.session.server_sink))
         self.history: list[str] = []
-        self._hist_seen: set[str] = set()
         self.syn_times: list[float] = []
         self.roles_from = roles_from
         self.finished = False
@@ -131,8 +130,7 @@ class Connection:
 
     def _hist(self, letter: str, is_orig: bool) -> None:
         ch = letter if is_orig else letter.lower()
-        if ch not in self._hist_seen:
-            self._hist_seen.add(ch)
+        if ch not in self.history:  # at most a dozen letters: a list scan, no set per connection
             self.history.append(ch)
 
     def add(self, pkt: Packet, is_orig: bool) -> None:
@@ -172,8 +170,7 @@ class Connection:
         elif fl & ACK and not plen:
             d.ack_seen = True
             ch = "A" if is_orig else "a"
-            if ch not in self._hist_seen:
-                self._hist_seen.add(ch)
+            if ch not in self.history:
                 self.history.append(ch)
         if pkt.window == 0 and not fl & (SYN | RST):
             d.zero_window = True
@@ -181,8 +178,7 @@ class Connection:
         if plen:
             d.data_seen = True
             ch = "D" if is_orig else "d"
-            if ch not in self._hist_seen:
-                self._hist_seen.add(ch)
+            if ch not in self.history:
                 self.history.append(ch)
             if d.first_data_ts is None:
                 d.first_data_ts = ts

@@ -17,10 +17,10 @@ import csv
 import io
 import json
 import re
-from datetime import datetime, timezone
 from typing import TextIO
 
 from ..extras import require
+from ..model.timefmt import utc_text
 
 MAX_FAILURE_LINES = 20
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
@@ -34,9 +34,7 @@ def safe(value: object) -> str:
 
 
 def _utc(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return utc_text(ts)
 
 
 def _size(n: int) -> str:

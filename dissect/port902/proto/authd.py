@@ -379,6 +379,11 @@ def _answers(verb: str, code: int) -> bool:
     return code in _ANSWERS.get(verb, (200,))
 
 
+_NO_QUEUE: deque = deque()  # never appended to (see Dialogue._queue)
+MAX_LINES = 5000  # dialogue lines kept per session (a flood of short lines must not grow memory)
+MAX_COMMANDS = 1000
+
+
 @dataclass
 class Dialogue:
     """The visible authd conversation of one connection and what it tells.
@@ -405,10 +410,13 @@ class Dialogue:
     connect_frame: int | None = None  # frame of the CONNECT / PROXY line
     connect_reply_frame: int | None = None
     commands: list[str] = field(default_factory=list)  # verbs in order (feature evidence)
-    _queue: deque = field(default_factory=deque)
+    # the shared empty _NO_QUEUE until a command awaits a reply (an empty deque is 600 bytes)
+    _queue: deque = field(default_factory=lambda: _NO_QUEUE)
     _ticket_seen: bool = False  # a ticket went by: a reply that answers nothing may repeat it
     _user: tuple[str | None, int | None, bool] = (None, None, False)  # shown, frame, secret
     _connects: int = 0
+    lines_dropped: int = 0  # lines past MAX_LINES: parsed (replies still matched), not kept
+    commands_dropped: int = 0
 
     # -- client ------------------------------------------------------------------------------
 
@@ -419,7 +427,10 @@ class Dialogue:
         bare = arg.strip(_CONTROL)  # what the shape of a ticket is judged on
         verb_out = verb if verb in COMMANDS else None
         if verb_out:
-            self.commands.append(verb)
+            if len(self.commands) < MAX_COMMANDS:
+                self.commands.append(verb)
+            else:
+                self.commands_dropped += 1
         secret = False  # is the argument a credential?
         if verb in SECRET_VERBS or (verb == "USER" and (is_ticket(bare) or truncated)):
             secret = bool(arg)  # a cut USER may be a cut ticket
@@ -466,11 +477,16 @@ class Dialogue:
         elif verb == "SESSION" or not text.strip():
             pending = None  # SESSION has no reply of its own (protocol.md §3.3); blank lines get none
         if pending is not None:
+            if self._queue is _NO_QUEUE:
+                self._queue = deque()
             if len(self._queue) >= MAX_PENDING:
                 self._queue.popleft()
             self._queue.append(pending)
         line = Line(ts, frame, True, shown, verb=verb_out, truncated=truncated)
-        self.lines.append(line)
+        if len(self.lines) < MAX_LINES:
+            self.lines.append(line)
+        else:
+            self.lines_dropped += 1
         return line
 
     # -- server ------------------------------------------------------------------------------
@@ -525,7 +541,10 @@ class Dialogue:
                 self.connect_code, self.connect_reply_frame = code, frame
                 self.connect_reply = shown
         line = Line(ts, frame, False, shown, code=code, truncated=truncated)
-        self.lines.append(line)
+        if len(self.lines) < MAX_LINES:
+            self.lines.append(line)
+        else:
+            self.lines_dropped += 1
         return line
 
     def tail_may_be_secret(self, from_client: bool, held: bytes) -> bool:

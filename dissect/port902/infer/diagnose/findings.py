@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from ...model.timefmt import utc_text
 
 DNS_PORT = 53
 HEARTBEAT_PORT = 902
@@ -119,7 +119,7 @@ def _clamp(x: float) -> float:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "?"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3] + " UTC"
+    return utc_text(ts, "%H:%M:%S.%f") + " UTC"
 
 
 def _frames(frames) -> str:

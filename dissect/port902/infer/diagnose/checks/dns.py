@@ -22,7 +22,7 @@ from ..findings import (
 def _noise_name(name: str) -> bool:
     first = name.split(".", 1)[0].lower()
     low = name.lower()
-    return (first.startswith("_") or first in _NOISE_LABELS or low.endswith((".arpa", ".local")) or name == ".")
+    return (first.startswith("_") or first in _NOISE_LABELS or low.endswith(".arpa") or name == ".")
 
 
 _DNS_KINDS = {"NXDOMAIN": "dns_nxdomain", "no_answer": "dns_no_answer", "no_address": "dns_no_address"}
@@ -34,7 +34,8 @@ def dns_findings(ctx: _Context) -> list[_Candidate]:
     Likelihood: 0.40, +0.25 when no 902 connection from that client followed within 60 s (the
     console never got as far as the host), +0.15 for a vSphere-looking name (esx…, vcenter…),
     +0.05 when it failed more than once, −0.10 when the client did open 902 soon after (it
-    reached some host some other way).  wpad/isatap/_srv names, .local and .arpa are ignored."""
+    reached some host some other way).  wpad/isatap/_srv names and .arpa are ignored; .local
+    is not (vsphere.local and corp.local are everyday vSphere names; mDNS is on 5353, not 53)."""
     out = []
     for entry in ctx.diag._names.values():
         if not entry.failed or _noise_name(entry.name):
