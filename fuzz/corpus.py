@@ -8,7 +8,6 @@ connections for tls/authd/nfc/pipeline, UDP 53 and UDP 902 payloads for dns/hear
 from __future__ import annotations
 
 import gzip
-import os
 import random
 from functools import lru_cache
 from pathlib import Path

@@ -17,10 +17,12 @@ REGRESSIONS = sorted((ROOT / "fuzz_regressions").glob("*.bin"))
 SAMPLE = ROOT.parent / "samples" / "unanswered-syn.pcap"
 
 
-@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.name)
-def test_regression_input(path):
-    target = next(name for name in sorted(targets.TARGETS, key=len, reverse=True) if path.name.startswith(name))
-    targets.TARGETS[target](path.read_bytes())  # must not raise
+def test_regression_inputs():
+    """Every saved crasher replays through its target without raising (``scripts/fuzz.py`` saves
+    them there; the causes found so far are rebuilt in the tests below, so the folder may be empty)."""
+    for path in REGRESSIONS:
+        target = next(name for name in sorted(targets.TARGETS, key=len, reverse=True) if path.name.startswith(name))
+        targets.TARGETS[target](path.read_bytes())  # must not raise
 
 
 def _damaged_gzip(tmp_path, sample=None):
