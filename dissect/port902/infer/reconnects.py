@@ -26,7 +26,7 @@ sessions frame with the same attribute names), so DataFrame-only callers use the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable, NamedTuple, Protocol
 
 RECONNECT_WINDOW_S = 60.0  # a session this soon after the last one of the same client is a reconnect candidate
 OVERLAP_S = 2.0  # the new session may start this long before the old one's last packet
@@ -50,6 +50,10 @@ class Session(Protocol):
     connect_kind: str | None
     connect_target: str | None
     connect_ok: bool | None
+
+
+#: the same attributes as a plain row, for callers that hold the sessions frame instead of records
+Row = NamedTuple("Row", list(Session.__annotations__.items()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,6 @@ Modules: ``formats`` (declared file and link structures), ``packet`` (what comes
 ``engine`` (the C scanner and its driver). This module is the stage's public face.
 """
 
-from .engine import FAST_BATCH, MMAP_WINDOW  # noqa: F401
 from .formats import (  # noqa: F401
                       AUTHD_GREETING,
                       CHUNK_SIZE,

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from ...net.flows import hostport
 from .inputs import inputs
 from .style import (
     CLIENT_MARK,
@@ -29,7 +30,6 @@ from .style import (
     _new_figure,
     _num,
     _secs,
-    hostport,
     human_bytes,
     nice_step,
 )

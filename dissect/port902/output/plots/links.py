@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pandas as pd
 
-from ...infer.reconnects import RECONNECT_WINDOW_S, find_reconnects
+from ...infer.reconnects import RECONNECT_WINDOW_S, Row, find_reconnects
 from .inputs import inputs
 from .style import (
     _secs,
@@ -31,8 +29,10 @@ def links_frame(data, reconnect_window_s: float | None = None, **frames) -> pd.D
     if len(S):
         start, end = _secs(S["start"]), _secs(S["end"])
         sessions = [
-            _Row(str(u), str(c), str(ip), int(port), float(t0), float(t1), float(d), str(st), str(lo), str(f),
-                 str(tr), None if pd.isna(k) else str(k), None if pd.isna(t) else str(t))
+            Row(uid=str(u), client_ip=str(c), server_ip=str(ip), server_port=int(port), start=float(t0),
+                end=float(t1), duration_s=float(d), state=str(st), login_outcome=str(lo), feature=str(f),
+                transport=str(tr), connect_kind=None if pd.isna(k) else str(k),
+                connect_target=None if pd.isna(t) else str(t), connect_ok=None)  # connect_ok: not in the frame
             for u, c, ip, port, t0, t1, d, st, lo, f, tr, k, t in zip(
                 S["uid"], S["orig_ip"], S["resp_ip"], S["resp_port"], start, end, S["duration_s"], S["state"],
                 S["login_outcome"], S["feature"], S["transport"], S["connect_kind"], S["connect_target"])]
@@ -42,22 +42,3 @@ def links_frame(data, reconnect_window_s: float | None = None, **frames) -> pd.D
     df = pd.DataFrame(rows, columns=["kind", "from_uid", "to_uid", "client", "gap_s", "why"])
     return df.astype({"kind": "string", "from_uid": "string", "to_uid": "string", "client": "string",
                       "gap_s": "float64", "why": "string"})
-
-
-class _Row(NamedTuple):
-    """One row of the sessions frame under the attribute names ``infer.reconnects`` reads."""
-
-    uid: str
-    client_ip: str
-    server_ip: str
-    server_port: int
-    start: float
-    end: float
-    duration_s: float
-    state: str
-    login_outcome: str
-    feature: str
-    transport: str
-    connect_kind: str | None
-    connect_target: str | None
-    connect_ok: bool | None = None  # not in the frame: unknown

@@ -13,8 +13,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, Locator
 
-from ...net.flows import hostport  # noqa: F401  (the charts' host:port spelling is the tables')
-
 # -- palette ----------------------------------------------------------------------------------
 
 #: Okabe & Ito (2008), "Color Universal Design": eight colours that stay distinct for

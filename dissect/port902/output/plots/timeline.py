@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from ...infer.reconnects import RECONNECT_WINDOW_S
+from ...net.flows import hostport
 from .inputs import inputs
 from .links import links_frame
 from .style import (
@@ -39,7 +40,6 @@ from .style import (
     _features_in,
     _new_figure,
     _secs,
-    hostport,
 )
 
 # -- session timeline --------------------------------------------------------------------------------
