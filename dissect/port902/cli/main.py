@@ -21,7 +21,7 @@ from ..model.schema import FRAME_TABLES, SCHEMAS, describe
 from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from ..errors import Port902Error
 from ..extras import require
-from ..output.sink import describe_os_error, error, open_output, output_dir, output_file
+from ..output.sink import describe_os_error, error, escape_unencodable, open_output, output_dir, output_file
 from ..analysis import default_observers
 from .runner import run_analyze
 from . import report as reportcli
@@ -197,6 +197,7 @@ def _prog(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    escape_unencodable(sys.stdout, sys.stderr)
     parser = build_parser(lab=bool(argv) and argv[0] == "lab")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
