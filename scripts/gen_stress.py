@@ -13,7 +13,12 @@ KIND is one of
                  then each sends one record and all are closed;
 * ``handoff``    N classic-ESX 903 sessions of one client, each followed 0.5 s later by a
                  902 session from the same client (and N unrelated 902 sessions of the
-                 same client in between), for the 903 -> 902 pairing.
+                 same client in between), for the 903 -> 902 pairing;
+* ``outoforder`` one TLS authd session whose client then sends 2N application-data records,
+                 one per segment, of which the capture has only every other one (N holes
+                 that never fill), in reversed blocks of 16, every 8th captured segment
+                 sent again stretched over half of the next hole (overlapping pending
+                 data): out-of-order segments for TCP reassembly.
 
 Classic pcap, Ethernet, microsecond timestamps, zero checksums; written in one pass with
 ``struct`` so a million connections take seconds.  The ground truth (connections written,
@@ -170,16 +175,44 @@ def generate(kind: str, out: str, n: int, seed: int = 13) -> dict:
                 c.send(False, BANNER)
                 c.close()
                 w.t += 500_000
+    elif kind == "outoforder":
+        c = Conn(w, ip4(1 + (4 << 16)), server, 40000, 902, rng)
+        c.open()
+        c.send(False, BANNER)
+        c.send(True, ch)
+        c.send(False, sh)
+        recs = [app(rng, 100) for _ in range(2 * n)]
+        starts, off = [], c.cseq
+        for r in recs:
+            starts.append(off)
+            off += len(r)
+        stream = b"".join(recs)
+        base = c.cseq
+
+        def seg(k: int, extra: int = 0) -> None:
+            a = starts[k] - base
+            data = stream[a:a + len(recs[k]) + extra]
+            w.tcp(c.cip, c.sip, c.cport, c.sport, starts[k], c.sseq, ACK | PSH, data, dt_us=20)
+
+        captured = list(range(1, 2 * n, 2))  # the capture missed every other segment
+        for block in range(0, n, 16):
+            for k in reversed(captured[block:block + 16]):
+                seg(k)
+                if k % 16 == 1:
+                    seg(k, len(recs[k]) // 2)  # resent longer: overlaps the next pending one
+        c.cseq = off
+        w.tcp(c.sip, c.cip, c.sport, c.cport, c.sseq, c.cseq, ACK)
+        c.close()
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     size = w.close()
-    return {"kind": kind, "path": out, "connections": n * (3 if kind == "handoff" else 1),
+    return {"kind": kind, "path": out, "connections": 1 if kind == "outoforder" else n * (3 if kind == "handoff" else 1),
             "packets": w.packets, "file_size": size}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("kind", choices=("synflood", "short", "concurrent", "handoff"))
+    ap.add_argument("kind", choices=("synflood", "short", "concurrent", "handoff", "outoforder"))
     ap.add_argument("out")
     ap.add_argument("-n", type=int, required=True)
     ap.add_argument("--seed", type=int, default=13)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-connection cost under hostile load: time and peak memory of ``dissect902 analyze``.
 
-    python scripts/stress_bench.py [--kinds synflood short concurrent handoff] [--scale 1.0]
+    python scripts/stress_bench.py [--kinds synflood short concurrent handoff outoforder] [--scale 1.0]
                                    [--format jsonl] [--keep DIR]
 
 For each kind it writes a capture with ``scripts/gen_stress.py`` at two sizes (N and 2N)
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 import gen_stress  # noqa: E402
 
-SIZES = {"synflood": 100_000, "short": 10_000, "concurrent": 10_000, "handoff": 2_500}
+SIZES = {"synflood": 100_000, "short": 10_000, "concurrent": 10_000, "handoff": 2_500, "outoforder": 10_000}
 
 
 PYTHON = sys.executable
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             if not os.path.exists(path):
                 meta = gen_stress.generate(kind, path, size)
             else:
-                meta = {"connections": size * (3 if kind == "handoff" else 1), "file_size": os.path.getsize(path)}
+                meta = {"connections": 1 if kind == "outoforder" else size * (3 if kind == "handoff" else 1), "file_size": os.path.getsize(path)}
             took, rss, rc = run(path, args.format)
             res.append((size, meta, took, rss, rc))
         (n1, m1, t1, r1, _), (n2, m2, t2, r2, rc2) = res

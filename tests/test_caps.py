@@ -57,3 +57,26 @@ def test_tls_alerts_are_capped(tmp_path):
 def test_ordinary_session_has_no_dropped_key(tmp_path):
     (rec,) = analyze(one_session(tmp_path / "ok.pcap", [b"USER root\r\n"])).sessions
     assert rec.dropped is None and "dropped" not in rec.to_dict()
+
+
+def test_published_handshakes_and_lines_are_frozen():
+    """Records are frozen once a connection ends (issue 15): handshakes and lines included."""
+    import dataclasses
+    from pathlib import Path
+
+    import pytest
+
+    from dissect.port902.model.records import HandshakeRecord
+
+    result = analyze(str(Path(__file__).resolve().parent.parent / "samples" / "esxi8-console.pcap"))
+    handshakes = [h for s in result.sessions for h in s.handshakes]
+    lines = [ln for s in result.sessions for ln in s.dialogue]
+    assert handshakes and lines
+    for h in handshakes:
+        assert isinstance(h, HandshakeRecord)
+        assert isinstance(h.certificates, tuple) and isinstance(h.alerts, tuple)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            h.client_app_records = 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lines[0].text = "changed"
+    assert any(h.version for h in handshakes) and any(h.certificates for h in handshakes)

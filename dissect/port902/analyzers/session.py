@@ -113,7 +113,9 @@ class Interner:
 
 @dataclass
 class Handshake:
-    """One TLS handshake on the stream (index 1 = TLS #1 after the banner)."""
+    """One TLS handshake on the stream (index 1 = TLS #1 after the banner), while it grows.
+
+    Published frozen, as ``model.records.HandshakeRecord``, once the connection ends."""
 
     index: int
     ts: float

@@ -17,6 +17,44 @@ from ..analyzers.session import Handshake, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
 from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
+from ..proto.tls import CertificateInfo
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRecord:
+    """A TLS handshake as published once its connection ended: frozen, lists made tuples.
+
+    The live, growing form is :class:`~..analyzers.session.Handshake`; the same fields."""
+
+    index: int
+    ts: float
+    frame: int
+    client_hello: Any = None  # analyzers.session.ClientHelloInfo
+    server_hello: Any = None  # analyzers.session.ServerHelloInfo
+    server_hello_frame: int | None = None
+    certificates: tuple[CertificateInfo, ...] = ()
+    certificate_frame: int | None = None
+    alerts: tuple[tuple[float, int, str, str | None, str | None, bool], ...] = ()
+    client_app_records: int = 0
+    server_app_records: int = 0
+
+    @classmethod
+    def of(cls, h: Handshake) -> HandshakeRecord:
+        return cls(h.index, h.ts, h.frame, h.client_hello, h.server_hello, h.server_hello_frame,
+                   tuple(h.certificates), h.certificate_frame, tuple(h.alerts),
+                   h.client_app_records, h.server_app_records)
+
+    @property
+    def version(self) -> str | None:
+        if self.server_hello is not None:
+            return tlsmod.version_name(self.server_hello.selected_version)
+        return None
+
+    @property
+    def cipher(self) -> str | None:
+        if self.server_hello is not None:
+            return tlsmod.cipher_name(self.server_hello.cipher_suite)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +96,7 @@ class SessionRecord:
     connect_target: str | None
     connect_ok: bool | None
     commands: list[str]
-    handshakes: list[Handshake]
+    handshakes: tuple[HandshakeRecord, ...]
     rec_ts: array
     rec_frame: array
     rec_dir: array
@@ -252,7 +290,7 @@ def line_dict(ln: Line) -> dict:
     }
 
 
-def handshake_dict(h: Handshake) -> dict:
+def handshake_dict(h: Handshake | HandshakeRecord) -> dict:
     ch, sh = h.client_hello, h.server_hello
     cert = h.certificates[0] if h.certificates else None
     return {
@@ -330,7 +368,7 @@ def summarize(conn: Connection) -> SessionRecord:
         banner=s.banner,
         banner_frame=s.banner_frame,
         **dialogue_fields(dlg),
-        handshakes=s.handshakes,
+        handshakes=tuple(HandshakeRecord.of(h) for h in s.handshakes),
         rec_ts=s.rec_ts,
         rec_frame=s.rec_frame,
         rec_dir=s.rec_dir,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ..incremental import IncrementalParser, find_in_stream, last_bytes
 from .events import NfcAio, NfcMessage, NfcWeird, _Bad
 from .wire import (
     _CLIENT_TYPES,
@@ -70,7 +71,7 @@ def _flag_names(flags: int) -> list[str]:
     return [name for bit, name in CONVERSION_FLAGS.items() if flags & bit]
 
 
-class NfcDirection:
+class NfcDirection(IncrementalParser):
     """NFC parser for one direction of one TCP stream.
 
     ``feed()`` takes chunks split anywhere and returns events.  *role* (``"client"`` or
@@ -79,16 +80,20 @@ class NfcDirection:
 
     Counters: ``messages`` (classic), ``aio_frames``, ``data_bytes`` (file data seen, not
     stored), ``bytes_lost`` (reported by gap()), ``message_types`` (Counter by name).
+    The feed/gap/resync skeleton is :class:`~..incremental.IncrementalParser`'s.
     """
+
+    _RESYNC = _RESYNC
+    _SYNC_WINDOW = _SYNC_WINDOW
 
     def __init__(self, role: str | None = None) -> None:
         if role not in (None, "client", "server"):
             raise ValueError(f"role must be 'client', 'server' or None, not {role!r}")
+        super().__init__()
         self.role = role
         self.messages = 0
         self.aio_frames = 0
         self.data_bytes = 0
-        self.bytes_lost = 0
         self.message_types: Counter = Counter()
         self.aio = False  # an AIO frame has been seen
         self._mode = _FIXED
@@ -101,44 +106,26 @@ class NfcDirection:
         self._capture = bytearray()
         self._extra = 0
         self._emitted = True
-        self._tail = b""  # scan / resync carry-over
-        self._scanned = 0
-        self._skipped = 0
+        self._scanned = 0  # _tail is also the scan carry-over
 
     # -- public API ----------------------------------------------------------------------------
 
-    def feed(self, data: bytes, ts: float, frame: int) -> list:
-        """Parse the next chunk of this direction's bytes; return the events it completed."""
-        events: list = []
-        data = bytes(data)
-        pos = 0
-        while pos < len(data):
-            mode = self._mode
-            if mode == _FIXED:
-                data, pos = self._fixed(data, pos, ts, frame, events)
-            elif mode == _SEGMENT:
-                pos = self._segment(data, pos, events)
-            elif mode == _SCAN:
-                data, pos = self._scan(data, pos, ts, frame, events)
-            else:
-                data, pos = self._resync(data, pos, ts, frame, events)
-        return events
+    def _step(self, data: bytes, pos: int, ts: float, frame: int, events: list) -> int:
+        mode = self._mode
+        if mode == _FIXED:
+            return self._fixed(data, pos, ts, frame, events)
+        if mode == _SEGMENT:
+            return self._segment(data, pos, events)
+        if mode == _SCAN:
+            return self._scan(data, pos, ts, frame, events)
+        return self._resync_step(data, pos, ts, frame, events)
 
-    def gap(self, nbytes: int, ts: float, frame: int) -> list:
-        """The capture lost *nbytes*; inside file data that is just counted, else resync."""
-        if nbytes < 0:
-            raise ValueError("gap size must not be negative")
-        events: list = []
-        if nbytes == 0:
-            return events
-        self.bytes_lost += nbytes
-        if self._mode == _RESYNC:
-            self._tail = b""
-            return events
+    def _gap(self, nbytes: int, ts: float, frame: int, events: list) -> None:
+        """Inside file data a loss is just counted, else resync."""
         if self._mode == _SEGMENT and self._segments[0][2] == "data" and nbytes <= self._segments[0][1]:
             self._segments[0][1] -= nbytes
             self._advance(events)
-            return events
+            return
         what = self._event["name"] if self._event else "message header"
         if self._mode == _SCAN:
             self._finish_scan(events)
@@ -148,11 +135,9 @@ class NfcDirection:
         events.append(NfcWeird(ts, frame, "gap_desync",
                                f"{nbytes} bytes lost in {what}; resynchronising"))
         self._enter_resync(b"")
-        return events
 
-    def finish(self, ts: float, frame: int) -> list:
-        """The stream ended: flush a frame whose extra runs to the end, report a cut message."""
-        events: list = []
+    def _finish(self, ts: float, frame: int, events: list) -> None:
+        """Flush a frame whose extra runs to the end, report a cut message."""
         if self._mode == _SCAN:
             self._capture_scan(self._tail)
             self._tail = b""
@@ -167,9 +152,9 @@ class NfcDirection:
         elif self._mode == _FIXED and self._buf:
             events.append(NfcWeird(ts, frame, "truncated",
                                    f"stream ended {len(self._buf)} bytes into a message"))
-        elif self._mode == _RESYNC:
-            events.append(NfcWeird(ts, frame, "truncated", "stream ended while resynchronising"))
-        return events
+
+    def _weird(self, ts: float, frame: int, kind: str, detail: str) -> NfcWeird:
+        return NfcWeird(ts, frame, kind, detail)
 
     # -- fixed-size parts: type word, 264-byte block, AIO header, AIO payload ------------------
 
@@ -178,14 +163,14 @@ class NfcDirection:
         self._buf.clear()
         self._event = None
 
-    def _fixed(self, data: bytes, pos: int, ts: float, frame: int, events: list):
+    def _fixed(self, data: bytes, pos: int, ts: float, frame: int, events: list) -> int:
         if self._piece == _HEAD and not self._buf:
             self._origin = (ts, frame)
         piece = data[pos:pos + self._need - len(self._buf)]
         self._buf += piece
         pos += len(piece)
         if len(self._buf) < self._need:
-            return data, pos
+            return pos
         block = bytes(self._buf)
         self._buf.clear()
         try:
@@ -205,11 +190,11 @@ class NfcDirection:
                 self._emit(events)
                 events.append(NfcWeird(*self._origin, kind, detail))
                 self._enter_resync(b"")
-                return data, pos
+                return pos
             events.append(NfcWeird(*self._origin, kind, detail))
-            self._enter_resync(b"")
-            return block[1:] + data[pos:], 0
-        return data, pos
+            self._enter_resync(block[1:])
+            return pos
+        return pos
 
     def _head(self, word: bytes) -> None:
         if word == AIO_MAGIC_BYTES:
@@ -477,19 +462,20 @@ class NfcDirection:
         if kind == "text":
             self._message()["fields"][name] = _text(bytes(self._capture))
 
-    def _capture_scan(self, chunk: bytes) -> None:
+    def _capture_scan(self, chunk: bytes | memoryview) -> None:
         self._scanned += len(chunk)
         self._extra = self._scanned
         if len(self._capture) < MAX_CAPTURE:
             self._capture += chunk[:MAX_CAPTURE - len(self._capture)]
 
-    def _scan(self, data: bytes, pos: int, ts: float, frame: int, events: list):
+    def _scan(self, data: bytes, pos: int, ts: float, frame: int, events: list) -> int:
         """An extra without a length field: it runs up to the next AIO magic."""
-        buf = self._tail + data[pos:]
-        at = buf.find(AIO_MAGIC_BYTES)
+        tail = self._tail
+        at = find_in_stream(tail, data, pos, len(AIO_MAGIC_BYTES), _find_magic)
         if at < 0:
-            keep = buf[-(len(AIO_MAGIC_BYTES) - 1):]
-            self._capture_scan(buf[:len(buf) - len(keep)])
+            keep = last_bytes(tail, data, pos, len(AIO_MAGIC_BYTES) - 1)
+            self._capture_scan(tail[:max(0, len(tail) + len(data) - pos - len(keep))])
+            self._capture_scan(memoryview(data)[pos:max(pos, len(data) - len(keep))])
             self._tail = keep
             if self._scanned > MAX_TEXT_LENGTH:
                 self._finish_scan(events)
@@ -497,12 +483,19 @@ class NfcDirection:
                                        f"no AIO header within {self._scanned} bytes after "
                                        f"{self._message()['name']}; resynchronising"))
                 self._enter_resync(b"")
-            return data, len(data)
-        self._capture_scan(buf[:at])
+            return len(data)
         self._tail = b""
+        if at < len(tail):
+            self._capture_scan(tail[:at])
+            self._reparse(tail[at:])
+            end = pos
+        else:
+            self._capture_scan(tail)
+            end = pos + at - len(tail)
+            self._capture_scan(memoryview(data)[pos:end])
         self._finish_scan(events)
         self._reset_fixed()
-        return buf[at:], 0
+        return end
 
     def _finish_scan(self, events: list) -> None:
         if self._capture:
@@ -513,47 +506,35 @@ class NfcDirection:
 
     # -- resynchronisation ---------------------------------------------------------------------
 
-    def _enter_resync(self, pending: bytes) -> None:
-        self._mode = _RESYNC
+    def _enter_resync(self, tail: bytes = b"", skipped: int = 0) -> None:
+        super()._enter_resync(tail, skipped)
         self._buf.clear()
         self._segments = []
         self._event = None
-        self._tail = pending
-        self._skipped = 0
 
-    @staticmethod
-    def _sync_point(buf: bytes) -> int:
-        """First offset of a plausible AIO header or FILE_DATA block in *buf*, or -1."""
-        best = -1
-        at = buf.find(AIO_MAGIC_BYTES)
-        while at != -1 and at + AIO_HEADER.size <= len(buf):
-            _, aio_type, size, _ = AIO_HEADER.unpack_from(buf, at)
-            if aio_type in AIO_TYPES and size <= MAX_AIO_PAYLOAD:
-                best = at
-                break
-            at = buf.find(AIO_MAGIC_BYTES, at + 1)
-        at = buf.find(_FILE_DATA_MAGIC_BYTES, MESSAGE_SIZE)
-        while at != -1:
-            start = at - MESSAGE_SIZE
-            if best != -1 and start >= best:
-                break
-            if buf[start:start + 4] == b"\x07\0\0\0" and not any(buf[start + 4:start + 16]):
-                best = start
-                break
-            at = buf.find(_FILE_DATA_MAGIC_BYTES, at + 1)
+    def _sync_find(self, buf: bytes, start: int) -> int:
+        """First offset >= *start* of a plausible AIO header or FILE_DATA block in *buf*, or -1."""
+        best = self._first_hit(buf, AIO_MAGIC_BYTES, start, AIO_HEADER.size, _aio_header_ok)
+        block = self._first_hit(buf, _FILE_DATA_MAGIC_BYTES, start, _SYNC_WINDOW, _file_data_ok,
+                                shift=MESSAGE_SIZE)
+        if block != -1 and (best == -1 or block < best):
+            best = block
         return best
 
-    def _resync(self, data: bytes, pos: int, ts: float, frame: int, events: list):
-        buf = self._tail + data[pos:]
-        at = self._sync_point(buf)
-        if at < 0:
-            keep = buf[-(_SYNC_WINDOW - 1):]
-            self._skipped += len(buf) - len(keep)
-            self._tail = keep
-            return data, len(data)
-        self._skipped += at
+    def _synced(self, ts: float, frame: int, events: list) -> None:
         events.append(NfcWeird(ts, frame, "resync",
                                f"skipped {self._skipped} bytes to the next NFC header"))
-        self._tail = b""
         self._reset_fixed()
-        return buf[at:], 0
+
+
+def _find_magic(buf: bytes, start: int) -> int:
+    return buf.find(AIO_MAGIC_BYTES, start)
+
+
+def _aio_header_ok(buf: bytes, at: int) -> bool:
+    _, aio_type, size, _ = AIO_HEADER.unpack_from(buf, at)
+    return aio_type in AIO_TYPES and size <= MAX_AIO_PAYLOAD
+
+
+def _file_data_ok(buf: bytes, start: int) -> bool:
+    return buf[start:start + 4] == b"\x07\0\0\0" and not any(buf[start + 4:start + 16])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...errors import Malformed
+from ..incremental import IncrementalParser
 from .hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
 from .records import (
     HandshakeReassembler,
@@ -120,7 +121,7 @@ def _alert_names(level: int, description: int) -> tuple[str, str]:
             ALERT_DESCRIPTIONS.get(description, f"unknown({description})"))
 
 
-class TlsDirection:
+class TlsDirection(IncrementalParser):
     """Record-layer parser for one direction of one TCP stream.
 
     ``feed()`` takes chunks split anywhere and returns events.  Encrypted bodies are
@@ -133,11 +134,16 @@ class TlsDirection:
     ``handshake_count`` (1 after the first hello, +1 per TlsNewHandshake).
     A second hello counts as a new handshake only after this direction sent protected
     records since its last hello, so a HelloRetryRequest's second ClientHello does not.
+    The feed/gap/resync skeleton is :class:`~..incremental.IncrementalParser`'s.
     """
+
+    _RESYNC = _RESYNC
+    _SYNC_WINDOW = RECORD_HEADER.size
 
     def __init__(self, role: str | None = None) -> None:
         if role not in _HELLO_TYPES:
             raise ValueError(f"role must be 'client', 'server' or None, not {role!r}")
+        super().__init__()
         self.role = role
         self.encrypted = False
         self.handshake_count = 0
@@ -146,7 +152,6 @@ class TlsDirection:
         self.bytes = 0
         self.app_data_records = 0
         self.app_data_bytes = 0
-        self.bytes_lost = 0
         self.end: TlsEnd | None = None
         self._mode = _HEADER
         self._hdr = bytearray()
@@ -160,8 +165,6 @@ class TlsDirection:
         self._protected_seen = False  # encrypted records sent since this direction's last hello
         self._reasm = HandshakeReassembler()
         self._hs_origin = (0.0, 0)
-        self._sync = bytearray()
-        self._skipped = 0
         self._unconfirmed = 0  # headers still to see after a resync before a bad one means TlsEnd
 
     # -- public API ----------------------------------------------------------------------------
@@ -175,51 +178,35 @@ class TlsDirection:
         """The caller knows later handshake records of this direction are encrypted (TLS 1.3)."""
         self.encrypted = True
 
-    def feed(self, data: bytes, ts: float, frame: int) -> list:
-        """Parse the next chunk of this direction's bytes; return the events it completed."""
+    def _check_open(self) -> None:
         if self._mode == _ENDED:
             raise RuntimeError("TLS parsing ended (not_tls); hand later bytes to another parser")
-        events: list = []
-        data = bytes(data)
-        pos = 0
-        while pos < len(data):
-            mode = self._mode
-            if mode == _HEADER:
-                data, pos = self._read_header(data, pos, ts, frame, events)
-            elif mode == _RESYNC:
-                data, pos = self._resync(data, pos, ts, frame, events)
-            else:
-                # record body: skipped by count unless it is clear and worth reading
-                take = min(self._left, len(data) - pos)
-                if mode == _HANDSHAKE:
-                    self._handshake_bytes(data[pos:pos + take], events)
-                elif mode in (_COLLECT, _PROBE):
-                    self._body += memoryview(data)[pos:pos + take]
-                pos += take
-                self._left -= take
-                self.bytes += take
-                if self._type == 23:
-                    self.app_data_bytes += take
-                if mode == _PROBE and len(self._body) >= 6 and self._left:
-                    self._probe_prefix(events)
-                if self._left == 0:
-                    self._record_done(events)
-        return events
 
-    def gap(self, nbytes: int, ts: float, frame: int) -> list:
-        """The capture lost *nbytes* of this direction; stay in step if the loss allows it."""
-        if self._mode == _ENDED:
-            raise RuntimeError("TLS parsing ended (not_tls); hand later bytes to another parser")
-        if nbytes < 0:
-            raise ValueError("gap size must not be negative")
-        events: list = []
-        if nbytes == 0:
-            return events
-        self.bytes_lost += nbytes
+    def _step(self, data: bytes, pos: int, ts: float, frame: int, events: list) -> int:
         mode = self._mode
+        if mode == _HEADER:
+            return self._read_header(data, pos, ts, frame, events)
         if mode == _RESYNC:
-            self._sync.clear()
-            return events
+            return self._resync_step(data, pos, ts, frame, events)
+        # record body: skipped by count unless it is clear and worth reading
+        take = min(self._left, len(data) - pos)
+        if mode == _HANDSHAKE:
+            self._handshake_bytes(data[pos:pos + take], events)
+        elif mode in (_COLLECT, _PROBE):
+            self._body += memoryview(data)[pos:pos + take]
+        pos += take
+        self._left -= take
+        self.bytes += take
+        if self._type == 23:
+            self.app_data_bytes += take
+        if mode == _PROBE and len(self._body) >= 6 and self._left:
+            self._probe_prefix(events)
+        if self._left == 0:
+            self._record_done(events)
+        return pos
+
+    def _gap(self, nbytes: int, ts: float, frame: int, events: list) -> None:
+        mode = self._mode
         if mode != _HEADER and nbytes <= self._left:
             # record framing survives; in a clear record, what the bytes belonged to does not
             self._left -= nbytes
@@ -236,7 +223,7 @@ class TlsDirection:
                     self._mode = _SKIP
             if self._left == 0:
                 self._mode = _HEADER
-            return events
+            return
         self._emit_pending_record(events)
         where = "a record header" if mode == _HEADER else "the end of a record"
         events.append(TlsWeird(ts, frame, "gap_desync",
@@ -244,20 +231,11 @@ class TlsDirection:
         self._reasm.reset()
         self._hdr.clear()
         self._body.clear()
-        self._sync.clear()
-        self._skipped = 0
-        self._mode = _RESYNC
-        return events
+        self._enter_resync()
 
-    def finish(self, ts: float, frame: int) -> list:
-        """The stream ended; report a record or message cut short.  Call once, at the end."""
-        events: list = []
+    def _finish(self, ts: float, frame: int, events: list) -> None:
         if self._mode == _ENDED:
-            return events
-        if self._mode == _RESYNC:
-            events.append(TlsWeird(ts, frame, "truncated",
-                                   "stream ended while resynchronising"))
-            return events
+            return
         self._emit_pending_record(events)
         if self._hdr:
             events.append(TlsWeird(ts, frame, "truncated",
@@ -269,39 +247,43 @@ class TlsDirection:
         elif self._reasm.pending:
             events.append(TlsWeird(ts, frame, "truncated",
                                    "stream ended inside a handshake message"))
-        return events
+
+    def _weird(self, ts: float, frame: int, kind: str, detail: str) -> TlsWeird:
+        return TlsWeird(ts, frame, kind, detail)
 
     # -- records -------------------------------------------------------------------------------
 
-    def _read_header(self, data: bytes, pos: int, ts: float, frame: int, events: list):
+    def _read_header(self, data: bytes, pos: int, ts: float, frame: int, events: list) -> int:
         if not self._hdr:
             self._hdr_origin = (ts, frame)
         piece = data[pos:pos + RECORD_HEADER.size - len(self._hdr)]
         self._hdr += piece
         pos += len(piece)
         if not plausible_record_header(self._hdr, partial=True):
-            rest = bytes(self._hdr) + data[pos:]
+            held = bytes(self._hdr)
             self._hdr.clear()
             if self._unconfirmed:
                 # the resync candidate was a false one: keep looking instead of giving up on TLS
                 self._unconfirmed = 0
                 events.append(TlsWeird(ts, frame, "resync_failed",
                                        "record after a resync point is not TLS; resynchronising"))
-                self._mode = _RESYNC
-                self._sync.clear()
-                self._skipped = 1
-                return rest[1:], 0
-            self.end = TlsEnd(*self._hdr_origin, "not_tls", rest)
-            events.append(self.end)
+                self._enter_resync(held[1:], skipped=1)
+                return pos
             self._mode = _ENDED
-            return data, len(data)
+            self._ended_held = held
+            self._halt()
+            return pos
         if len(self._hdr) == RECORD_HEADER.size:
             content_type, version, length = RECORD_HEADER.unpack(self._hdr)
             self._hdr.clear()
             if self._unconfirmed:
                 self._unconfirmed -= 1
             self._start_record(content_type, version, length, events)
-        return data, pos
+        return pos
+
+    def _halted(self, rest: bytes, events: list) -> None:
+        self.end = TlsEnd(*self._hdr_origin, "not_tls", self._ended_held + rest)
+        events.append(self.end)
 
     def _start_record(self, content_type: int, version: int, length: int, events: list) -> None:
         self.records += 1
@@ -475,36 +457,21 @@ class TlsDirection:
 
     # -- resynchronisation ---------------------------------------------------------------------
 
-    def _resync_candidate(self, buf: bytes) -> int:
-        """First offset of a plausible type-22/23 header with the version seen so far, or -1."""
+    def _sync_find(self, buf: bytes, start: int) -> int:
+        """First offset >= *start* of a plausible type-22/23 header with the version seen so far, or -1."""
         if self.version is not None:
             patterns = [bytes([t]) + self.version.to_bytes(2, "big") for t in (22, 23)]
         else:
             patterns = [b"\x16\x03", b"\x17\x03"]
         best = -1
         for pattern in patterns:
-            at = buf.find(pattern)
-            while at != -1 and at + RECORD_HEADER.size <= len(buf):
-                if plausible_record_header(buf, at):
-                    if best == -1 or at < best:
-                        best = at
-                    break
-                at = buf.find(pattern, at + 1)
+            at = self._first_hit(buf, pattern, start, RECORD_HEADER.size, plausible_record_header)
+            if at != -1 and (best == -1 or at < best):
+                best = at
         return best
 
-    def _resync(self, data: bytes, pos: int, ts: float, frame: int, events: list):
-        buf = bytes(self._sync) + data[pos:]
-        at = self._resync_candidate(buf)
-        if at < 0:
-            keep = buf[-(RECORD_HEADER.size - 1):]
-            self._skipped += len(buf) - len(keep)
-            self._sync = bytearray(keep)
-            return data, len(data)
-        self._skipped += at
+    def _synced(self, ts: float, frame: int, events: list) -> None:
         events.append(TlsWeird(ts, frame, "resync", f"skipped {self._skipped} bytes to the next "
                                                     f"plausible record header"))
-        self._sync.clear()
-        self._skipped = 0
         self._unconfirmed = 2  # the candidate and the header after it
         self._mode = _HEADER
-        return buf[at:], 0
