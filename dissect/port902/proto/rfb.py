@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .rfb_rect import WALKERS, RectWeird
+from .rfb_rect import WALKERS, RectWeird, Walker
 
 ENCODINGS = {
     0: "Raw", 1: "CopyRect", 2: "RRE", 4: "CoRRE", 5: "Hextile", 6: "Zlib", 7: "Tight", 8: "ZlibHex",
@@ -101,7 +101,7 @@ class _Dir:
         self.stopped: str | None = None
         self.ts, self.frame = 0.0, 0
         self.msg_ts, self.msg_frame = 0.0, 0
-        self.walker = None  # generator walking one rectangle's grammar (rfb_rect)
+        self.walker: Walker | None = None  # generator walking one rectangle's grammar (rfb_rect)
         self.want = 0  # what it asked for: n > 0 the next n bytes, n < 0 skip -n bytes
 
 
@@ -172,6 +172,7 @@ class RfbParser:
     def _walk(self, d: _Dir, pos: int, out: list) -> int:
         """Drive the rectangle walker over ``d.buf`` from ``pos``; returns the new position."""
         b, walker, upd = d.buf, d.walker, d.update
+        assert walker is not None and upd is not None  # set together by _rect
         end = len(b)
         while True:
             want = d.want
