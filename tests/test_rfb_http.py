@@ -48,7 +48,7 @@ def test_plain_vnc_opening_and_unknown_encoding():
     assert [m.name for m in p.feed(True, client, 0, 1)] == ["ProtocolVersion", "SecurityChoice", "ClientInit"]
     names = [m.name for m in p.feed(False, server, 0, 2)]
     assert names == ["ProtocolVersion", "SecurityTypes", "SecurityResult", "ServerInit"] and p.width == 640
-    bad = struct.pack("!BxH", 0, 1) + struct.pack("!HHHHi", 0, 0, 8, 8, 7) + b"\x00" * 50  # Tight: length unknown
+    bad = struct.pack("!BxH", 0, 1) + struct.pack("!HHHHi", 0, 0, 8, 8, 21) + b"\x00" * 50  # JPEG: length unknown
     assert p.feed(False, bad, 1, 3) == [] and p.weird and p.weird[0][2] == "rfb_desync"
     assert p.feed(False, b"\x02", 2, 4) == []  # stopped: nothing more is guessed
 

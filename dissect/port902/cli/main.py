@@ -94,18 +94,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         require_reference()
         observers.append(ReferenceCheck())
-    result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
-                               observers=observers, keylog=args.keylog,
-                               keep_plaintext=bool(args.export_decrypted))
+    export = None
+    if args.export_decrypted:  # written while the captures are read (decrypt.export.StreamExport)
+        from ..decrypt.export import StreamExport
+
+        export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
+    try:
+        result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
+                                   observers=observers, keylog=args.keylog, keep_plaintext=export or False)
+    finally:
+        if export is not None:
+            export.close()
     if result is None:
         return code
     if args.reference and not args.quiet:
         print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
-    if args.export_decrypted:
-        from ..decrypt.export import export_decrypted
-
-        export_decrypted(result, args.export_decrypted, show_secrets=args.show_secrets)
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:

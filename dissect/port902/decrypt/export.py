@@ -87,9 +87,9 @@ class PcapngWriter:
 
 
 class _Conversation:
-    def __init__(self, w: PcapngWriter, client, server, cport: int, sport: int) -> None:
+    def __init__(self, w: PcapngWriter, client, server, cport: int, sport: int, isn: int = 0) -> None:
         self.w, self.c, self.s, self.cport, self.sport = w, client, server, cport, sport
-        self.seq = {True: 1000, False: 5000}
+        self.seq = {True: 1000 + isn, False: 5000 + isn}  # a new ISN per conversation on reused ports
         self.opened = False
 
     def _send(self, from_client: bool, ts: float, flags: int, payload: bytes, comment=None) -> None:
@@ -116,6 +116,7 @@ class _Conversation:
     def close(self, ts: float) -> None:
         self._send(True, ts, 0x11, b"")
         self._send(False, ts, 0x11, b"")
+        self._send(True, ts, 0x10, b"")  # the last ACK: the conversation is closed (ports may be reused)
 
 
 _HTTP_SECRETS = (
@@ -131,86 +132,209 @@ def _mask_http(data: bytearray) -> None:
             data[m.start(1):m.end(1)] = b"*" * (m.end(1) - m.start(1))
 
 
-def _zero_keysyms(data: bytearray, start: int) -> None:
-    """Client RFB messages from ``start``: every KeyEvent's keysym set to 0 (lengths kept)."""
-    pos, n = start, len(data)
-    while pos < n:
-        t = data[pos]
-        if t in _RFB_SIZES:
-            size = _RFB_SIZES[t]
-        elif t == 2 and pos + 4 <= n:
-            size = 4 + 4 * int.from_bytes(data[pos + 2:pos + 4], "big")
-        elif t == 6 and pos + 8 <= n:
-            size = 8 + int.from_bytes(data[pos + 4:pos + 8], "big")
-        else:
-            return  # unknown message: stop (the parser reported the desync)
-        if t == 4 and pos + 8 <= n:
-            data[pos + 4:pos + 8] = b"\x00\x00\x00\x00"
-        pos += size
+class _HttpMask:
+    """Masks one direction's HTTP as it streams.  Bytes are held back only up to the last place
+    a secret cannot straddle: before the last ``<`` (an XML element's value ends there) or after
+    the last newline (a header ends there); at most ``HOLD`` bytes are held."""
+
+    HOLD = 1 << 16
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = bytearray()
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        buf = self.held
+        buf += data
+        cut = len(buf) if final or len(buf) > self.HOLD else max(buf.rfind(b"<"), buf.rfind(b"\n") + 1)
+        if cut <= 0:
+            return b""
+        out = bytearray(buf[:cut])
+        del buf[:cut]
+        _mask_http(out)
+        return bytes(out)
 
 
-def _joined(chunks: list, side: bool, modes: tuple, edit) -> list:
-    """Apply ``edit`` to the concatenated bytes of one direction's chunks in ``modes`` and cut the
-    result back at the original chunk boundaries."""
-    picked = [i for i, c in enumerate(chunks) if c[0] == side and c[4] in modes]
-    if not picked:
-        return chunks
-    buf = bytearray(b"".join(chunks[i][3] for i in picked))
-    edit(buf)
-    out, pos = list(chunks), 0
-    for i in picked:
-        fc, ts, frame, data, mode = chunks[i]
-        out[i] = (fc, ts, frame, bytes(buf[pos:pos + len(data)]), mode)
-        pos += len(data)
-    return out
+class _KeysymZero:
+    """The client side of an RFB stream as it streams, every KeyEvent's keysym set to 0; messages
+    are passed on whole (ClientCutText text streamed by its length).  Unknown message type: the
+    parser reported the desync; the rest passes unchanged."""
+
+    __slots__ = ("held", "skip", "token", "lost")
+
+    def __init__(self, token: int) -> None:
+        self.held, self.skip, self.token, self.lost = bytearray(), 0, token, False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.lost:
+            return bytes(data)
+        buf = self.held
+        buf += data
+        out = bytearray()
+        pos = 0
+        if self.token:
+            n = min(self.token, len(buf))
+            out += buf[:n]
+            pos, self.token = n, self.token - n
+        while pos < len(buf):
+            if self.skip:
+                n = min(self.skip, len(buf) - pos)
+                out += buf[pos:pos + n]
+                pos += n
+                self.skip -= n
+                continue
+            t, left = buf[pos], len(buf) - pos
+            if t in _RFB_SIZES:
+                size = _RFB_SIZES[t]
+            elif t == 2:
+                if left < 4:
+                    break
+                size = 4 + 4 * int.from_bytes(buf[pos + 2:pos + 4], "big")
+            elif t == 6:
+                if left < 8:
+                    break
+                out += buf[pos:pos + 8]
+                self.skip = int.from_bytes(buf[pos + 4:pos + 8], "big")
+                pos += 8
+                continue
+            else:
+                self.lost = True
+                out += buf[pos:]
+                pos = len(buf)
+                break
+            if left < size:
+                break
+            msg = bytearray(buf[pos:pos + size])
+            if t == 4:
+                msg[4:8] = b"\x00\x00\x00\x00"
+            out += msg
+            pos += size
+        del buf[:pos]
+        return bytes(out)
 
 
-def _redacted(rec, hs: int, chunks: list) -> list:
-    if any(c[4] == "lines" for c in chunks):  # authd lines: as the (redacted) dialogue shows them
-        lines = [(ln.from_client, ln.ts, ln.frame, (ln.text + "\r\n").encode("latin-1", "replace"), "line")
-                 for ln in rec.dialogue if ln.decrypted]
-        chunks = sorted([c for c in chunks if c[4] != "lines"] + lines, key=lambda c: c[1])
-    for side in (True, False):
-        chunks = _joined(chunks, side, ("http",), _mask_http)
-    chunks = _joined(chunks, True, ("rfb",), lambda b: _zero_keysyms(b, 16))
-    return chunks
+class _Stream:
+    """One decrypted handshake written as one conversation."""
+
+    __slots__ = ("conv", "hs", "last_ts", "http", "keys", "skip_token")
+
+    def __init__(self, conv: _Conversation, hs: int) -> None:
+        self.conv, self.hs, self.last_ts = conv, hs, 0.0
+        self.http: dict[bool, _HttpMask] = {}
+        self.keys: _KeysymZero | None = None
+        self.skip_token = 0
+
+
+class SessionExport:
+    """What one session's decryption writes (``decrypt.inner`` calls it as plaintext arrives)."""
+
+    def __init__(self, out: "StreamExport", session) -> None:
+        conn = session.conn
+        self.out, self.uid = out, conn.uid
+        self.client, self.server = ipaddress.ip_address(conn.orig_ip), ipaddress.ip_address(conn.resp_ip)
+        self.cport = conn.orig_port
+        self.streams: dict[int, _Stream] = {}
+
+    def _stream(self, hs: int, kind: str, mks: bool, ts: float) -> _Stream:
+        st = self.streams.get(hs)
+        if st is None:
+            # a new handshake on the stream ends the one before (authd hands the raw stream on):
+            # close it first, so the conversations on the same addresses and ports do not overlap
+            # and Wireshark takes the second SYN for a new conversation (port reuse)
+            self.finish()
+            conv = _Conversation(self.out.w, self.client, self.server, self.cport, PORTS.get(kind, 902),
+                                 isn=(hs - 1) << 28)
+            conv.open(ts)
+            self.out.conversations += 1
+            st = self.streams[hs] = _Stream(conv, hs)
+            if kind == "rfb" and mks:
+                for fc, data in RFB_OPENING:
+                    conv.data(fc, ts, data, SYNTH)
+                st.skip_token = 16
+            if kind == "rfb" and not self.out.show_secrets:
+                st.keys = _KeysymZero(0)
+        return st
+
+    def _write(self, st: _Stream, fc: bool, ts: float, frame: int, data: bytes) -> None:
+        if data:
+            st.conv.data(fc, ts, data, f"decrypted from TLS #{st.hs} of session {self.uid}, frame {frame}")
+
+    def chunk(self, hs: int, fc: bool, ts: float, frame: int, data: bytes, mode: str, kind: str, mks: bool) -> None:
+        st = self._stream(hs, kind, mks, ts)
+        st.last_ts = ts
+        secrets = self.out.show_secrets
+        if mode == "lines" and not secrets:
+            return  # written line by line as the dialogue shows them (``line``)
+        if fc and st.skip_token:
+            cut = min(st.skip_token, len(data))
+            st.skip_token -= cut
+            data = data[cut:]
+        if mode == "http" and not secrets:
+            data = st.http.setdefault(fc, _HttpMask()).feed(data)
+        elif mode == "rfb" and fc and st.keys is not None:
+            data = st.keys.feed(data)
+        self._write(st, fc, ts, frame, data)
+
+    def line(self, hs: int, fc: bool, text: str, ts: float, frame: int, kind: str) -> None:
+        if self.out.show_secrets:
+            return  # the raw chunks were written
+        st = self._stream(hs, kind, False, ts)
+        st.last_ts = ts
+        self._write(st, fc, ts, frame, (text + "\r\n").encode("latin-1", "replace"))
+
+    def finish(self) -> None:
+        for st in self.streams.values():
+            for fc, mask in list(st.http.items()):
+                self._write(st, fc, st.last_ts, 0, mask.feed(b"", final=True))
+            st.conv.close(st.last_ts)
+        self.streams = {}
+
+
+class StreamExport:
+    """``--export-decrypted``: a pcapng written while the capture is read, one conversation per
+    decrypted handshake, so memory does not grow with the plaintext.  Pass it to
+    ``analyze(..., keep_plaintext=StreamExport(path))`` and :meth:`close` it afterwards."""
+
+    def __init__(self, path: str, show_secrets: bool = False) -> None:
+        self.handle = open(path, "wb")
+        self.w = PcapngWriter(self.handle)
+        self.show_secrets = show_secrets
+        self.conversations = 0
+
+    def session(self, session) -> SessionExport:
+        return SessionExport(self, session)
+
+    def close(self) -> int:
+        self.handle.close()
+        return self.conversations
+
+    def __enter__(self) -> "StreamExport":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def export_decrypted(analysis, path: str, show_secrets: bool = False) -> int:
-    """Write every decrypted inner stream of ``analysis`` (run with ``keep_plaintext=True``) to
-    ``path``; returns the number of conversations written.  Secrets are redacted unless
-    ``show_secrets`` (module docstring)."""
-    conversations = 0
-    with open(path, "wb") as handle:
-        w = PcapngWriter(handle)
+    """Write the inner streams kept by an analysis run with ``keep_plaintext=True`` (every
+    plaintext chunk held in memory: for small captures and tests; the CLI streams with
+    :class:`StreamExport`); returns the number of conversations written."""
+    with StreamExport(path, show_secrets) as out:
         for rec in analysis.sessions:
             dec = rec.decryption
             if dec is None or not dec.plaintext:
                 continue
-            client, server = ipaddress.ip_address(rec.client_ip), ipaddress.ip_address(rec.server_ip)
-            by_hs: dict[int, list] = {}
-            for hs, fc, ts, frame, data, mode in dec.plaintext:
-                by_hs.setdefault(hs, []).append((fc, ts, frame, data, mode))
-            for hs, chunks in sorted(by_hs.items()):
-                if not show_secrets:
-                    chunks = _redacted(rec, hs, chunks)
-                kind = dec.inner.get(hs, "opaque")
-                conv = _Conversation(w, client, server, rec.client_port, PORTS.get(kind, 902))
-                first_ts = chunks[0][1]
-                conv.open(first_ts)
-                conversations += 1
-                skip_token = 0
-                if kind == "rfb" and dec.rfb is not None and dec.rfb.mks:
-                    for fc, data in RFB_OPENING:
-                        conv.data(fc, first_ts, data, SYNTH)
-                    skip_token = 16
-                for fc, ts, frame, data, _mode in chunks:
-                    if fc and skip_token:
-                        cut = min(skip_token, len(data))
-                        skip_token -= cut
-                        data = data[cut:]
-                        if not data:
-                            continue
-                    conv.data(fc, ts, data, f"decrypted from TLS #{hs} of session {rec.uid}, frame {frame}")
-                conv.close(chunks[-1][1])
-    return conversations
+            one = SessionExport.__new__(SessionExport)
+            one.out, one.uid, one.streams, one.cport = out, rec.uid, {}, rec.client_port
+            one.client, one.server = ipaddress.ip_address(rec.client_ip), ipaddress.ip_address(rec.server_ip)
+            mks = dec.rfb is not None and dec.rfb.mks
+            events = [(ts, 0, (hs, fc, ts, frame, data, mode)) for hs, fc, ts, frame, data, mode in dec.plaintext]
+            if not show_secrets:
+                events += [(ln.ts, 1, ln) for ln in rec.dialogue if ln.decrypted]
+            for _ts, what, ev in sorted(events, key=lambda e: e[0]):
+                if what:
+                    one.line(1, ev.from_client, ev.text, ev.ts, ev.frame, dec.inner.get(1, "authd"))
+                else:
+                    one.chunk(*ev, dec.inner.get(ev[0], "opaque"), mks)
+            one.finish()
+    return out.conversations

@@ -54,7 +54,9 @@ class DecryptedSession:
         self.nfc_counts: Counter = Counter()
         self.nfc_paths: list[str] = []
         self.inner: dict[int, str] = {}  # handshake -> authd | http | rfb | nfc | opaque
-        self.plaintext: list | None = [] if keep_plaintext else None
+        # keep_plaintext: True keeps every chunk (tests); an export.StreamExport writes them as they come
+        self.plaintext: list | None = [] if keep_plaintext is True else None
+        self.export = None  # export.SessionExport, set by ``attach``
         self.visible: Dialogue | None = None  # the lines readable on the wire (``attach``)
         self.first_plain: dict[int, float] = {}
 
@@ -122,9 +124,15 @@ class DecryptedSession:
             self.inner[hs] = "authd+http"
         if self.plaintext is not None:
             self.plaintext.append((hs, from_client, ts, frame, data, mode))
+        export = self.export
+        if export is not None:
+            export.chunk(hs, from_client, ts, frame, data, mode, self.inner.get(hs, "opaque"),
+                         self.rfb is not None and self.rfb.mks)
         if mode == "lines":
             for raw, lts, lframe, truncated in self.lines[from_client].feed(data, ts, frame):
-                self.on_line(from_client, raw, lts, lframe, truncated)
+                line = self.on_line(from_client, raw, lts, lframe, truncated)
+                if export is not None and line is not None:
+                    export.line(hs, from_client, line.text, lts, lframe, self.inner.get(hs, "authd"))
         elif mode == "http":
             self._http(self.http[from_client].feed(data, ts, frame), hs)
         elif mode == "rfb":
@@ -168,6 +176,7 @@ class DecryptedSession:
 
     def finish(self, ts: float, frame: int) -> None:
         self.decryptor.close()  # the record keeps the summary, not keys and buffers
+        export, self.export = self.export, None
         for fc, stream in self.http.items():
             if any(m == "http" and f == fc for (_, f), m in self.modes.items()):
                 self._http(stream.finish(), 1)
@@ -175,7 +184,11 @@ class DecryptedSession:
             if lb.pending:
                 raw = lb.pending
                 self.lines[fc] = LineBuffer()
-                self.on_line(fc, raw.rstrip(b"\r"), ts, frame, True)
+                line = self.on_line(fc, raw.rstrip(b"\r"), ts, frame, True)
+                if export is not None and line is not None:
+                    export.line(1, fc, line.text, ts, frame, self.inner.get(1, "authd"))
+        if export is not None:
+            export.finish()
 
     # -- summary -----------------------------------------------------------------------------
 
@@ -259,10 +272,11 @@ def attach(session, keylog: KeyLog, show_secrets: bool = False, keep_plaintext: 
 
     full.client_line, full.server_line = mirrored(True), mirrored(False)
 
-    def on_line(from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool) -> None:
-        base[from_client](raw, ts, frame, truncated)
+    def on_line(from_client: bool, raw: bytes, ts: float, frame: int, truncated: bool):
+        line = base[from_client](raw, ts, frame, truncated)
         if full.lines:
             full.lines[-1] = dataclasses.replace(full.lines[-1], decrypted=True)
+        return line  # as the dialogue shows it (secrets redacted unless asked)
 
     def on_certificates(index: int, infos: list, ts: float, frame: int) -> None:
         hs = session._handshake(index, ts, frame)
@@ -272,6 +286,8 @@ def attach(session, keylog: KeyLog, show_secrets: bool = False, keep_plaintext: 
 
     dec = DecryptedSession(keylog, on_line, session.weird_event, on_certificates, show_secrets, keep_plaintext)
     dec.visible = visible
+    if keep_plaintext and keep_plaintext is not True:
+        dec.export = keep_plaintext.session(session)
     session.client_sink = _GapTap(session.client_sink, dec, session.sides[True])
     session.server_sink = _GapTap(session.server_sink, dec, session.sides[False])
     return dec

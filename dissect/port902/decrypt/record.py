@@ -19,10 +19,11 @@ from __future__ import annotations
 import hmac as _hmac
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .prf import hmac_digest
+from .prf import _HASHES
 from .schedule import traffic_keys
 from .suites import Suite
 
@@ -68,7 +69,8 @@ class AeadTls12(RecordCipher):
         if self.explicit:
             if len(body) < 24:
                 raise DecryptError(f"GCM record of {len(body)} bytes is shorter than nonce + tag")
-            nonce, ct = self.iv + body[:8], body[8:]
+            view = memoryview(body)
+            nonce, ct = self.iv + view[:8].tobytes(), view[8:]
         else:
             if len(body) < 16:
                 raise DecryptError(f"ChaCha20-Poly1305 record of {len(body)} bytes is shorter than its tag")
@@ -82,50 +84,54 @@ class AeadTls12(RecordCipher):
 
 
 class CbcHmac(RecordCipher):
+    """One CBC decryptor for the whole direction: CBC chains each block to the ciphertext block
+    before it, so feeding the records back to back decrypts TLS 1.0's chained IV as the protocol
+    does, and with an explicit IV (TLS 1.1+) the IV block's own output is simply dropped -- no
+    cipher context per record.  The HMAC keyed once is copied per record (RFC 2104 state)."""
+
     def __init__(self, s: Suite, key: bytes, mac_key: bytes, iv: bytes, version: int, etm: bool) -> None:
         super().__init__()
-        self.algo = algorithms.AES(key)
-        self.mac_name, self.mac_len, self.mac_key = s.mac, s.mac_len, mac_key
-        self.iv = iv  # TLS 1.0: the implicit IV, then the last ciphertext block
+        self.dec = Cipher(algorithms.AES(key), modes.CBC(iv or bytes(16))).decryptor()  # 1.1+: no key-block IV
+        self.mac_len = s.mac_len
+        self.mac_base = hmac.HMAC(mac_key, _HASHES[s.mac]())
         self.explicit = version >= 0x0302
         self.etm = etm
 
-    def _mac(self, content_type: int, version: int, data: bytes) -> bytes:
-        head = self.seq.to_bytes(8, "big") + bytes([content_type]) + version.to_bytes(2, "big") \
-            + len(data).to_bytes(2, "big")
-        return hmac_digest(self.mac_name, self.mac_key, head + data)
+    def _mac(self, content_type: int, version: int, data) -> bytes:
+        h = self.mac_base.copy()
+        h.update(self.seq.to_bytes(8, "big") + bytes((content_type, version >> 8, version & 0xFF))
+                 + len(data).to_bytes(2, "big"))
+        h.update(data)
+        return h.finalize()
 
-    def _cbc(self, body: bytes) -> bytes:
-        if self.explicit:
-            iv, ct = body[:16], body[16:]
-        else:
-            iv, ct = self.iv, body
-        if not ct or len(ct) % 16:
-            raise DecryptError(f"CBC ciphertext of {len(ct)} bytes is not a whole number of blocks")
-        if not self.explicit:
-            self.iv = ct[-16:]
-        dec = Cipher(self.algo, modes.CBC(iv)).decryptor()
-        pt = dec.update(ct) + dec.finalize()
+    def _cbc(self, body) -> memoryview:
+        """The record's plaintext, padding removed (a view of one fresh bytes object)."""
+        skip = 16 if self.explicit else 0
+        if len(body) <= skip or len(body) % 16:
+            raise DecryptError(f"CBC ciphertext of {len(body) - skip} bytes is not a whole number of blocks")
+        pt = memoryview(self.dec.update(body))[skip:]
         pad = pt[-1]
-        if pad + 1 > len(pt) or pt[-pad - 1:] != bytes([pad]) * (pad + 1):
+        if pad + 1 > len(pt) or pt[-pad - 1:].tobytes() != bytes((pad,)) * (pad + 1):
             raise DecryptError("CBC padding is wrong")
-        return pt[:-pad - 1]
+        return pt[:len(pt) - pad - 1]
 
     def _decrypt(self, content_type, version, body):
+        mac_len = self.mac_len
         if self.etm:
-            if len(body) < self.mac_len + 16:
+            if len(body) < mac_len + 16:
                 raise DecryptError(f"record of {len(body)} bytes is too short for encrypt-then-MAC")
-            data, tag = body[:-self.mac_len], body[-self.mac_len:]
+            view = memoryview(body)
+            data, tag = view[:len(view) - mac_len], view[len(view) - mac_len:]
             if not _hmac.compare_digest(tag, self._mac(content_type, version, data)):
                 raise DecryptError("record MAC does not match (encrypt-then-MAC)")
-            return content_type, self._cbc(data)
+            return content_type, self._cbc(data).tobytes()
         pt = self._cbc(body)
-        if len(pt) < self.mac_len:
+        if len(pt) < mac_len:
             raise DecryptError("CBC record too short for its MAC")
-        data, tag = pt[:len(pt) - self.mac_len], pt[len(pt) - self.mac_len:]
+        data, tag = pt[:len(pt) - mac_len], pt[len(pt) - mac_len:]
         if not _hmac.compare_digest(tag, self._mac(content_type, version, data)):
             raise DecryptError("record MAC does not match")
-        return content_type, data
+        return content_type, data.tobytes()
 
 
 class AeadTls13(RecordCipher):

@@ -162,7 +162,8 @@ class ConnectionDecryptor:
             if n - pos < 5 + length:
                 break
             version = (buf[pos + 1] << 8) | buf[pos + 2]
-            body = bytes(buf[pos + 5:pos + 5 + length])
+            with memoryview(buf) as view:  # one copy of the body, not two
+                body = view[pos + 5:pos + 5 + length].tobytes()
             pos += 5 + length
             self._record(d, ct, version, body, ts, frame)
             if d.lost:

@@ -10,7 +10,11 @@ ServerInit.  A plain VNC opening (``RFB 003.00x``, security None) is followed to
 
 Bytes in, objects out: :class:`RfbParser` takes each direction's plaintext in pieces and
 returns :class:`RfbMessage` objects; rectangle data is skipped by its length, never held.
-An encoding whose length cannot be known stops parsing of that direction (``desync``).
+Encodings without a length field (Hextile and TRLE, RFC 6143 §7.7.4-5; Tight, the TightVNC /
+libvncserver spec) are walked by their grammar in :mod:`.rfb_rect` -- a few header bytes at a
+time, pixel data skipped -- to find where the rectangle ends.  ZRLE and Zlib carry a u32 length
+and Tight carries compact lengths, so no zlib stream is ever inflated.  An encoding whose
+length cannot be known stops parsing of that direction (``desync``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from .rfb_rect import WALKERS, RectWeird, Walker
+
 ENCODINGS = {
     0: "Raw", 1: "CopyRect", 2: "RRE", 4: "CoRRE", 5: "Hextile", 6: "Zlib", 7: "Tight", 8: "ZlibHex",
-    15: "TRLE", 16: "ZRLE", 21: "JPEG", -223: "DesktopSize", -224: "LastRect", -232: "PointerPos",
+    15: "TRLE", 16: "ZRLE", 21: "JPEG", -260: "TightPNG", -223: "DesktopSize", -224: "LastRect", -232: "PointerPos",
     -239: "Cursor", -240: "XCursor", -257: "QEMUPointerMotionChange", -258: "QEMUExtendedKeyEvent",
     -305: "gii", -307: "DesktopName", -308: "ExtendedDesktopSize", -309: "xvp", -312: "Fence",
     -313: "ContinuousUpdates", -314: "CursorWithAlpha",
@@ -83,7 +89,8 @@ class RfbWeird(Exception):
 
 
 class _Dir:
-    __slots__ = ("buf", "skip", "state", "rects_left", "update", "stopped", "ts", "frame", "msg_ts", "msg_frame")
+    __slots__ = ("buf", "skip", "state", "rects_left", "update", "stopped", "ts", "frame", "msg_ts", "msg_frame",
+                 "walker", "want")
 
     def __init__(self, state: str) -> None:
         self.buf = bytearray()
@@ -94,6 +101,8 @@ class _Dir:
         self.stopped: str | None = None
         self.ts, self.frame = 0.0, 0
         self.msg_ts, self.msg_frame = 0.0, 0
+        self.walker: Walker | None = None  # generator walking one rectangle's grammar (rfb_rect)
+        self.want = 0  # what it asked for: n > 0 the next n bytes, n < 0 skip -n bytes
 
 
 class RfbParser:
@@ -143,17 +152,51 @@ class RfbParser:
                         break
                     if d.update is not None and d.rects_left == 0:
                         self._end_update(d, out)
+                if d.walker is not None:
+                    pos = self._walk(d, pos, out)
+                    if d.walker is not None:
+                        break
+                    continue
                 used = (self._client if from_client else self._server)(d, d.buf, pos, out)
                 if used == 0:
                     break
                 pos += used
-        except RfbWeird as exc:
+        except (RfbWeird, RectWeird) as exc:
             d.stopped = str(exc)
             self.weird.append((ts, frame, "rfb_desync", str(exc)))
             d.buf.clear()
             return out
         del d.buf[:pos]
         return out
+
+    def _walk(self, d: _Dir, pos: int, out: list) -> int:
+        """Drive the rectangle walker over ``d.buf`` from ``pos``; returns the new position."""
+        b, walker, upd = d.buf, d.walker, d.update
+        assert walker is not None and upd is not None  # set together by _rect
+        end = len(b)
+        while True:
+            want = d.want
+            if want < 0:
+                n = min(-want, end - pos)
+                pos += n
+                upd["bytes"] += n
+                if n < -want:
+                    d.want = want + n
+                    return pos
+                arg = None
+            else:
+                if end - pos < want:
+                    return pos
+                arg = b[pos:pos + want]
+                pos += want
+                upd["bytes"] += want
+            try:
+                d.want = walker.send(arg)
+            except StopIteration:
+                d.walker = None
+                if d.rects_left == 0:
+                    self._end_update(d, out)
+                return pos
 
     def _msg(self, d: _Dir, out: list, from_client: bool, msg: str, length: int, **fields) -> None:
         out.append(RfbMessage(d.ts, d.frame, from_client, msg, length, fields))
@@ -336,6 +379,8 @@ class RfbParser:
             if left < head + 4:
                 return 0
             size = 4 + struct.unpack_from("!I", b, pos + head)[0]
+        elif enc in WALKERS:
+            size = -1
         elif enc in (-223, -224, -232, 0x574D5666):
             size = 0
         elif enc == -239:
@@ -375,7 +420,7 @@ class RfbParser:
         if upd is None:
             raise RfbWeird("rectangle outside a FramebufferUpdate")
         upd["rects"] += 1
-        upd["bytes"] += head + size
+        upd["bytes"] += head + max(size, 0)
         name = encoding_name(enc)
         upd["encodings"][name] = upd["encodings"].get(name, 0) + 1
         if enc in (-223, 0x574D5669):
@@ -385,10 +430,14 @@ class RfbParser:
         if enc == -224:
             d.rects_left = 0
         taken = head
-        d.skip = size
+        if size < 0:  # the walker counts what it reads
+            walker = WALKERS[enc](w, h, self.pixel_format)
+            d.walker, d.want = walker, next(walker)
+        else:
+            d.skip = size
         if d.rects_left == 0:
             d.state = "msg"
-            if not d.skip:
+            if not d.skip and d.walker is None:
                 self._end_update(d, out)
         return taken
 
