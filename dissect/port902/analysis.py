@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
@@ -137,6 +138,7 @@ class Analysis:
                 {
                     "path": c.path, "format": c.format, "link_types": c.link_types, "size_bytes": c.size_bytes,
                     "packets": c.packets, "selected_packets": c.selected, "first_ts": c.first_ts, "last_ts": c.last_ts,
+                    **_chain_files(c),
                 }
                 for c in self.captures
             ],
@@ -197,7 +199,9 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     for path in paths:
         sessions: list[SessionRecord] = []
 
-        keys = capture_keylog(path, given_keys)
+        keys = given_keys
+        for part in getattr(path, "paths", None) or [path]:  # an archive chain: the secrets of all its files
+            keys = capture_keylog(part, keys)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
@@ -225,7 +229,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         side_ports -= DEFAULT_TCP_PORTS
         servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
         try:
-            with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
+            opener = getattr(path, "open_reader", None)  # io.chain.CaptureChain: many files, one stream
+            with (opener or partial(CaptureReader, path))(sel, progress=report if progress is not None else None) as reader:
                 table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
                 add = table.add
                 for pkt in reader:
@@ -285,6 +290,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             result.capture_weird.append(Weird(None, None, "flow_table_overflow",
                                               f"{table.evicted} connections finished early: more than "
                                               f"{table.max_live} were open at once", "", reader.path))
+        if opener is not None:
+            _chain_provenance(result, reader, sessions)
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
@@ -314,6 +321,31 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         obs.finish(result)
         result.extras[obs.name] = obs
     return result
+
+
+def _chain_provenance(result: Analysis, reader, sessions: list[SessionRecord]) -> None:
+    """After an archive chain (``io.chain.ChainReader``): files that could not be read become
+    ``unreadable_capture`` rows naming them, overlapping files a ``captures_overlap`` row, and
+    every session gets ``sources`` (the files and local frame ranges its span crosses)."""
+    for name, why in reader.errors:
+        result.unreadable.append((name, why))
+        result.capture_weird.append(Weird(None, None, "unreadable_capture", why, "", name, None))
+    for earlier, later in reader.overlaps:
+        result.capture_weird.append(Weird(None, None, "captures_overlap",
+                                          f"{later} starts before {earlier} ends: packets of the two files are "
+                                          "not in time order, so sessions across them may be split", "", reader.path))
+    for i, rec in enumerate(sessions):
+        sessions[i] = replace(rec, sources=reader.sources(rec.first_frame, rec.last_frame))
+
+
+def _chain_files(stats) -> dict:
+    """The JSON ``files`` of an archive chain's capture entry (nothing for a single file)."""
+    files = getattr(stats, "files", None)
+    if files is None:
+        return {}
+    return {"files": [{"path": f.path, "format": f.stats.format, "frame_offset": f.offset, "packets": f.stats.packets,
+                       "size_bytes": f.stats.size_bytes, "first_ts": f.stats.first_ts, "last_ts": f.stats.last_ts}
+                      for f in files]}
 
 
 def inherit_handoff_features(result: Analysis) -> None:

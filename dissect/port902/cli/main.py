@@ -94,11 +94,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         require_reference()
         observers.append(ReferenceCheck())
-    result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
+    inputs = args.captures
+    archive = args.sensor_by is not None or any(os.path.isdir(c) for c in inputs)
+    if archive:  # directories / --sensor-by: each sensor's files are one stream (issue 11)
+        from ..archive import discover, note_cross_sensor
+
+        inputs = discover(inputs, args.sensor_by or "dir")
+    result, code = run_analyze(inputs, args.quiet, prog=prog, show_secrets=args.show_secrets,
                                observers=observers, keylog=args.keylog,
                                keep_plaintext=bool(args.export_decrypted))
     if result is None:
         return code
+    if archive:
+        note_cross_sensor(result)
     if args.reference and not args.quiet:
         print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
@@ -152,7 +160,12 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
         epilog=ANALYZE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed, or a directory of "
+                   "rotated captures (read as one stream per sensor)")
+    p.add_argument("--sensor-by", choices=["dir", "none", "file"], default=None,
+                   help="capture archives: which files are one sensor's stream, stitched in first-timestamp "
+                        "order (dir: the directory a file is in, the default when a DIRECTORY is given; none: "
+                        "all files one sensor; file: each file alone, the default for a list of files)")
     p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
