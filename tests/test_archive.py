@@ -123,3 +123,78 @@ def test_sensors_are_never_stitched_and_shared_connections_are_noted(tmp_path):
     assert all(("esx-b" in w.detail) != (w.source.endswith("esx-b")) for w in notes)
     merged = analyze_archive([tmp_path], sensor_by="none")
     assert len(merged.captures) == 1 and len(merged.captures[0].files) == 2
+
+
+@pytest.fixture(scope="module")
+def long_lab(tmp_path_factory) -> Path:
+    """A long lab capture (consoles of up to 2 h, NFC, hand-offs, background traffic)."""
+    from dissect.port902.cli.main import main as lab_main
+
+    out = tmp_path_factory.mktemp("lab")
+    assert lab_main(["lab", "generate", "-o", str(out), "-n", "1", "--seed", "11", "--sessions", "30",
+                     "--max-bytes", "2M", "--max-console", "7200", "-q"]) == 0
+    return next(out.glob("*.pcap"))
+
+
+@pytest.mark.tools("editcap", "capinfos")
+@pytest.mark.parametrize("how", [["-c", "1000"], ["-i", "300"], ["-c", "97"]], ids=" ".join)
+def test_long_lab_capture_split_equals_whole(long_lab, how, tmp_path):
+    whole = analyze(long_lab)
+    pieces = _split(long_lab, tmp_path / "ring", how)
+    assert len(pieces) >= 10
+    stitched = analyze_archive(tmp_path / "ring")
+    assert _summary(stitched) == _summary(whole)
+    # sessions really did cross files (else the test proves nothing about stitching)
+    crossing = [s for s in stitched.sessions if len(s.sources) > 1]
+    assert len(crossing) >= 3
+    assert any(s.feature == "MKS" for s in crossing)
+    assert _summary(whole)[2], "the diagnosis found something to compare"
+
+
+@pytest.mark.tools("editcap")
+def test_handoff_and_reconnect_across_files(tmp_path):
+    """The 903 leg in one file and its 902 session in the next (frames 1-20 | 21-...); the
+    vMotion reconnect's two consoles in different files: still linked."""
+    sample = ROOT / "samples" / "classic-esx-handoff.pcap"
+    _split(sample, tmp_path / "ring", ["-c", "20"])
+    result = analyze_archive(tmp_path / "ring")
+    (h,) = result.handoffs
+    leg, main = result.session(h.from_session), result.session(h.to_session)
+    assert leg.sources[0]["file"] != main.sources[0]["file"] and leg.feature == main.feature == "MKS"
+    vm = ROOT / "samples" / "doctor" / "vmotion.pcap"
+    whole = analyze(vm)
+    consoles = sorted(s.first_frame for s in whole.sessions if s.feature == "MKS")
+    assert len(consoles) >= 2
+    cut = consoles[1] - 1  # the second console starts the second file
+    _split(vm, tmp_path / "vm", ["-c", str(cut)])
+    stitched = analyze_archive(tmp_path / "vm")
+    kinds = lambda r: sorted(f["kind"] for f in r.diagnostics.to_json()["findings"])  # noqa: E731
+    assert kinds(whole) == ["console_followed_vm"]
+    first, second = sorted((s for s in stitched.sessions if s.feature == "MKS"), key=lambda s: s.first_frame)[:2]
+    assert second.sources[0]["file"] not in [x["file"] for x in first.sources[:1]]
+    assert kinds(stitched) == kinds(whole)
+    assert _summary(stitched) == _summary(whole)
+
+
+def _run_cli(args):
+    from dissect.port902.cli.main import main
+
+    return main(args)
+
+
+@pytest.mark.tools("editcap")
+def test_cli_directory_is_one_stream(tmp_path, capsys):
+    sample = ROOT / "samples" / "classic-esx-handoff.pcap"
+    _split(sample, tmp_path / "ring", ["-c", "100"])
+    assert _run_cli(["analyze", "-q", "-f", "json", str(tmp_path / "ring")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["captures"]) == 1 and len(doc["captures"][0]["files"]) == 6
+    assert [len(s["sources"]) for s in doc["sessions"]] == [1, 6]
+    assert len(doc["handoffs"]) == 1
+    # the same pieces given as files, each alone (the default for a list of files): split sessions
+    files = sorted(str(p) for p in (tmp_path / "ring").iterdir())
+    assert _run_cli(["analyze", "-q", "-f", "json", *files]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert len(alone["sessions"]) > 2 and "sources" not in alone["sessions"][0]
+    assert _run_cli(["analyze", "-q", "-f", "json", "--sensor-by", "none", *files]) == 0
+    assert len(json.loads(capsys.readouterr().out)["sessions"]) == 2
