@@ -196,6 +196,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     interner = Interner()
     issued_uids: set[str] = set()  # connection uids are unique within a run
     done_before = 0
+    chained = False
     for path in paths:
         sessions: list[SessionRecord] = []
 
@@ -291,11 +292,18 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
                                               f"{table.evicted} connections finished early: more than "
                                               f"{table.max_live} were open at once", "", reader.path))
         if opener is not None:
+            chained = True
             _chain_provenance(result, reader, sessions)
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
-    result.handoffs = find_handoffs(result.sessions)
+    if chained:  # archive sensors are separate networks: a hand-off never links two of them
+        by_source: dict[str, list[SessionRecord]] = {}
+        for rec in result.sessions:
+            by_source.setdefault(rec.source, []).append(rec)
+        result.handoffs = [h for group in by_source.values() for h in find_handoffs(group)]
+    else:
+        result.handoffs = find_handoffs(result.sessions)
     links = {}
     for h in result.handoffs:  # both ends carry the whole link
         links[h.from_session] = links[h.to_session] = (h.from_session, h.to_session, round(h.gap_s, 6))

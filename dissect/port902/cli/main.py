@@ -18,7 +18,7 @@ from . import doctor
 
 from . import plot as plotcli
 from ..model.schema import FRAME_TABLES, SCHEMAS, describe
-from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
+from ..output.render import render_csv, render_json, render_jsonl, render_table, safe, write_parquet
 from ..errors import Port902Error
 from ..extras import require
 from ..output.sink import describe_os_error, error, open_output, output_dir, output_file
@@ -68,6 +68,8 @@ examples:
   dissect902 analyze capture.pcap --format jsonl | jq 'select(.record_type=="session")'
   dissect902 analyze capture.pcap --strict || echo "something malformed in there"
   dissect902 analyze capture.pcap --reference --strict   # and does Wireshark read it the same way?
+  dissect902 analyze /srv/pcap/esx-01/                   # rotated files: one stream, sessions stitched
+  dissect902 analyze /srv/pcap/ -f parquet -o lake/      # Parquet dataset per table; re-runs read new files only
 
 tables for --format csv/parquet: """ + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
   it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
@@ -85,6 +87,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.output in (None, "-"):
             return error(prog, "--format parquet needs -o FILE")
         require("pyarrow", "--format parquet")
+    archive = args.sensor_by is not None or any(os.path.isdir(c) for c in args.captures)
+    if archive and args.format == "parquet":  # a capture archive: a Parquet dataset in a directory
+        return _archive_dataset(args, prog)
     if args.output not in (None, "-"):
         output_file(args.output)  # refused before the analysis runs, not after
     observers = None if not (args.no_diagnostics or args.reference) else (
@@ -95,7 +100,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         require_reference()
         observers.append(ReferenceCheck())
     inputs = args.captures
-    archive = args.sensor_by is not None or any(os.path.isdir(c) for c in inputs)
     if archive:  # directories / --sensor-by: each sensor's files are one stream (issue 11)
         from ..archive import discover, note_cross_sensor
 
@@ -132,6 +136,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if code:
         return code
     return 1 if (args.strict and weird) else 0
+
+
+def _archive_dataset(args: argparse.Namespace, prog: str) -> int:
+    """``analyze DIR/ -f parquet -o OUT/``: the archive into (or onto) a Parquet dataset; only
+    files the manifest does not know are read (archive/dataset.py)."""
+    from ..archive.dataset import write_dataset
+
+    output_dir(args.output)
+    manifest = write_dataset(args.captures, args.output, sensor_by=args.sensor_by or "dir",
+                             show_secrets=args.show_secrets, keylog=args.keylog,
+                             observers=[] if args.no_diagnostics else None)
+    if not args.quiet:
+        for name, plan in manifest["plan"].items():
+            print(f"{prog}: {safe(name)}: {plan['why']}: read {len(plan['read'])} file(s)", file=sys.stderr)
+    return 2 if manifest.get("unreadable") else 0
 
 
 def _version() -> str:

@@ -123,6 +123,7 @@ class CaptureChain:
     name: str
     paths: list[str]
     first_ts: list[float | None] = field(default_factory=list)
+    frame_base: int = 0  # packets of the sensor's earlier files not read again (an incremental run)
 
     @classmethod
     def of(cls, name: str, paths: Iterable[str | os.PathLike[str]]) -> "CaptureChain":
@@ -169,7 +170,7 @@ class ChainReader:
         pass
 
     def __iter__(self) -> Iterator[Packet]:
-        offset = 0
+        offset = self.chain.frame_base
         done = 0  # bytes of the files finished before the current one
         total = self.stats
         formats: list[str] = []
@@ -208,7 +209,7 @@ class ChainReader:
             for lt in st.link_types:
                 if lt not in total.link_types:
                     total.link_types.append(lt)
-            first = self.chain.first_ts[self.chain.paths.index(path)] if self.chain.first_ts else st.first_ts
+            first = self.chain.first_ts[self.chain.paths.index(path)] if len(self.chain.first_ts) == len(self.chain.paths) else st.first_ts
             if prev_last is not None and first is not None and first < prev_last:
                 self.overlaps.append((prev_path, path))
             if st.first_ts is not None and (total.first_ts is None or st.first_ts < total.first_ts):
