@@ -66,14 +66,14 @@ def test_dataset_layout_schema_and_dtypes(archive, tmp_path):
             field = schema.field(name)
             assert field.metadata[b"doc"].decode() == doc and field.metadata[b"dtype"].decode() == dtype
         back = read_table(str(out), table)
-        mine = getattr(result, f"{table}_frame")()
+        mine = getattr(result.analysis, f"{table}_frame")()
         assert list(back.columns) == list(mine.columns) + ["date"]
         for col in mine.columns:  # the round trip keeps the declared dtypes
             assert str(back[col].dtype) == str(mine[col].dtype), (table, col)
         assert len(back) == len(mine)
     sessions = read_table(str(out), "sessions")
     assert sorted(sessions["date"].unique()) == sorted({d.strftime("%Y-%m-%d") for d in sessions["start"]})
-    pd.testing.assert_frame_equal(_key(sessions), _key(result.sessions_frame()), check_categorical=False)
+    pd.testing.assert_frame_equal(_key(sessions), _key(result.analysis.sessions_frame()), check_categorical=False)
     # another engine reads it as it is, when installed
     duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"select count(*) from read_parquet('{out}/sessions/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]

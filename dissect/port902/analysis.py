@@ -11,6 +11,7 @@ DataFrames and the JSON document from them.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
@@ -187,7 +188,12 @@ def analyze(
 
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
-             keep_plaintext=False, skip_unreadable=False) -> Analysis:
+             keep_plaintext=False, skip_unreadable=False, share: tuple[int, int] | None = None,
+             concluding: bool = True) -> Analysis:
+    """The pipeline.  ``share=(i, n)`` (archive/parallel.py): only the connections whose 4-tuple
+    hashes to ``i`` of ``n`` go to the connection table; ``concluding=False`` stops before the
+    cross-session steps (hand-offs, verdicts, observers' finish), which :func:`conclude` runs
+    once over the merged sessions of every share."""
     from .decrypt.hooks import capture_keylog, load_keylogs
 
     observers = result_observers
@@ -233,7 +239,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             opener = getattr(path, "open_reader", None)  # io.chain.CaptureChain: many files, one stream
             with (opener or partial(CaptureReader, path))(sel, progress=report if progress is not None else None) as reader:
                 table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
-                add = table.add
+                add = table.add if share is None else partial(_share_add, table.add, *share)
                 for pkt in reader:
                     if pkt.proto == IPPROTO_TCP:
                         sport, dport = pkt.sport, pkt.dport
@@ -296,6 +302,22 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             _chain_provenance(result, reader, sessions)
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
+    if concluding:
+        conclude(result, observers, chained)
+    return result
+
+
+def _share_add(add, index: int, count: int, pkt: Packet) -> None:
+    """Hand the packet on when its connection is in this share (a hash of the unordered 4-tuple
+    that every process computes alike: crc32, not Python's per-process salted hash)."""
+    a, b = pkt.src + pkt.sport.to_bytes(2, "big"), pkt.dst + pkt.dport.to_bytes(2, "big")
+    if zlib.crc32(a + b if a < b else b + a) % count == index:
+        add(pkt)
+
+
+def conclude(result: Analysis, observers, chained: bool) -> None:
+    """The cross-session steps, once over all sessions: hand-offs, verdicts, inherited
+    features, then the observers' ``finish`` (the diagnosis)."""
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
     if chained:  # archive sensors are separate networks: a hand-off never links two of them
         by_source: dict[str, list[SessionRecord]] = {}
@@ -328,7 +350,6 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     for obs in observers:
         obs.finish(result)
         result.extras[obs.name] = obs
-    return result
 
 
 def _chain_provenance(result: Analysis, reader, sessions: list[SessionRecord]) -> None:

@@ -14,6 +14,7 @@ from typing import Iterable
 
 from ..analysis import Analysis, analyze
 from ..analyzers.session import Weird
+from ..extras import require
 from ..io.chain import CaptureChain
 
 SENSOR_BY = ("dir", "none", "file")
@@ -76,17 +77,38 @@ class ArchiveResult:
     analysis: Analysis
     chains: list[CaptureChain]
 
-    def __getattr__(self, name: str):  # sessions, handoffs, *_frame(), to_dict() ... of the analysis
+    def __getattr__(self, name: str):
+        """``sessions``, ``handoffs``, ``weird``, ``to_dict()`` ... are the analysis'; ``X_frame()``
+        is the analysis' table ``X`` as a Dask DataFrame with the same declared columns and
+        dtypes (``pip install 'dissect902[scale]'``; ``result.analysis.X_frame()`` is pandas)."""
         if name in ("analysis", "chains"):
             raise AttributeError(name)
-        return getattr(self.analysis, name)
+        value = getattr(self.analysis, name)
+        if name.endswith("_frame") and callable(value):
+            return lambda: self._dask(value())
+        return value
+
+    def _dask(self, frame):
+        dd = require("dask.dataframe", "Dask DataFrames of an archive")
+        dask = require("dask", "Dask DataFrames of an archive")
+        with dask.config.set({"dataframe.convert-string": False}):  # keep the declared dtypes as they are
+            return dd.from_pandas(frame, npartitions=max(1, min(len(self.chains), len(frame) or 1)))
 
 
-def analyze_archive(paths, *, sensor_by: str = "dir", **options) -> ArchiveResult:
+def analyze_archive(paths, client=None, *, jobs: int | None = None, sensor_by: str = "dir",
+                    **options) -> ArchiveResult:
     """Analyse capture files and directories as per-sensor streams (see module docstring).
 
-    ``options`` go to :func:`~dissect.port902.analysis.analyze` (``keylog``, ``observers`` ...);
-    unreadable files become ``unreadable_capture`` weird rows and the rest is analysed."""
+    ``client`` (a ``distributed.Client``) or ``jobs`` > 1 (local processes) splits the work by
+    connection (``archive.parallel``); the result is the serial one.  ``options`` go to
+    :func:`~dissect.port902.analysis.analyze` (``keylog``, ``observers`` ...); unreadable files
+    become ``unreadable_capture`` weird rows and the rest is analysed."""
+    if client is not None or (jobs or 1) > 1:
+        from .parallel import analyze_parallel
+
+        if client is not None and not jobs:
+            jobs = max(2, len(client.scheduler_info().get("workers", {})) + 1)
+        return analyze_parallel(paths, jobs=jobs or 2, client=client, sensor_by=sensor_by, **options)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     chains = discover(paths, sensor_by)
