@@ -64,3 +64,20 @@ def test_local_cluster_equals_serial_and_frames_are_dask(archive):
         pandas = getattr(serial.analysis, f"{table}_frame")()
         assert [str(t) for t in frame.dtypes] == [str(t) for t in pandas.dtypes]
         assert len(frame.compute()) == len(pandas)
+
+
+@pytest.mark.tools("editcap")
+def test_cli_jobs_and_scheduler_equal_serial(archive, capsys):
+    from dissect.port902.cli.main import main
+
+    assert main(["analyze", "-q", "-f", "json", str(archive)]) == 0
+    serial = capsys.readouterr().out
+    assert json.loads(serial)["sessions"]
+    assert main(["analyze", "-q", "-f", "json", "--jobs", "2", str(archive)]) == 0
+    assert capsys.readouterr().out == serial
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        assert main(["analyze", "-q", "-f", "json", "--scheduler", cluster.scheduler_address, str(archive)]) == 0
+    assert capsys.readouterr().out == serial

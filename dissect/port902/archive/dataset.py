@@ -139,7 +139,7 @@ def _plan(chain: CaptureChain, prev: dict | None) -> tuple[int, int, str]:
 
 
 def write_dataset(paths: Iterable[str | os.PathLike[str]], out: str, *, sensor_by: str = "dir",
-                  **options) -> dict:
+                  jobs: int | None = None, client=None, **options) -> dict:
     """Analyse ``paths`` into the Parquet dataset ``out`` (see the module docstring); only what
     is new since the manifest is read.  Returns the new manifest (with this run's ``plan``)."""
     pa = require("pyarrow", "a Parquet dataset")
@@ -168,7 +168,12 @@ def write_dataset(paths: Iterable[str | os.PathLike[str]], out: str, *, sensor_b
             for table in TABLES:
                 _remove(out, table, f"part-{sid}-tail")
         part = replace(chain, paths=chain.paths[start:], first_ts=chain.first_ts[start:], frame_base=base)
-        result = analyze([part], **options)
+        if client is not None or (jobs or 1) > 1:
+            from .parallel import run_chains
+
+            result = run_chains([part], jobs=jobs or 2, client=client, **options)
+        else:
+            result = analyze([part], **options)
         note_cross_sensor(result)
         unreadable.extend(result.unreadable)
         manifest["sensors"][chain.name] = _write_sensor(pa, pq, out, result, chain, start, base, sid, run)

@@ -52,6 +52,14 @@ def analyze_parallel(paths, *, jobs: int = 2, client=None, sensor_by: str = "dir
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     chains = discover(paths, sensor_by)
+    result = run_chains(chains, jobs=jobs, client=client, observers=observers, progress=progress, **options)
+    note_cross_sensor(result)
+    return ArchiveResult(result, chains)
+
+
+def run_chains(chains: list[CaptureChain], *, jobs: int = 2, client=None, observers=None, progress=None,
+               **options):
+    """The map / reduce over ready chains; returns the concluded ``Analysis``."""
     opts = _options(options)
     show = opts["show_secrets"]
     observers = list(default_observers(show) if observers is None else observers)
@@ -80,5 +88,4 @@ def analyze_parallel(paths, *, jobs: int = 2, client=None, sensor_by: str = "dir
     merged.sort(key=lambda s: (order.get(s.source, len(order)), s.start, s.first_frame))
     local.sessions = merged
     conclude(local, observers, True)
-    note_cross_sensor(local)
-    return ArchiveResult(local, chains)
+    return local

@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from typing import Sequence
 
 from .. import __version__
 
+from . import archive as archive_cli
 from . import doctor
 
 from . import plot as plotcli
 from ..model.schema import FRAME_TABLES, SCHEMAS, describe
-from ..output.render import render_csv, render_json, render_jsonl, render_table, safe, write_parquet
+from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from ..errors import Port902Error
 from ..extras import require
 from ..output.sink import describe_os_error, error, open_output, output_dir, output_file
@@ -87,9 +89,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.output in (None, "-"):
             return error(prog, "--format parquet needs -o FILE")
         require("pyarrow", "--format parquet")
-    archive = args.sensor_by is not None or any(os.path.isdir(c) for c in args.captures)
+    archive = archive_cli.wanted(args)  # directories, --sensor-by, --jobs, --scheduler (issue 11)
     if archive and args.format == "parquet":  # a capture archive: a Parquet dataset in a directory
-        return _archive_dataset(args, prog)
+        return archive_cli.dataset(args, prog)
     if args.output not in (None, "-"):
         output_file(args.output)  # refused before the analysis runs, not after
     observers = None if not (args.no_diagnostics or args.reference) else (
@@ -99,18 +101,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         require_reference()
         observers.append(ReferenceCheck())
-    inputs = args.captures
-    if archive:  # directories / --sensor-by: each sensor's files are one stream (issue 11)
-        from ..archive import discover, note_cross_sensor
-
-        inputs = discover(inputs, args.sensor_by or "dir")
-    result, code = run_analyze(inputs, args.quiet, prog=prog, show_secrets=args.show_secrets,
-                               observers=observers, keylog=args.keylog,
-                               keep_plaintext=bool(args.export_decrypted))
+    run = partial(archive_cli.run, args) if archive else partial(run_analyze, args.captures, args.quiet)
+    result, code = run(prog=prog, show_secrets=args.show_secrets, observers=observers, keylog=args.keylog,
+                       keep_plaintext=bool(args.export_decrypted))
     if result is None:
         return code
-    if archive:
-        note_cross_sensor(result)
     if args.reference and not args.quiet:
         print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
@@ -136,21 +131,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if code:
         return code
     return 1 if (args.strict and weird) else 0
-
-
-def _archive_dataset(args: argparse.Namespace, prog: str) -> int:
-    """``analyze DIR/ -f parquet -o OUT/``: the archive into (or onto) a Parquet dataset; only
-    files the manifest does not know are read (archive/dataset.py)."""
-    from ..archive.dataset import write_dataset
-
-    output_dir(args.output)
-    manifest = write_dataset(args.captures, args.output, sensor_by=args.sensor_by or "dir",
-                             show_secrets=args.show_secrets, keylog=args.keylog,
-                             observers=[] if args.no_diagnostics else None)
-    if not args.quiet:
-        for name, plan in manifest["plan"].items():
-            print(f"{prog}: {safe(name)}: {plan['why']}: read {len(plan['read'])} file(s)", file=sys.stderr)
-    return 2 if manifest.get("unreadable") else 0
 
 
 def _version() -> str:
@@ -181,10 +161,6 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed, or a directory of "
                    "rotated captures (read as one stream per sensor)")
-    p.add_argument("--sensor-by", choices=["dir", "none", "file"], default=None,
-                   help="capture archives: which files are one sensor's stream, stitched in first-timestamp "
-                        "order (dir: the directory a file is in, the default when a DIRECTORY is given; none: "
-                        "all files one sensor; file: each file alone, the default for a list of files)")
     p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
@@ -207,6 +183,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
                         "authd lines to 902, HTTP to 80) for Wireshark")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
+    archive_cli.add_arguments(p)
     p.set_defaults(func=cmd_analyze)
     doctor.add_parser(sub)
     plotcli.add_parser(sub)
