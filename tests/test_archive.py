@@ -198,3 +198,15 @@ def test_cli_directory_is_one_stream(tmp_path, capsys):
     assert len(alone["sessions"]) > 2 and "sources" not in alone["sessions"][0]
     assert _run_cli(["analyze", "-q", "-f", "json", "--sensor-by", "none", *files]) == 0
     assert len(json.loads(capsys.readouterr().out)["sessions"]) == 2
+
+
+@pytest.mark.tools("editcap")
+def test_progress_counts_bytes_over_the_whole_archive(tmp_path):
+    sample = ROOT / "samples" / "mixed-esxi.pcap"
+    pieces = _split(sample, tmp_path / "ring", ["-c", "50"])
+    seen: list[int] = []
+    (chain,) = discover([tmp_path / "ring"])
+    analyze([chain], progress=seen.append)
+    total = sum(p.stat().st_size for p in pieces)
+    assert chain.size_bytes == total and len(pieces) > 3
+    assert seen == sorted(seen) and seen[-1] == total  # one count over all files, never going back

@@ -64,7 +64,8 @@ def first_timestamp(path: str | os.PathLike[str]) -> float | None:
 
 def _pcapng_first(buf: bytes) -> float | None:
     """First EPB/SPB-less timestamp of a pcapng: walk SHB, IDBs (if_tsresol, if_tsoffset), EPB/OPB."""
-    off, endian, ifaces = 0, "<", []
+    off, endian = 0, "<"
+    ifaces: list[tuple[int, int]] = []
     while off + 12 <= len(buf):
         btype = struct.unpack_from(endian + "I", buf, off)[0]
         if btype == PCAPNG_SHB:
@@ -176,12 +177,15 @@ class ChainReader:
         formats: list[str] = []
         prev_last: float | None = None
         prev_path = ""
+        progress = self.progress
         for path in self.chain.paths:
-            def report(n: int, _base=done) -> None:
-                self.progress(_base + n)
+            report = None
+            if progress is not None:
+                def report(n: int, _base=done, _progress=progress) -> None:
+                    _progress(_base + n)
 
             try:
-                reader = CaptureReader(path, self.selection, progress=report if self.progress else None)
+                reader = CaptureReader(path, self.selection, progress=report)
             except CaptureError as exc:
                 self.errors.append((path, str(exc)))
                 done += _size(path)
