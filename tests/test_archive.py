@@ -210,3 +210,13 @@ def test_progress_counts_bytes_over_the_whole_archive(tmp_path):
     total = sum(p.stat().st_size for p in pieces)
     assert chain.size_bytes == total and len(pieces) > 3
     assert seen == sorted(seen) and seen[-1] == total  # one count over all files, never going back
+
+
+def test_cli_jobs_on_a_list_of_files_keeps_them_apart(tmp_path, capsys):
+    files = [str(ROOT / "samples" / "classic-esx-handoff.pcap"), str(ROOT / "samples" / "legacy-login.pcap")]
+    assert _run_cli(["analyze", "-q", "-f", "json", "--jobs", "2", *files]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [c["path"] for c in doc["captures"]] == files  # --sensor-by file: each file its own stream
+    assert _run_cli(["analyze", "-q", "-f", "json", *files]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert [s["uid"] for s in doc["sessions"]] == [s["uid"] for s in plain["sessions"]]

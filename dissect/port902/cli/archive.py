@@ -34,6 +34,13 @@ def wanted(args: argparse.Namespace) -> bool:
             or any(os.path.isdir(c) for c in args.captures))
 
 
+def sensor_by(args: argparse.Namespace) -> str:
+    """--sensor-by, else ``dir`` when a directory was given and ``file`` for a list of files."""
+    if args.sensor_by:
+        return args.sensor_by
+    return "dir" if any(os.path.isdir(c) for c in args.captures) else "file"
+
+
 def _client(args: argparse.Namespace):
     if not args.scheduler:
         return None
@@ -49,7 +56,7 @@ def dataset(args: argparse.Namespace, prog: str) -> int:
     output_dir(args.output)
     client = _client(args)
     try:
-        manifest = write_dataset(args.captures, args.output, sensor_by=args.sensor_by or "dir",
+        manifest = write_dataset(args.captures, args.output, sensor_by=sensor_by(args),
                                  jobs=args.jobs, client=client, show_secrets=args.show_secrets,
                                  keylog=args.keylog, observers=[] if args.no_diagnostics else None)
     finally:
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace, prog: str, observers, **options):
     """(result, exit code) of an archive run: one stream per sensor, serial or in shares."""
     from ..archive import discover, note_cross_sensor
 
-    chains = discover(args.captures, args.sensor_by or "dir")
+    chains = discover(args.captures, sensor_by(args))
     if not (args.jobs and args.jobs > 1) and not args.scheduler:
         result, code = run_analyze(chains, args.quiet, prog=prog, observers=observers, **options)
     else:
