@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -220,3 +219,22 @@ def test_cli_jobs_on_a_list_of_files_keeps_them_apart(tmp_path, capsys):
     assert _run_cli(["analyze", "-q", "-f", "json", *files]) == 0
     plain = json.loads(capsys.readouterr().out)
     assert [s["uid"] for s in doc["sessions"]] == [s["uid"] for s in plain["sessions"]]
+
+
+@pytest.mark.tools("editcap", "mergecap")
+def test_idle_expiry_across_a_gap_between_files_is_the_merged_files(tmp_path):
+    """A 2 h pause between two files (longer than the idle timeout): the connection table treats
+    it in the archive exactly as in the merged file (the idle sweep runs on capture time; here the
+    first packet after the pause is the console's own, so it carries on as one session)."""
+    sample = ROOT / "samples" / "classic-esx-handoff.pcap"
+    pieces = sorted(_split(sample, tmp_path / "ring", ["-c", "200"]), key=first_timestamp)
+    later = pieces[1:]
+    for p in later:  # the later files start 2 h later
+        shifted = p.with_name(p.name + ".shifted")
+        subprocess.run(["editcap", "-t", "7200", str(p), str(shifted)], check=True)
+        shifted.replace(p)
+    merged = tmp_path / "merged.pcapng"
+    subprocess.run(["mergecap", "-w", str(merged), *map(str, pieces)], check=True)
+    whole, stitched = analyze(merged), analyze_archive(tmp_path / "ring")
+    assert _summary(stitched) == _summary(whole)
+    assert max(s.duration_s for s in stitched.sessions) > 7200  # the pause is inside the stream

@@ -80,11 +80,11 @@ def _dates(pd, frame, table: str, session_dates: dict):
     return frame[key].astype(object).map(lambda u: session_dates.get(u, "unknown")).astype(str)
 
 
-def _split_rows(frame, table: str, settled_uids: set, tail_uids: set, resume_ts, chain_files: dict):
+def _split_rows(frame, table: str, settled_uids: set, resume_ts, chain_files: dict):
     """Boolean mask: which rows of ``frame`` are settled (kept for good)."""
     if table == "findings":
-        if resume_ts is None:
-            return frame["first_ts"].notna() | True
+        if resume_ts is None:  # nothing left unsettled: every finding is kept
+            return frame["first_ts"].isna() | frame["first_ts"].notna()
         return (frame["first_ts"].isna()) | (frame["first_ts"] < _ts(resume_ts))
     key = "from_session" if table == "handoffs" else "uid"
     uids = frame[key].astype(object)
@@ -199,12 +199,11 @@ def _write_sensor(pa, pq, out, result, chain: CaptureChain, start: int, base: in
     resume_base = base + sum(f.stats.packets for f in files if index.get(f.path, 0) < resume)
     resume_ts = chain.first_ts[resume] if resume < len(chain.paths) else None
     settled = {s.uid for s in result.sessions if start_file[s.uid] < resume}
-    tail = {s.uid for s in result.sessions} - settled
     chain_files = {p: i < resume for p, i in index.items()}
     session_dates = {s.uid: _ts(s.start).strftime("%Y-%m-%d") for s in result.sessions}
     for table in TABLES:
         frame = getattr(result, f"{table}_frame")()
-        keep = _split_rows(frame, table, settled, tail, resume_ts, chain_files).to_numpy(dtype=bool)
+        keep = _split_rows(frame, table, settled, resume_ts, chain_files).to_numpy(dtype=bool)
         _write(pa, pq, out, table, frame[keep].reset_index(drop=True), f"part-{sid}-{run:05d}", session_dates)
         _write(pa, pq, out, table, frame[~keep].reset_index(drop=True), f"part-{sid}-tail", session_dates)
     return {"files": [_file_entry(p, ts) for p, ts in zip(chain.paths, chain.first_ts)],
