@@ -20,7 +20,7 @@ from dissect.port902.cli.main import main
 
 ROOT = Path(pkg.__file__).parent
 #: stages in data-flow order; a module may import from its own stage and the ones before it
-STAGES = ("errors", "extras", "io", "net", "proto", "decrypt", "analyzers", "model", "infer", "output", "analysis", "cli")
+STAGES = ("errors", "extras", "io", "net", "proto", "decrypt", "analyzers", "model", "infer", "output", "analysis", "archive", "cli")
 MAX_LINES = 650  # "no module over ~600 lines"
 
 

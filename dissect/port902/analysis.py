@@ -11,7 +11,9 @@ DataFrames and the JSON document from them.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 from .output import frames
@@ -137,6 +139,7 @@ class Analysis:
                 {
                     "path": c.path, "format": c.format, "link_types": c.link_types, "size_bytes": c.size_bytes,
                     "packets": c.packets, "selected_packets": c.selected, "first_ts": c.first_ts, "last_ts": c.last_ts,
+                    **_chain_files(c),
                 }
                 for c in self.captures
             ],
@@ -185,7 +188,12 @@ def analyze(
 
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
-             keep_plaintext=False, skip_unreadable=False) -> Analysis:
+             keep_plaintext=False, skip_unreadable=False, share: tuple[int, int] | None = None,
+             concluding: bool = True) -> Analysis:
+    """The pipeline.  ``share=(i, n)`` (archive/parallel.py): only the connections whose 4-tuple
+    hashes to ``i`` of ``n`` go to the connection table; ``concluding=False`` stops before the
+    cross-session steps (hand-offs, verdicts, observers' finish), which :func:`conclude` runs
+    once over the merged sessions of every share."""
     from .decrypt.hooks import capture_keylog, load_keylogs
 
     observers = result_observers
@@ -194,10 +202,13 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     interner = Interner()
     issued_uids: set[str] = set()  # connection uids are unique within a run
     done_before = 0
+    chained = False
     for path in paths:
         sessions: list[SessionRecord] = []
 
-        keys = capture_keylog(path, given_keys)
+        keys = given_keys
+        for part in getattr(path, "paths", None) or [path]:  # an archive chain: the secrets of all its files
+            keys = capture_keylog(part, keys)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
@@ -225,9 +236,10 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         side_ports -= DEFAULT_TCP_PORTS
         servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
         try:
-            with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
+            opener = getattr(path, "open_reader", None)  # io.chain.CaptureChain: many files, one stream
+            with (opener or partial(CaptureReader, path))(sel, progress=report if progress is not None else None) as reader:
                 table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
-                add = table.add
+                add = table.add if share is None else partial(_share_add, table.add, *share)
                 for pkt in reader:
                     if pkt.proto == IPPROTO_TCP:
                         sport, dport = pkt.sport, pkt.dport
@@ -285,10 +297,35 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             result.capture_weird.append(Weird(None, None, "flow_table_overflow",
                                               f"{table.evicted} connections finished early: more than "
                                               f"{table.max_live} were open at once", "", reader.path))
+        if opener is not None:
+            chained = True
+            _chain_provenance(result, reader, sessions)
         sessions.sort(key=lambda s: (s.start, s.first_frame))
         result.sessions.extend(sessions)
+    if concluding:
+        conclude(result, observers, chained)
+    return result
+
+
+def _share_add(add, index: int, count: int, pkt: Packet) -> None:
+    """Hand the packet on when its connection is in this share (a hash of the unordered 4-tuple
+    that every process computes alike: crc32, not Python's per-process salted hash)."""
+    a, b = pkt.src + pkt.sport.to_bytes(2, "big"), pkt.dst + pkt.dport.to_bytes(2, "big")
+    if zlib.crc32(a + b if a < b else b + a) % count == index:
+        add(pkt)
+
+
+def conclude(result: Analysis, observers, chained: bool) -> None:
+    """The cross-session steps, once over all sessions: hand-offs, verdicts, inherited
+    features, then the observers' ``finish`` (the diagnosis)."""
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
-    result.handoffs = find_handoffs(result.sessions)
+    if chained:  # archive sensors are separate networks: a hand-off never links two of them
+        by_source: dict[str, list[SessionRecord]] = {}
+        for rec in result.sessions:
+            by_source.setdefault(rec.source, []).append(rec)
+        result.handoffs = [h for group in by_source.values() for h in find_handoffs(group)]
+    else:
+        result.handoffs = find_handoffs(result.sessions)
     links = {}
     for h in result.handoffs:  # both ends carry the whole link
         links[h.from_session] = links[h.to_session] = (h.from_session, h.to_session, round(h.gap_s, 6))
@@ -313,7 +350,31 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     for obs in observers:
         obs.finish(result)
         result.extras[obs.name] = obs
-    return result
+
+
+def _chain_provenance(result: Analysis, reader, sessions: list[SessionRecord]) -> None:
+    """After an archive chain (``io.chain.ChainReader``): files that could not be read become
+    ``unreadable_capture`` rows naming them, overlapping files a ``captures_overlap`` row, and
+    every session gets ``sources`` (the files and local frame ranges its span crosses)."""
+    for name, why in reader.errors:
+        result.unreadable.append((name, why))
+        result.capture_weird.append(Weird(None, None, "unreadable_capture", why, "", name, None))
+    for earlier, later in reader.overlaps:
+        result.capture_weird.append(Weird(None, None, "captures_overlap",
+                                          f"{later} starts before {earlier} ends: packets of the two files are "
+                                          "not in time order, so sessions across them may be split", "", reader.path))
+    for i, rec in enumerate(sessions):
+        sessions[i] = replace(rec, sources=reader.sources(rec.first_frame, rec.last_frame))
+
+
+def _chain_files(stats) -> dict:
+    """The JSON ``files`` of an archive chain's capture entry (nothing for a single file)."""
+    files = getattr(stats, "files", None)
+    if files is None:
+        return {}
+    return {"files": [{"path": f.path, "format": f.stats.format, "frame_offset": f.offset, "packets": f.stats.packets,
+                       "size_bytes": f.stats.size_bytes, "first_ts": f.stats.first_ts, "last_ts": f.stats.last_ts}
+                      for f in files]}
 
 
 def inherit_handoff_features(result: Analysis) -> None:

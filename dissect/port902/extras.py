@@ -21,6 +21,8 @@ EXTRAS = {
     "vncdotool": "lab",
     "pyshark": "reference",
     "scapy": "reference",
+    "dask": "scale",
+    "distributed": "scale",
 }
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from typing import Sequence
 
 from .. import __version__
 
+from . import archive as archive_cli
 from . import doctor
 
 from . import plot as plotcli
@@ -68,6 +70,8 @@ examples:
   dissect902 analyze capture.pcap --format jsonl | jq 'select(.record_type=="session")'
   dissect902 analyze capture.pcap --strict || echo "something malformed in there"
   dissect902 analyze capture.pcap --reference --strict   # and does Wireshark read it the same way?
+  dissect902 analyze /srv/pcap/esx-01/                   # rotated files: one stream, sessions stitched
+  dissect902 analyze /srv/pcap/ -f parquet -o lake/      # Parquet dataset per table; re-runs read new files only
 
 tables for --format csv/parquet: """ + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
   it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
@@ -85,6 +89,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.output in (None, "-"):
             return error(prog, "--format parquet needs -o FILE")
         require("pyarrow", "--format parquet")
+    archive = archive_cli.wanted(args)  # directories, --sensor-by, --jobs, --scheduler (issue 11)
+    if archive and args.format == "parquet":  # a capture archive: a Parquet dataset in a directory
+        return archive_cli.dataset(args, prog)
     if args.output not in (None, "-"):
         output_file(args.output)  # refused before the analysis runs, not after
     observers = None if not (args.no_diagnostics or args.reference) else (
@@ -94,14 +101,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         require_reference()
         observers.append(ReferenceCheck())
+    if args.export_decrypted and archive and ((args.jobs or 0) > 1 or args.scheduler):
+        return error(prog, "--export-decrypted writes one stream in capture order: run it without --jobs/--scheduler")
     export = None
     if args.export_decrypted:  # written while the captures are read (decrypt.export.StreamExport)
         from ..decrypt.export import StreamExport
 
         export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
+    run = partial(archive_cli.run, args) if archive else partial(run_analyze, args.captures, args.quiet)
     try:
-        result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
-                                   observers=observers, keylog=args.keylog, keep_plaintext=export or False)
+        result, code = run(prog=prog, show_secrets=args.show_secrets, observers=observers, keylog=args.keylog,
+                           keep_plaintext=export or False)
     finally:
         if export is not None:
             export.close()
@@ -156,7 +166,8 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
         epilog=ANALYZE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed, or a directory of "
+                   "rotated captures (read as one stream per sensor)")
     p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
@@ -179,6 +190,7 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
                         "authd lines to 902, HTTP to 80) for Wireshark")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
+    archive_cli.add_arguments(p)
     p.set_defaults(func=cmd_analyze)
     doctor.add_parser(sub)
     plotcli.add_parser(sub)

@@ -22,7 +22,7 @@ def progress_bar(paths: Sequence[str], quiet: bool):
     if quiet or not sys.stderr.isatty():
         return None, None
     try:
-        total = sum(os.path.getsize(p) for p in paths)
+        total = sum(p.size_bytes if hasattr(p, "size_bytes") else os.path.getsize(p) for p in paths)  # chains: all files
     except OSError:
         return None, None
     if total < PROGRESS_MIN_BYTES:
@@ -61,6 +61,7 @@ def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **o
             bar.close()
     for _path, why in result.unreadable:
         print(f"{prog}: error: {safe(why)}", file=sys.stderr)
-    if result.unreadable and len(result.unreadable) == len(list(paths)):
+    files = sum(len(p.paths) if hasattr(p, "paths") else 1 for p in paths)  # an archive chain is many files
+    if result.unreadable and len(result.unreadable) == files:
         return None, 2
     return result, (2 if result.unreadable else 0)

@@ -136,6 +136,9 @@ class SessionRecord:
     feature_inferred: str | None = None  # the metadata verdict when decryption decided `feature`
     confidence_inferred: float | None = None
     fin_frames: tuple[int | None, int | None] = (None, None)  # first FIN of client, of server
+    # archive runs (issue 11): the capture files the session's frame span crosses, each as
+    # {"file", "first_frame", "last_frame"} in that file's own frame numbering; None for one file
+    sources: list[dict] | None = None
 
     # -- derived -----------------------------------------------------------------------
 
@@ -181,6 +184,7 @@ class SessionRecord:
         d = {
             "uid": self.uid,
             "source": self.source,
+            **({"sources": self.sources} if self.sources is not None else {}),
             "client": self.client,
             "server": self.server,
             "start": self.start,

@@ -60,7 +60,8 @@ FEATURE_COLUMNS: Schema = {
 
 SESSIONS: Schema = {
     "uid": ("string", "session id, shared by every frame"),
-    "source": ("string", "capture file the session came from"),
+    "source": ("string", "capture file the session came from (the sensor's name for an archive)"),
+    "sources": ("string", "archive runs: the files the session spans, 'FILE:FIRST-LAST' (that file's own frame numbers), ' | '-separated; empty for one file"),
     "orig_ip": ("string", "client address"),
     "orig_port": ("Int64", "client port"),
     "resp_ip": ("string", "server address"),

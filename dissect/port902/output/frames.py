@@ -45,6 +45,13 @@ def _first_hello(rec):
     return None
 
 
+def _sources(sources) -> str | None:
+    """A session's archive provenance as one string cell (see SESSIONS['sources'])."""
+    if not sources:
+        return None
+    return " | ".join(f"{x['file']}:{x['first_frame']}-{x['last_frame']}" for x in sources)
+
+
 def sessions_frame(sessions) -> "pd.DataFrame":
     rows = []
     for s in sessions:
@@ -52,7 +59,7 @@ def sessions_frame(sessions) -> "pd.DataFrame":
         b = s.banner
         f = s.failure
         rows.append({
-            "uid": s.uid, "source": s.source, "orig_ip": s.client_ip, "orig_port": s.client_port,
+            "uid": s.uid, "source": s.source, "sources": _sources(s.sources), "orig_ip": s.client_ip, "orig_port": s.client_port,
             "resp_ip": s.server_ip, "resp_port": s.server_port, "start": s.start, "end": s.end,
             "duration_s": s.duration_s, "first_frame": s.first_frame, "last_frame": s.last_frame,
             "state": s.state, "conn_state": s.conn_state, "history": s.history, "syn_count": s.syn_count,

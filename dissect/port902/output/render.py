@@ -95,7 +95,9 @@ def render_table(analysis, out: TextIO, width: int | None = -1) -> None:
         if c.format == "unreadable":
             out.write(safe(f"{c.path}: not read (not a capture: see the unreadable_capture row below)") + "\n")
             continue
-        out.write(safe(f"{c.path}: {c.format}, {', '.join(c.link_types) or '?'}, {c.packets} packets, "
+        files = getattr(c, "files", None)  # an archive sensor (io.chain): its files as one stream
+        several = f"{len(files)} file(s) as one stream, " if files is not None else ""
+        out.write(safe(f"{c.path}: {several}{c.format}, {', '.join(c.link_types) or '?'}, {c.packets} packets, "
                        f"{c.selected} selected (authd, DNS, ICMP errors, console paths)") + "\n")
     sessions = analysis.sessions
     out.write(f"\n{len(sessions)} session(s)\n")
