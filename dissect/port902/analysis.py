@@ -184,6 +184,13 @@ def analyze(
                     skip_unreadable=skip_unreadable)
 
 
+def _regular_file(path) -> bool:
+    try:
+        return os.fspath(path) != "-" and os.path.isfile(path)
+    except TypeError:  # an open stream
+        return False
+
+
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
              keep_plaintext=False, skip_unreadable=False) -> Analysis:
     from .decrypt.hooks import capture_keylog, load_keylogs
@@ -197,7 +204,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     for path in paths:
         sessions: list[SessionRecord] = []
 
-        keys = capture_keylog(path, given_keys)
+        # a pipe, FIFO or open stream is read once, by the reader: its secrets blocks are not looked for
+        keys = capture_keylog(path, given_keys) if _regular_file(path) else (given_keys or None)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,

@@ -35,11 +35,12 @@ class _FastScanner:
 
     if TYPE_CHECKING:  # provided by CaptureReader and its other parts
         use_mmap: bool
+        seekable: bool
         selection: Selection
         stats: CaptureStats
         progress: Callable[[int], None] | None
         _stream: Stream
-        _raw: io.BufferedReader
+        _raw: io.BufferedReader  # or a source.PipeSource
         _mm: mmap.mmap | None
         _head: bytes
 
@@ -60,7 +61,7 @@ class _FastScanner:
         scan moves on, so memory stays flat); whatever the file grew by after that is read in
         chunks.  A gzip stream, or a file that cannot be mapped, is read in chunks exactly as the
         pure-Python engine reads it."""
-        if self.use_mmap and self._stream is self._raw:
+        if self.use_mmap and self.seekable and self._stream is self._raw:
             try:
                 mm = mmap.mmap(self._raw.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError, OverflowError):
