@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -111,13 +112,23 @@ def test_an_open_stream_is_read_without_seeking(tmp_path):
     assert stats.size_bytes == src.stat().st_size
 
 
-def _serve_greeting(sock: socket.socket, count: int) -> None:
-    for _ in range(count):
-        conn, _addr = sock.accept()
+def _serve_greeting(sock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _addr = sock.accept()
+        except OSError:  # closed: the test is over
+            return
         with conn:
             conn.sendall(b"220 VMware Authentication Daemon Version 1.10: SSL Required, "
                          b"ServerDaemonProtocol:SOAP, MKSDisplayProtocol:VNC , VMXARGS supported, NFCSSL supported\r\n")
             conn.recv(100)
+
+
+def _connect(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.recv(200)
+        c.sendall(b"QUIT\r\n")
+        return f"127.0.0.1:{c.getsockname()[1]}"
 
 
 @pytest.mark.tools("tcpdump")
@@ -130,7 +141,7 @@ def test_tcpdump_writing_to_a_pipe(engine):
         pytest.skip("tcpdump needs root to capture on lo")
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
-    dump = subprocess.Popen([shutil.which("tcpdump"), "-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0", "-w", "-",
+    dump = subprocess.Popen([shutil.which("tcpdump"), "-i", "lo", "-U", "--immediate-mode", "-B", "8192", "-n", "-s", "0", "-w", "-",
                              f"tcp port {port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = dump.stderr.readline()  # "listening on lo, ..." once it captures
@@ -138,22 +149,26 @@ def test_tcpdump_writing_to_a_pipe(engine):
         ana = subprocess.Popen(CLI + ["analyze", "-q", "-f", "json", "-"], stdin=dump.stdout,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(engine))
         dump.stdout.close()  # the analysis holds the read end now
-        server = threading.Thread(target=_serve_greeting, args=(srv, 3))
-        server.start()
-        for _ in range(3):
-            with socket.create_connection(("127.0.0.1", port)) as c:
-                c.recv(200)
-                c.sendall(b"QUIT\r\n")
-        server.join()
-        time.sleep(0.5)  # the last FIN/ACKs reach tcpdump
+        threading.Thread(target=_serve_greeting, args=(srv,), daemon=True).start()
+        clients = [_connect(port) for _ in range(3)]
+        time.sleep(1.0)
+        for _ in range(3):  # the tail a stopped tcpdump may not have written yet: not counted
+            _connect(port)
+            time.sleep(0.1)
     finally:
         dump.send_signal(signal.SIGINT)
-        dump.communicate(timeout=10)  # closes its stderr too
+        _, said = dump.communicate(timeout=10)  # closes its stderr too
         srv.close()
     out, err = ana.communicate(timeout=60)
     assert ana.returncode == 0, err
     got = json.loads(out)
     assert got["captures"][0]["path"] == "-"
-    assert len(got["sessions"]) == 3, got["sessions"]
-    assert all("VMware Authentication Daemon" in json.dumps(s) for s in got["sessions"])
-    assert got["captures"][0]["packets"] >= 3 * 8  # handshake, greeting, QUIT, teardown
+    # every packet tcpdump wrote is read (it may itself lose some on a busy machine: the kernel's count)
+    captured = int(re.search(rb"(\d+) packets? captured", said).group(1))
+    dropped = int(re.search(rb"(\d+) packets? dropped by kernel", said).group(1))
+    assert got["captures"][0]["packets"] == captured > 0
+    seen = {s["client"]: s for s in got["sessions"]}
+    assert seen and all(s["server"] == f"127.0.0.1:{port}" for s in seen.values())
+    assert all("VMware Authentication Daemon" in json.dumps(s) for s in seen.values())
+    if not dropped:
+        assert set(clients) <= set(seen), (clients, list(seen))

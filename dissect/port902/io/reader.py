@@ -74,6 +74,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         self.engine = engine
         self.use_mmap = engine == "c" and use_mmap is not False
         self._mm: mmap.mmap | None = None
+        self._map_shrank: int | None = None
         self.path = source_name(path)  # "-" is standard input; an open stream is read as a pipe
         self.selection = selection or Selection()
         self.progress = progress

@@ -17,7 +17,7 @@ import io
 import os
 import stat
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import CaptureError
 from .formats import GZIP_MAGIC
@@ -80,11 +80,11 @@ class PipeSource:
 def source_name(path: object) -> str:
     """How a source is named in results and messages."""
     if isinstance(path, (str, os.PathLike)):
-        return os.fspath(path)  # type: ignore[return-value]
+        return str(os.fspath(path))
     return str(getattr(path, "name", "<stream>"))
 
 
-def read_head(fh: BinaryIO, want: int) -> bytes:
+def read_head(fh: Any, want: int) -> bytes:
     """Up to ``want`` bytes, fewer only at the end of the stream (a pipe may deliver fewer per read)."""
     parts, got = [], 0
     while got < want:
@@ -96,7 +96,7 @@ def read_head(fh: BinaryIO, want: int) -> bytes:
     return b"".join(parts)
 
 
-def open_source(path: object) -> tuple[object, object, int | None]:
+def open_source(path: object) -> tuple[Any, Any, int | None]:
     """(stream to decode, raw source, size in bytes or None): see the module docstring."""
     name = source_name(path)
     if isinstance(path, (str, os.PathLike)):
@@ -118,12 +118,12 @@ def open_source(path: object) -> tuple[object, object, int | None]:
     if regular and owned:
         head = fh.read(2)
         fh.seek(0)
-        raw: object = fh
+        raw: Any = fh
         size: int | None = st.st_size if st is not None else None
     else:  # a pipe, a FIFO, a socket, a terminal, a caller's stream: no seeking, no size
         head = read_head(fh, 2)
         raw = PipeSource(fh, head, name, close=owned)
         size = None
     if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, size  # type: ignore[arg-type]
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, size
     return raw, raw, size
