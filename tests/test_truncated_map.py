@@ -95,3 +95,36 @@ def test_a_file_truncated_while_read_is_read_to_its_end(tmp_path, engine, fmt):
     assert got["frames"] == [1]
     if engine == "c":
         assert f"shrank to {keep} bytes" in got["warnings"][0][2]
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+@pytest.mark.parametrize("grows", [True, False])
+def test_a_file_still_being_written_is_read_to_its_current_end(tmp_path, engine, grows):
+    """A capture tool still writing: the file ends inside a record when the reader opens it.  What
+    is appended while the reader runs is read too (the map covers the size at open, the rest is
+    read as it comes); when nothing more comes, the cut record is a truncated_file warning."""
+    from dissect.port902.io.capture import CaptureReader
+
+    full = tmp_path / "full.pcap"
+    _write_pcap(full, _packets())
+    data = full.read_bytes()
+    cut = len(data) // 2 + 7  # inside a record
+    path = tmp_path / "growing.pcap"
+    path.write_bytes(data[:cut])
+    frames = []
+    with CaptureReader(path, engine=engine) as reader:
+        for pkt in reader:
+            frames.append(pkt.frame)
+            if grows and len(frames) == 1:
+                with open(path, "ab") as fh:
+                    fh.write(data[cut:])
+        stats = reader.stats
+    with CaptureReader(full, engine=engine) as ref:
+        want = [p.frame for p in ref]
+        total = ref.stats.packets
+    if grows:
+        assert frames == want and stats.packets == total and not stats.warnings
+    else:
+        assert frames == [1] and 0 < stats.packets < total
+        assert [w.kind for w in stats.warnings] == ["truncated_file"]
+        assert "ends inside a record" in stats.warnings[0].detail
