@@ -23,7 +23,7 @@ from .formats import (
     PCAPNG_SHB,
 )
 from .native import ENGINES, default_engine
-from .packet import CaptureStats, CaptureWarning, Packet, Selection, Stream
+from .packet import CaptureStats, CaptureWarning, Packet, Selection
 from .pcapng import _PcapngReader
 from .source import read_head, open_source, source_name
 
