@@ -100,7 +100,7 @@ def _describe_key(key: object) -> tuple[str, int | None, str | None]:
     else:
         return type(key).__name__, None, None
     if name == "EC":
-        curve = key.curve  # type: ignore[attr-defined]
+        curve = key.curve  # narrowed by the isinstance above
         return name, curve.key_size, curve.name
     return name, getattr(key, "key_size", _FIXED_KEY_BITS.get(name)), None
 
