@@ -187,6 +187,13 @@ def analyze(
                     skip_unreadable=skip_unreadable)
 
 
+def _regular_file(path) -> bool:
+    try:
+        return os.fspath(path) != "-" and os.path.isfile(path)
+    except TypeError:  # an open stream
+        return False
+
+
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
              keep_plaintext=False, skip_unreadable=False, share: tuple[int, int] | None = None,
              concluding: bool = True) -> Analysis:
@@ -208,7 +215,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
 
         keys = given_keys
         for part in getattr(path, "paths", None) or [path]:  # an archive chain: the secrets of all its files
-            keys = capture_keylog(part, keys)
+            # a pipe, FIFO or open stream is read once, by the reader: its secrets blocks are not looked for
+            keys = capture_keylog(part, keys) if _regular_file(part) else (keys or None)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,

@@ -10,24 +10,37 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import importlib
 from functools import partial
 from typing import Sequence
 
 from .. import __version__
-
-from . import archive as archive_cli
-from . import doctor
-
-from . import plot as plotcli
-from ..model.schema import FRAME_TABLES, SCHEMAS, describe
-from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
 from ..errors import Port902Error
-from ..extras import require
-from ..output.sink import describe_os_error, error, escape_unencodable, open_output, output_dir, output_file
-from ..analysis import default_observers
-from .runner import run_analyze
-from . import report as reportcli
-from . import wireshark as wireshark_command
+from ..output.sink import describe_os_error, error, escape_unencodable, output_dir
+
+# Start-up: only the command being run builds its full parser (and so imports its module, the
+# analysis, cryptography ...); the others are listed by name and help line.  `dissect902 --help`
+# loads none of them (tests/test_cli_startup.py checks that, and that these help lines are the
+# ones the commands' own parsers show).
+COMMANDS = {  # name -> (module that registers it, its help line)
+    "analyze": (__name__, "list port-902 sessions in captures (pcap, pcapng, gzip)"),
+    "doctor": ("dissect.port902.cli.doctor", "why won't the console open? ranked findings with evidence and advice"),
+    "plot": ("dissect.port902.cli.plot", "draw charts of port-902 traffic (PNG, SVG, PDF)"),
+    "lab": ("dissect.port902.lab.cli", "write labelled synthetic port-902 captures (datasets or named scenarios)"),
+    "wireshark-plugin": ("dissect.port902.cli.wireshark",
+                         "write the Wireshark/tshark Lua dissector for port 902 (authd.lua)"),
+    "report": ("dissect.port902.cli.report",
+               "write a self-contained HTML report (diagnosis, sessions, charts) to share"),
+}
+ALL = "*"  # build_parser(command=ALL): every command's full parser
+
+def _analyze_epilog() -> str:
+    from ..model.schema import FRAME_TABLES, SCHEMAS
+
+    return ANALYZE_EPILOG + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
+  it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
+"""
+
 
 ANALYZE_EPILOG = """\
 what it finds, per TCP connection on 902/903/912 (or any port whose server greets
@@ -73,12 +86,18 @@ examples:
   dissect902 analyze /srv/pcap/esx-01/                   # rotated files: one stream, sessions stitched
   dissect902 analyze /srv/pcap/ -f parquet -o lake/      # Parquet dataset per table; re-runs read new files only
 
-tables for --format csv/parquet: """ + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
-  it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
-"""
+tables for --format csv/parquet: """
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from ..analysis import default_observers
+    from ..extras import require
+    from ..model.schema import describe
+    from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
+    from ..output.sink import open_output, output_file
+    from . import archive as archive_cli
+    from .runner import run_analyze
+
     if args.describe:
         print(describe(args.describe))
         return 0
@@ -148,7 +167,9 @@ def _version() -> str:
     return f"dissect902 {__version__} — {engine}, Python {sys.version.split()[0]}"
 
 
-def build_parser(lab: bool = True) -> argparse.ArgumentParser:
+def build_parser(lab: bool = True, command: str | None = ALL) -> argparse.ArgumentParser:
+    """The command line's parser: the full parser of ``command`` (of every command for ``ALL``; the
+    lab's only when ``lab``), the other commands as a name and a help line."""
     parser = argparse.ArgumentParser(
         prog="dissect902",
         description="Dissect VMware ESXi port 902 (vmware-authd) traffic in packet captures: "
@@ -158,12 +179,26 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_line) in COMMANDS.items():
+        full = command == name or (command == ALL and (lab or name != "lab"))
+        if not full:
+            sub.add_parser(name, help=help_line, add_help=False)
+        elif name == "analyze":
+            add_analyze_parser(sub)
+        else:  # the lab is a tool for tests and training: loaded only when its command runs
+            importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def add_analyze_parser(sub) -> argparse.ArgumentParser:
+    from ..model.schema import FRAME_TABLES, SCHEMAS
+
     p = sub.add_parser(
         "analyze",
-        help="list port-902 sessions in captures (pcap, pcapng, gzip)",
+        help=COMMANDS["analyze"][1],
         description="Read captures and report every port-902/903/912 session: banner, TLS, "
         "authd dialogue, TCP state and 903->902 hand-offs.",
-        epilog=ANALYZE_EPILOG,
+        epilog=_analyze_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed, or a directory of "
@@ -190,20 +225,11 @@ def build_parser(lab: bool = True) -> argparse.ArgumentParser:
                         "authd lines to 902, HTTP to 80) for Wireshark")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything malformed or unexpected was found")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no notes on stderr")
+    from . import archive as archive_cli
+
     archive_cli.add_arguments(p)
     p.set_defaults(func=cmd_analyze)
-    doctor.add_parser(sub)
-    plotcli.add_parser(sub)
-    if lab:  # the lab is a tool for tests and training: loaded only when its command runs
-        from ..lab import cli as lab_cli
-
-        lab_cli.add_parser(sub)
-    else:
-        sub.add_parser("lab", help="write labelled synthetic port-902 captures (datasets or named scenarios)",
-                       add_help=False)
-    wireshark_command.add_parser(sub)
-    reportcli.add_parser(sub)
-    return parser
+    return p
 
 
 def _prog(args: argparse.Namespace) -> str:
@@ -214,7 +240,7 @@ def _prog(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     escape_unencodable(sys.stdout, sys.stderr)
-    parser = build_parser(lab=bool(argv) and argv[0] == "lab")
+    parser = build_parser(command=argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

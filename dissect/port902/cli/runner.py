@@ -21,12 +21,16 @@ def progress_bar(paths: Sequence[str], quiet: bool):
     """(bar, update callback) — a tqdm bar on a terminal for big inputs; (None, None) otherwise."""
     if quiet or not sys.stderr.isatty():
         return None, None
-    try:
-        total = sum(p.size_bytes if hasattr(p, "size_bytes") else os.path.getsize(p) for p in paths)  # chains: all files
-    except OSError:
-        return None, None
-    if total < PROGRESS_MIN_BYTES:
-        return None, None
+    streams = [p for p in paths if not hasattr(p, "size_bytes")
+               and (p == "-" or (os.path.exists(p) and not os.path.isfile(p)))]
+    total = None  # a pipe or FIFO has no size: the bar then counts bytes read and their rate
+    if not streams:
+        try:  # an archive chain counts all its files
+            total = sum(p.size_bytes if hasattr(p, "size_bytes") else os.path.getsize(p) for p in paths)
+        except OSError:
+            return None, None
+        if total < PROGRESS_MIN_BYTES:
+            return None, None
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading", file=sys.stderr, leave=False)

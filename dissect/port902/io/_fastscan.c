@@ -48,12 +48,54 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 
-#define API_VERSION 3
+#define API_VERSION 4
 
-enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3 };
+enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3, STOP_FAULT = 4 };
+
+/* A memory-mapped file that shrinks while it is scanned (rewritten, truncated, a capture tool
+ * restarting on the same name) turns every read past its new end into SIGBUS.  While a scan
+ * runs, SIGBUS jumps back into the scan, which returns STOP_FAULT at the first record it had not
+ * finished: Python warns (truncated_file) and keeps what came before.  The handler is installed
+ * for the duration of one call (the previous one, e.g. faulthandler's, is put back after it); a
+ * SIGBUS outside a scan goes to the default action as before. */
+static _Thread_local sigjmp_buf *fault_jmp;
+
+static void on_fault(int sig)
+{
+    if (fault_jmp != NULL)
+        siglongjmp(*fault_jmp, 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+typedef struct {
+    struct sigaction old;
+    int armed;
+} guard_t;
+
+static void guard_arm(guard_t *g, sigjmp_buf *jb)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fault;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NODEFER; /* not blocked in the handler: nothing to unblock after the jump */
+    g->armed = sigaction(SIGBUS, &sa, &g->old) == 0;
+    fault_jmp = jb;
+}
+
+static void guard_disarm(guard_t *g)
+{
+    fault_jmp = NULL;
+    if (g->armed)
+        sigaction(SIGBUS, &g->old, NULL);
+    g->armed = 0;
+}
 
 #define F_ICMP 1
 #define F_GREET 2
@@ -483,6 +525,10 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
     PyObject *list = NULL, *result = NULL, *packet_type, *tsinfo, *div = NULL, *tsoff = NULL;
     int64_t *nexts = NULL;
     int reason = STOP_NEED_MORE;
+    guard_t guard = {.armed = 0};
+    sigjmp_buf jb;
+    volatile int64_t done_pos;
+    volatile long long done_frame;
     (void)self;
 
     if (!PyArg_ParseTuple(args, "y*npLiiLw*y*y*innOO:scan_pcap", &buf, &off, &big, &limit, &etoff, &l3off, &frame,
@@ -507,6 +553,14 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
     list = PyList_New(0);
     if (list == NULL)
         goto done;
+    done_pos = (int64_t)off;
+    done_frame = frame;
+    guard_arm(&guard, &jb);
+    if (sigsetjmp(jb, 0)) { /* the buffer's pages vanished under a record: see on_fault */
+        guard_disarm(&guard);
+        result = result_tuple(done_pos, done_frame, STOP_FAULT, list, nexts);
+        goto done;
+    }
     {
         ctx_t c;
         const uint8_t *b = (const uint8_t *)buf.buf;
@@ -523,6 +577,8 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
         for (;;) {
             uint32_t ts_s, ts_f, incl, orig;
             pf = prefetch_to(b, n, pf, pos);
+            done_pos = pos; /* every record before pos is finished */
+            done_frame = frame;
             int64_t nxt;
             hit_t h;
             if (pos - start >= (int64_t)max_bytes) {
@@ -559,9 +615,11 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
             }
             pos = nxt;
         }
+        guard_disarm(&guard);
         result = result_tuple(pos, frame, reason, list, nexts);
     }
 done:
+    guard_disarm(&guard);
     PyMem_Free(nexts);
     Py_XDECREF(list);
     PyBuffer_Release(&buf);
@@ -592,6 +650,10 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
     PyObject *list = NULL, *result = NULL, *packet_type, *tsinfo;
     int64_t *nexts = NULL;
     int reason = STOP_NEED_MORE;
+    guard_t guard = {.armed = 0};
+    sigjmp_buf jb;
+    volatile int64_t done_pos;
+    volatile long long done_frame;
     (void)self;
 
     if (!PyArg_ParseTuple(args, "y*npy*Lw*y*y*innOO:scan_pcapng", &buf, &off, &big, &ifb, &frame, &tcp, &ctl, &udp,
@@ -616,6 +678,14 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
     list = PyList_New(0);
     if (list == NULL)
         goto done;
+    done_pos = (int64_t)off;
+    done_frame = frame;
+    guard_arm(&guard, &jb);
+    if (sigsetjmp(jb, 0)) { /* the buffer's pages vanished under a record: see on_fault */
+        guard_disarm(&guard);
+        result = result_tuple(done_pos, done_frame, STOP_FAULT, list, nexts);
+        goto done;
+    }
     {
         ctx_t c;
         const uint8_t *b = (const uint8_t *)buf.buf;
@@ -635,6 +705,8 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
         for (;;) {
             uint32_t btype, blen;
             pf = prefetch_to(b, n, pf, pos);
+            done_pos = pos; /* every record before pos is finished */
+            done_frame = frame;
             int64_t nxt;
             hit_t h;
             if (pos - start >= (int64_t)max_bytes) {
@@ -721,9 +793,11 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
             pos = nxt;
         }
 #undef IFACE
+        guard_disarm(&guard);
         result = result_tuple(pos, frame, reason, list, nexts);
     }
 done:
+    guard_disarm(&guard);
     PyMem_Free(nexts);
     Py_XDECREF(list);
     PyBuffer_Release(&buf);
@@ -760,6 +834,7 @@ PyMODINIT_FUNC PyInit__fastscan(void)
         || PyModule_AddIntConstant(m, "STOP_BUDGET", STOP_BUDGET) < 0
         || PyModule_AddIntConstant(m, "STOP_FULL", STOP_FULL) < 0
         || PyModule_AddIntConstant(m, "STOP_SLOW", STOP_SLOW) < 0
+        || PyModule_AddIntConstant(m, "STOP_FAULT", STOP_FAULT) < 0
         || PyModule_AddIntConstant(m, "F_ICMP", F_ICMP) < 0
         || PyModule_AddIntConstant(m, "F_GREET", F_GREET) < 0
         || PyModule_AddIntConstant(m, "F_UDP", F_UDP) < 0

@@ -14,6 +14,7 @@ STOP_NEED_MORE: int
 STOP_BUDGET: int
 STOP_FULL: int
 STOP_SLOW: int
+STOP_FAULT: int
 F_ICMP: int
 F_GREET: int
 F_UDP: int

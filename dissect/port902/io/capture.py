@@ -34,8 +34,8 @@ and everything before it is still analysed.  Only a file that is not a capture a
 all raises :class:`~dissect.port902.errors.CaptureError`.
 
 Modules: ``formats`` (declared file and link structures), ``packet`` (what comes out),
-``reader`` (``CaptureReader``), ``pcapng``, ``decode`` (link and IP decoding, the hot path),
-``engine`` (the C scanner and its driver). This module is the stage's public face.
+``reader`` (``CaptureReader``), ``source`` (files, ``-``, FIFOs and open streams), ``pcapng``,
+``decode`` (link and IP decoding, the hot path), ``engine`` (the C scanner and its driver). This module is the stage's public face.
 """
 
 from .formats import (  # noqa: F401

@@ -7,6 +7,7 @@ unusual comes back to Python, which handles it with the same code as the pure-Py
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import sys
 from typing import TYPE_CHECKING, Callable, Iterator, cast
@@ -35,12 +36,14 @@ class _FastScanner:
 
     if TYPE_CHECKING:  # provided by CaptureReader and its other parts
         use_mmap: bool
+        seekable: bool
         selection: Selection
         stats: CaptureStats
         progress: Callable[[int], None] | None
         _stream: Stream
-        _raw: io.BufferedReader
+        _raw: io.BufferedReader  # or a source.PipeSource
         _mm: mmap.mmap | None
+        _map_shrank: int | None  # the mapped file's size when it was found to have shrunk
         _head: bytes
 
         def _warn(self, offset: int, frame: int | None, kind: str, detail: str) -> None: ...
@@ -60,7 +63,7 @@ class _FastScanner:
         scan moves on, so memory stays flat); whatever the file grew by after that is read in
         chunks.  A gzip stream, or a file that cannot be mapped, is read in chunks exactly as the
         pure-Python engine reads it."""
-        if self.use_mmap and self._stream is self._raw:
+        if self.use_mmap and self.seekable and self._stream is self._raw:
             try:
                 mm = mmap.mmap(self._raw.fileno(), 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError, OverflowError):
@@ -88,8 +91,40 @@ class _FastScanner:
             return drop
         return dropped
 
+    def _mapped_end(self) -> int:
+        """How much of the mapped file is still there: reading past a file's current end through
+        its map is SIGBUS (the C scanner survives that, Python would not), so Python checks first."""
+        mm = self._mm
+        assert mm is not None
+        try:
+            return min(len(mm), os.fstat(self._raw.fileno()).st_size)
+        except OSError:
+            return 0
+
+    def _shrunk(self, offset: int, frame: int, size: int | None = None) -> None:
+        self.stats.packets = frame
+        size = self._mapped_end() if size is None else size
+        self._warn(offset, frame + 1, "truncated_file",
+                   f"the file shrank to {size} bytes while it was read (rewritten or truncated by another "
+                   f"program?); analysed the {frame} complete records before byte {offset}")
+
+    def _end_warning(self, buf: Buf, base: int, off: int, frame: int, what: str, unit: str) -> None:
+        """At the end of the input: the file shrank while mapped, or it ends inside a record."""
+        self.stats.packets = frame
+        if self._map_shrank is not None:
+            self._shrunk(base + off, frame, self._map_shrank)
+        elif off < len(buf):
+            self._warn(base + off, frame + 1, "truncated_file",
+                       f"capture ends inside a {what} ({len(buf) - off} stray bytes); analysed the {frame} "
+                       f"complete {unit} before it")
+
     def _fast_next(self, buf: Buf, base: int, off: int, chunks: Iterator[bytes]) -> tuple[bytes, int] | None:
         """The next buffer: the unscanned tail of this one plus the next chunk; None at the end."""
+        if buf is self._mm:
+            end = self._mapped_end()
+            if end < len(buf):  # shrank: what was mapped past its new end is gone (and SIGBUS to touch)
+                self._map_shrank = end
+                return None
         chunk = next(chunks, None)
         if chunk is None:
             return None
@@ -106,7 +141,7 @@ class _FastScanner:
         decode_flag = fs.F_DECODE if layout is not None else 0
         tsinfo = (ticks, 0)
         scan = fs.scan_pcap
-        need_more, slow = fs.STOP_NEED_MORE, fs.STOP_SLOW
+        need_more, slow, fault = fs.STOP_NEED_MORE, fs.STOP_SLOW, fs.STOP_FAULT
         ports = _PortMaps(self.selection)
         tcp_ports, ctl_ports, udp_ports = ports.tcp_ports, ports.ctl_ports, ports.udp_ports
         snap_tcp, snap_ctl, snap_udp = ports.snap_tcp, ports.snap_ctl, ports.snap_udp  # updated in place
@@ -127,8 +162,11 @@ class _FastScanner:
                     if item.__class__ is Packet:  # built by the scanner
                         pkt = item
                     else:  # greeting, snaplen-cut TCP header, ICMP: decoded here
-                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet = cast(
+                        rec_off, nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, _ifid, greet = cast(
                             "Entry", item)
+                        if buf is self._mm and nxt > self._mapped_end():
+                            self._shrunk(base + rec_off, frm - 1)
+                            return
                         if greet >= 0:
                             ports.greeting(greet)
                         ts = ts_a + ts_b / ticks + 0
@@ -148,7 +186,13 @@ class _FastScanner:
                         break
                 if reason == need_more:
                     break
+                if reason == fault:  # the mapped file shrank under the scanner
+                    self._shrunk(base + off, frame)
+                    return
                 if reason == slow:  # a record claiming more than the limit
+                    if buf is self._mm and off + 16 > self._mapped_end():
+                        self._shrunk(base + off, frame)
+                        return
                     incl = rec_unpack(buf, off)[2]
                     self._warn(base + off, frame + 1, "corrupt_record",
                                f"record claims {incl} captured bytes (snaplen {snaplen}); stopping here")
@@ -161,11 +205,7 @@ class _FastScanner:
             if nxt_buf is None:
                 break
             (buf, base), off = nxt_buf, 0
-        stats.packets = frame
-        if off < len(buf):
-            self._warn(base + off, frame + 1, "truncated_file",
-                       f"capture ends inside a record ({len(buf) - off} stray bytes); analysed the {frame} "
-                       "complete records before it")
+        self._end_warning(buf, base, off, frame, "record", "records")
 
     def _fast_pcapng(self) -> Iterator[Packet]:
         frame = 0
@@ -173,7 +213,7 @@ class _FastScanner:
         decode = self._decoder()  # for the rare packet block handled here
         fs = native.loaded()
         scan = fs.scan_pcapng
-        need_more, slow = fs.STOP_NEED_MORE, fs.STOP_SLOW
+        need_more, slow, fault = fs.STOP_NEED_MORE, fs.STOP_SLOW, fs.STOP_FAULT
         ports = _PortMaps(self.selection)
         tcp_ports, ctl_ports, udp_ports = ports.tcp_ports, ports.ctl_ports, ports.udp_ports
         snap_tcp, snap_ctl, snap_udp = ports.snap_tcp, ports.snap_ctl, ports.snap_udp  # updated in place
@@ -194,8 +234,11 @@ class _FastScanner:
                     if item.__class__ is Packet:  # built by the scanner
                         pkt = item
                     else:  # greeting, snaplen-cut TCP header, ICMP: decoded here
-                        rec_off, _nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet = cast(
+                        rec_off, nxt, frm, p, incl, orig, l3, l4, ver, proto, ts_a, ts_b, ifid, greet = cast(
                             "Entry", item)
+                        if buf is self._mm and nxt > self._mapped_end():
+                            self._shrunk(base + rec_off, frm - 1)
+                            return
                         if greet >= 0:
                             ports.greeting(greet)
                         _layout, div, tsoff = cast("Iface", sec.ifaces[ifid])  # the scanner skips unsupported ones
@@ -216,12 +259,17 @@ class _FastScanner:
                         break
                 if reason == need_more:
                     break
+                if reason == fault:  # the mapped file shrank under the scanner
+                    self._shrunk(base + off, frame)
+                    return
                 if reason != slow:
                     if off >= window_end and buf is self._mm:
                         dropped = self._fast_window(base + off, dropped)
                         window_end = off + MMAP_WINDOW
                     continue
                 # one block the scanner leaves to Python, handled as the pure engine handles it
+                if buf is self._mm:
+                    end = self._mapped_end()  # a block past it: need more, then a truncated_file warning
                 status, frame, nxt, pkt = self._pcapng_block(buf, off, end, base, frame, sec, decode)
                 if status == _BLOCK_STOP:
                     stats.packets = frame
@@ -237,11 +285,7 @@ class _FastScanner:
             if nxt_buf is None:
                 break
             (buf, base), off = nxt_buf, 0
-        stats.packets = frame
-        if off < len(buf):
-            self._warn(base + off, frame + 1, "truncated_file",
-                       f"capture ends inside a block ({len(buf) - off} stray bytes); analysed the {frame} "
-                       "complete packets before it")
+        self._end_warning(buf, base, off, frame, "block", "packets")
 
     # -- per-packet decode (the hot path) -----------------------------------------------
 

@@ -24,6 +24,7 @@ class FastScan(Protocol):
     API_VERSION: int
     STOP_NEED_MORE: int
     STOP_SLOW: int
+    STOP_FAULT: int
     F_ICMP: int
     F_GREET: int
     F_UDP: int
@@ -47,7 +48,7 @@ try:  # the C engine; optional (setup.py builds it when a compiler is available)
 except ImportError:  # pragma: no cover - depends on the build
     _fastscan = None
 else:
-    if (getattr(_built, "API_VERSION", None) != 3 or getattr(_built, "GREETING", None) != AUTHD_GREETING
+    if (getattr(_built, "API_VERSION", None) != 4 or getattr(_built, "GREETING", None) != AUTHD_GREETING
             or getattr(_built, "RFB_GREETING", None) != RFB_GREETING):
         _fastscan = None  # a stale build from another version: do not trust it
     else:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import gzip
-import io
 import mmap
 import os
 import struct
 import zlib
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import CaptureError
 from . import native
@@ -18,29 +17,15 @@ from .engine import _FastScanner
 from .formats import (
     _LINK_LAYOUT,
     CHUNK_SIZE,
-    GZIP_MAGIC,
     LINKTYPES,
     MAX_RECORD,
     PCAP_MAGIC,
     PCAPNG_SHB,
 )
 from .native import ENGINES, default_engine
-from .packet import CaptureStats, CaptureWarning, Packet, Selection, Stream
+from .packet import CaptureStats, CaptureWarning, Packet, Selection
 from .pcapng import _PcapngReader
-
-
-def _open(path: str | os.PathLike[str]) -> tuple[Stream, io.BufferedReader, int]:
-    """Open a capture, transparently un-gzipping; returns (stream, raw file, size)."""
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by CaptureReader.close
-    except OSError as exc:
-        raise CaptureError(f"cannot open {os.fspath(path)}: {exc.strerror or exc}") from exc
-    size = os.fstat(raw.fileno()).st_size
-    head = raw.read(2)
-    raw.seek(0)
-    if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, size
-    return raw, raw, size
+from .source import read_head, open_source, source_name
 
 
 def _not_a_capture(path: str, head: bytes, packed: bool, size: int) -> str:
@@ -73,7 +58,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | BinaryIO,
         selection: Selection | None = None,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = CHUNK_SIZE,
@@ -89,15 +74,18 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         self.engine = engine
         self.use_mmap = engine == "c" and use_mmap is not False
         self._mm: mmap.mmap | None = None
-        self.path = os.fspath(path)
+        self._map_shrank: int | None = None
+        self.path = source_name(path)  # "-" is standard input; an open stream is read as a pipe
         self.selection = selection or Selection()
         self.progress = progress
         self.chunk_size = chunk_size
         self.stats = CaptureStats(path=self.path)
-        self._stream, self._raw, self.stats.size_bytes = _open(path)
+        self._stream, self._raw, size = open_source(path)
+        self.seekable = size is not None  # False: a pipe or FIFO (no mmap; its size is known at its end)
+        self.stats.size_bytes = size or 0
         packed = self._stream is not self._raw
         try:
-            head = self._stream.read(24)
+            head = read_head(self._stream, 24)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
             self.close()
             if packed:
@@ -165,7 +153,7 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         if self._damage is not None:
             self._warn(self._decoded, None, "truncated_file",
                        f"the gzip stream is damaged or cut short after {self._decoded} decompressed bytes "
-                       f"(byte {self._raw.tell()} of {self.stats.size_bytes} in the compressed file): "
+                       f"(byte {self._raw.tell()} of {self._size_text()} in the compressed file): "
                        f"{self._damage}")
 
     def __iter__(self) -> Iterator[Packet]:
@@ -181,8 +169,13 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
                 yield from self._iter_pcapng()
         finally:
             self._release_map()
+            if not self.seekable:  # a stream's size is what it delivered
+                self.stats.size_bytes = self._raw.tell()
             if self.progress is not None:
                 self.progress(self.stats.size_bytes)
+
+    def _size_text(self) -> str:
+        return str(self.stats.size_bytes) if self.seekable else "a stream of unknown size"
 
     # -- classic pcap -------------------------------------------------------------------
 

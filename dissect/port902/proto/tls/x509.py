@@ -1,26 +1,17 @@
 """Certificates a TLS ≤ 1.2 server sends in clear (RFC 5246 §7.4.2) and vSphere thumbprints.
 
 The summary is what an admin compares with the host's thumbprint in vCenter (protocol.md §5.3).
+``cryptography`` (its x509 part costs ~40 ms to import) is loaded at the first certificate read,
+not when the analysis starts.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import (
-    dsa,
-    ec,
-    ed448,
-    ed25519,
-    rsa,
-    x448,
-    x25519,
-)
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from ...errors import Malformed
 from .hello import _Reader
@@ -72,36 +63,45 @@ class CertificateInfo:
     notes: tuple[str, ...] = ()
 
 
-_S = SignatureAlgorithmOID
-#: Common signature algorithm OIDs by their RFC names; others are shown as dotted OIDs.
-_SIGNATURE_ALGORITHMS = {
-    _S.RSA_WITH_MD5: "md5WithRSAEncryption", _S.RSA_WITH_SHA1: "sha1WithRSAEncryption",
-    _S.RSA_WITH_SHA224: "sha224WithRSAEncryption", _S.RSA_WITH_SHA256: "sha256WithRSAEncryption",
-    _S.RSA_WITH_SHA384: "sha384WithRSAEncryption", _S.RSA_WITH_SHA512: "sha512WithRSAEncryption",
-    _S.RSASSA_PSS: "rsassaPss", _S.ECDSA_WITH_SHA1: "ecdsa-with-SHA1",
-    _S.ECDSA_WITH_SHA224: "ecdsa-with-SHA224", _S.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
-    _S.ECDSA_WITH_SHA384: "ecdsa-with-SHA384", _S.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
-    _S.DSA_WITH_SHA1: "dsa-with-sha1", _S.DSA_WITH_SHA224: "dsa-with-sha224",
-    _S.DSA_WITH_SHA256: "dsa-with-sha256", _S.ED25519: "ed25519", _S.ED448: "ed448",
-}
+@functools.cache
+def _crypto() -> tuple:
+    """(x509 module, NameOID, signature algorithm names by OID, key classes with their names)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import SignatureAlgorithmOID as _S
+
+    #: Common signature algorithm OIDs by their RFC names; others are shown as dotted OIDs.
+    signature_algorithms = {
+        _S.RSA_WITH_MD5: "md5WithRSAEncryption", _S.RSA_WITH_SHA1: "sha1WithRSAEncryption",
+        _S.RSA_WITH_SHA224: "sha224WithRSAEncryption", _S.RSA_WITH_SHA256: "sha256WithRSAEncryption",
+        _S.RSA_WITH_SHA384: "sha384WithRSAEncryption", _S.RSA_WITH_SHA512: "sha512WithRSAEncryption",
+        _S.RSASSA_PSS: "rsassaPss", _S.ECDSA_WITH_SHA1: "ecdsa-with-SHA1",
+        _S.ECDSA_WITH_SHA224: "ecdsa-with-SHA224", _S.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
+        _S.ECDSA_WITH_SHA384: "ecdsa-with-SHA384", _S.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
+        _S.DSA_WITH_SHA1: "dsa-with-sha1", _S.DSA_WITH_SHA224: "dsa-with-sha224",
+        _S.DSA_WITH_SHA256: "dsa-with-sha256", _S.ED25519: "ed25519", _S.ED448: "ed448",
+    }
+    key_types = ((rsa.RSAPublicKey, "RSA"), (ec.EllipticCurvePublicKey, "EC"),
+                 (dsa.DSAPublicKey, "DSA"), (ed25519.Ed25519PublicKey, "Ed25519"),
+                 (ed448.Ed448PublicKey, "Ed448"), (x25519.X25519PublicKey, "X25519"),
+                 (x448.X448PublicKey, "X448"))
+    return x509, NameOID, signature_algorithms, key_types
 
 
-_KEY_TYPES = ((rsa.RSAPublicKey, "RSA"), (ec.EllipticCurvePublicKey, "EC"),
-              (dsa.DSAPublicKey, "DSA"), (ed25519.Ed25519PublicKey, "Ed25519"),
-              (ed448.Ed448PublicKey, "Ed448"), (x25519.X25519PublicKey, "X25519"),
-              (x448.X448PublicKey, "X448"))
 _FIXED_KEY_BITS = {"Ed25519": 256, "Ed448": 456, "X25519": 256, "X448": 448}
 
 
 def _describe_key(key: object) -> tuple[str, int | None, str | None]:
     """(key type, size in bits, curve name) of a public key object."""
-    for cls, name in _KEY_TYPES:
+    for cls, name in _crypto()[3]:
         if isinstance(key, cls):
             break
     else:
         return type(key).__name__, None, None
-    if isinstance(key, ec.EllipticCurvePublicKey):  # name == "EC"
-        return name, key.curve.key_size, key.curve.name
+    if name == "EC":
+        curve = key.curve  # narrowed by the isinstance above
+        return name, curve.key_size, curve.name
     return name, getattr(key, "key_size", _FIXED_KEY_BITS.get(name)), None
 
 
@@ -113,6 +113,7 @@ def certificate_summary(der: bytes) -> CertificateInfo:
     """
     der = bytes(der)
     sha1, sha256 = thumbprint(der, "sha1"), thumbprint(der, "sha256")
+    x509, name_oid, signature_algorithms, _keys = _crypto()  # imported before warnings are recorded
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -132,7 +133,7 @@ def certificate_summary(der: bytes) -> CertificateInfo:
         read("issuer", lambda: cert.issuer.rfc4514_string())
 
         def common_name():
-            attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            attrs = cert.subject.get_attributes_for_oid(name_oid.COMMON_NAME)
             if not attrs:
                 return None
             value = attrs[0].value
@@ -150,7 +151,7 @@ def certificate_summary(der: bytes) -> CertificateInfo:
                 return cert.public_key_algorithm_oid.dotted_string, None, None
 
         read("key", key)
-        read("signature_algorithm", lambda: _SIGNATURE_ALGORITHMS.get(
+        read("signature_algorithm", lambda: signature_algorithms.get(
             cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string))
         read("self_signed", lambda: cert.subject == cert.issuer)
     key_type, key_size, key_curve = values.get("key", (None, None, None))
