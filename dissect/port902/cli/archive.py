@@ -14,7 +14,6 @@ import sys
 from ..extras import require
 from ..output.render import safe
 from ..output.sink import output_dir
-from .runner import progress_bar, run_analyze
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,6 +72,7 @@ def dataset(args: argparse.Namespace, prog: str) -> int:
 def run(args: argparse.Namespace, prog: str, observers, **options):
     """(result, exit code) of an archive run: one stream per sensor, serial or in shares."""
     from ..archive import discover, note_cross_sensor
+    from .runner import progress_bar, run_analyze
 
     chains = discover(args.captures, sensor_by(args))
     if not (args.jobs and args.jobs > 1) and not args.scheduler:
