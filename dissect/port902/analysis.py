@@ -11,6 +11,7 @@ DataFrames and the JSON document from them.
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
@@ -45,6 +46,16 @@ class Observer(Protocol):
     def finish(self, analysis: "Analysis") -> None: ...
 
     def to_json(self) -> object: ...
+
+
+class SessionEvents(Protocol):
+    """Hears of connections while the capture is read: ``opened`` when the analysis starts
+    following one, ``finished`` with its frozen record when it ends (not yet classified:
+    ``infer.classify.classify(record)`` gives the verdict the result will carry)."""
+
+    def opened(self, conn) -> None: ...
+
+    def finished(self, record: SessionRecord) -> None: ...
 
 
 @dataclass
@@ -162,6 +173,9 @@ def analyze(
     skip_unreadable: bool = False,
     keylog=None,
     keep_plaintext: bool = False,
+    events: "SessionEvents | None" = None,
+    retain: int | None = None,
+    close_linger: float | None = None,
 ) -> Analysis:
     """Analyse one or more captures.
 
@@ -171,6 +185,10 @@ def analyze(
     ``decrypt.export``).  A key log that cannot be read raises ``decrypt.KeyLogError``.
 
     ``progress`` is called with the cumulative number of capture-file bytes read.
+    ``events`` hears of each connection as it opens and each record as its connection ends
+    (``dissect902 watch`` prints them live); ``retain`` keeps only the last so many finished
+    records per capture for the result (a day-long live run must not grow with its sessions);
+    ``close_linger`` finishes a closed connection after so many capture seconds instead of 120.
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
     readable capture; damage inside a capture becomes ``weird`` rows instead.  With
     ``skip_unreadable`` such a file becomes an ``unreadable_capture`` weird row (and an
@@ -181,7 +199,8 @@ def analyze(
     observers = list(default_observers(show_secrets) if observers is None else observers)
     return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
                     selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext,
-                    skip_unreadable=skip_unreadable)
+                    skip_unreadable=skip_unreadable, events=events, retain=retain,
+                    close_linger=close_linger)
 
 
 def _regular_file(path) -> bool:
@@ -192,7 +211,8 @@ def _regular_file(path) -> bool:
 
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
-             keep_plaintext=False, skip_unreadable=False) -> Analysis:
+             keep_plaintext=False, skip_unreadable=False, events=None, retain=None,
+             close_linger=None) -> Analysis:
     from .decrypt.hooks import capture_keylog, load_keylogs
 
     observers = result_observers
@@ -202,18 +222,23 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     issued_uids: set[str] = set()  # connection uids are unique within a run
     done_before = 0
     for path in paths:
-        sessions: list[SessionRecord] = []
+        sessions: list[SessionRecord] | deque[SessionRecord] = deque(maxlen=retain) if retain else []
 
         # a pipe, FIFO or open stream is read once, by the reader: its secrets blocks are not looked for
         keys = capture_keylog(path, given_keys) if _regular_file(path) else (given_keys or None)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
+            if events is not None:
+                events.opened(conn)
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
                            keylog=_keys, keep_plaintext=keep_plaintext)
 
         def finish(conn, _out=sessions):
-            _out.append(summarize(conn))
+            rec = summarize(conn)
+            _out.append(rec)
             conn.session = None  # drop the parsers; the record holds what is needed
+            if events is not None:
+                events.finished(rec)
 
         def report(n, _base=done_before):  # progress over all files, not per file
             progress(_base + n)
@@ -234,7 +259,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         servers: dict[tuple[bytes, int], int] = {}  # authd server endpoint found by content -> its greeting's frame
         try:
             with CaptureReader(path, sel, progress=report if progress is not None else None) as reader:
-                table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
+                table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids,
+                                  **({} if close_linger is None else {"close_linger": close_linger}))
                 add = table.add
                 for pkt in reader:
                     if pkt.proto == IPPROTO_TCP:
@@ -293,8 +319,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             result.capture_weird.append(Weird(None, None, "flow_table_overflow",
                                               f"{table.evicted} connections finished early: more than "
                                               f"{table.max_live} were open at once", "", reader.path))
-        sessions.sort(key=lambda s: (s.start, s.first_frame))
-        result.sessions.extend(sessions)
+        result.sessions.extend(sorted(sessions, key=lambda s: (s.start, s.first_frame)))
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
     result.handoffs = find_handoffs(result.sessions)
     links = {}
