@@ -582,6 +582,8 @@ def test_a_line_in_clear_to_an_ssl_daemon_is_a_finding(capsys, tmp_path):
         for ts, pkt in conv.packets():
             w.write(ts, pkt)
     assert doctor_kinds(capsys, path) == ["clear_to_ssl_daemon"]
+    (finding,) = json.loads(run(capsys, "doctor", path, "-f", "json")[1])["diagnostics"]["findings"]
+    assert finding["likelihood"] == 0.80 and "probe" not in finding["detail"]
     _code, out, _err = run(capsys, "doctor", path)
     assert "'AUTH TLS' in clear" in " ".join(out.split())
 
@@ -595,3 +597,27 @@ def test_a_hang_up_cites_the_fin_not_the_last_ack(capsys, tmp_path):
     doc = json.loads(run(capsys, "doctor", late, "-f", "json")[1])
     (finding,) = [f for f in doc["diagnostics"]["findings"] if f["kind"] == "certificate_rejected"]
     assert f"FIN from the client in frame {fin}," in finding["detail"]
+
+
+def test_logins_rejected_inside_tls_are_a_finding_naming_the_replies(capsys):
+    """On an SSL daemon the 530s are encrypted: the doctor reports the rejections the record sizes
+    show, names the reply records, and calls five or more guesses password guessing (0.30). The
+    sessions it names are those the capture's labels say failed to log in."""
+    doc = json.loads(run(capsys, "doctor", MIXED, "-f", "json")[1])
+    (login,) = [f for f in doc["diagnostics"]["findings"] if f["kind"] == "login_rejected"]
+    labels = json.loads(MIXED.with_name("mixed-esxi.labels.json").read_text())
+    failed = {(c["client"]["ip"], c["client"]["port"]) for c in labels["connections"]
+              if c.get("expected", {}).get("login") == "failed" and c["transport"] == "tls"}
+    sessions = {s["uid"]: s for s in json.loads(run(capsys, "analyze", MIXED, "-f", "json")[1])["sessions"]}
+    named = {tuple(sessions[u]["client"].rsplit(":", 1)) for u in login["related_uids"]}
+    assert {(ip, int(port)) for ip, port in named} == failed
+    assert login["likelihood"] == 0.30 and "password guessing" in login["title"]
+    assert "inside TLS" in login["detail"] and login["evidence_frames"]
+
+
+def test_a_line_in_clear_from_a_client_that_speaks_tls_is_a_probe(capsys):
+    """10.50.66.6 sends 'TEST' in clear to an SSL daemon after TLS logins elsewhere: a scanner's
+    probe, ranked as one (0.30), not a client that cannot start TLS (0.80, as for AUTH TLS alone)."""
+    doc = json.loads(run(capsys, "doctor", MIXED, "-f", "json")[1])
+    (clear,) = [f for f in doc["diagnostics"]["findings"] if f["kind"] == "clear_to_ssl_daemon"]
+    assert clear["likelihood"] == 0.30 and "is a probe" in clear["detail"]

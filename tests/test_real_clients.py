@@ -218,10 +218,27 @@ def check_run(run: Run, cert_sha1: str) -> None:
             assert s.server_cert_sha1 == cert_sha1, s.uid
         if s.tls_version == "TLS 1.3":
             assert s.server_cert_sha1 is None
+    check_login_findings(run)
     doc = json.loads(run.json_text)
     assert len(doc["sessions"]) == len(run.result.sessions)
     for password in PASSWORDS:
         assert password not in run.json_text, f"password {password!r} in clear in the JSON output"
+
+
+def check_login_findings(run: Run) -> None:
+    """The diagnosis' ``login_rejected`` findings against the server's own log: every session it
+    names had a rejected login (no false accusation), it counts no more rejections than the server
+    made, and where the server rejected logins the doctor says so (seen in clear, or inferred from
+    TLS record sizes)."""
+    findings = [f for f in run.result.diagnostics.findings if f.kind == "login_rejected"]
+    failed = {r["client_port"]: r["logins_failed"] for r in run.records}
+    by_uid = {s.uid: port for port, s in run.by_port.items()}
+    named = [by_uid[u] for f in findings for u in f.related]
+    assert all(failed.get(port, 0) > 0 for port in named), (named, failed)
+    if sum(failed.values()):
+        assert findings, f"the server rejected {sum(failed.values())} login(s); the doctor saw none"
+        for f in findings:
+            assert f.evidence, f.title
 
 
 def login_total(run: Run) -> int:

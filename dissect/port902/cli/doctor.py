@@ -42,8 +42,9 @@ what it checks (the usual reasons a console fails while vCenter works):
                     (the host's thumbprint changed); clients that send TLS before reading the
                     greeting (openssl s_client, nmap ssl-*, a TLS proxy) or offer TLS to a
                     daemon without SSL - not a certificate problem
-  authd             530 to a login, a session that ends right after CONNECT (VM not found,
-                    not powered on) - visible on plaintext daemons only; resets mid-stream
+  authd             530 to a login (seen on plaintext daemons; inside TLS inferred from the
+                    reply records' sizes), a session that ends right after CONNECT (VM not
+                    found, not powered on; plaintext daemons only); resets mid-stream
   reconnects        a console that moved to another host (vMotion, with the vCenter 443
                     traffic in between) or reconnected to the same host (a retry)
   console paths     902 straight to ESXi, vCenter's relay on 7331/7343 (web client, Mac),

@@ -16,7 +16,7 @@ import importlib
 
 from .. import __version__
 from ..errors import Port902Error
-from ..output.sink import describe_os_error, error, output_dir
+from ..output.sink import describe_os_error, error, escape_unencodable, output_dir
 
 # Start-up: only the command being run builds its full parser (and so imports its module, the
 # analysis, cryptography ...); the others are listed by name and help line.  `dissect902 --help`
@@ -223,6 +223,7 @@ def _prog(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    escape_unencodable(sys.stdout, sys.stderr)
     parser = build_parser(command=argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -293,7 +293,7 @@ FINDING_KINDS = {
     "tls_before_greeting": "the client sent TLS before reading the authd greeting (a generic TLS client or a proxy)",
     "tls_to_plain_daemon": "the client started TLS with a daemon whose greeting has no 'SSL Required'",
     "clear_to_ssl_daemon": "the client answered an 'SSL Required' greeting with a line in clear (e.g. AUTH TLS)",
-    "login_rejected": "authd answered a login with 530",
+    "login_rejected": "authd answered a login with 530 (seen in clear, or inside TLS from the reply's record size)",
     "connect_failed": "the session ended right after CONNECT (VM not found / not powered on)",
     "reset_midstream": "an established 902 session was reset",
     "console_path_blocked": "a console path other than 902 (vCenter relay, ESXi 443) was not answered",

@@ -96,6 +96,19 @@ def output_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def escape_unencodable(*streams: IO) -> None:
+    """On a terminal or pipe whose encoding cannot show every character (``LC_ALL=C``,
+    ``PYTHONIOENCODING=ascii``), write what it cannot encode as ``\\xNN`` escapes instead of
+    failing with ``UnicodeEncodeError``: a DNS name or banner byte from a capture is data."""
+    for stream in streams:
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding not in ("utf8", "utf8sig") and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing will be written
+                pass
+
+
 @contextlib.contextmanager
 def open_output(path: str | os.PathLike | None, *, binary: bool = False,
                 make_parents: bool = True) -> Iterator[IO]:
@@ -122,5 +135,5 @@ def open_output(path: str | os.PathLike | None, *, binary: bool = False,
         raise OutputError(describe_os_error(exc, p)) from None
 
 
-__all__ = ["EXIT_USAGE", "OutputError", "describe_os_error", "error", "open_output",
+__all__ = ["EXIT_USAGE", "OutputError", "describe_os_error", "error", "escape_unencodable", "open_output",
            "output_dir", "output_file"]

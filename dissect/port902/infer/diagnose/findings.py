@@ -35,7 +35,7 @@ _LIKELIHOOD = {
     "dns": 0.40, "icmp_prohibited": 0.95, "icmp_unreachable": 0.90, "icmp_port": 0.85, "icmp_mtu": 0.50,
     "icmp_ttl": 0.60, "syn_no_answer": 0.85, "syn_single": 0.60, "refused": 0.85, "transient": 0.25,
     "cert_alert": 0.90, "cert_abort": 0.75, "tls_alert": 0.85, "tls_alert_other": 0.60, "login": 0.80,
-    "brute": 0.30, "connect_code": 0.90, "connect_silent": 0.70, "reset_server": 0.70, "reset_client": 0.45,
+    "login_inferred": 0.60, "brute": 0.30, "connect_code": 0.90, "connect_silent": 0.70, "reset_server": 0.70, "reset_client": 0.45,
     "reset_client_long": 0.35, "path_blocked": 0.70, "followed": 0.10, "retry": 0.15,
     "vnc_console": 0.50, "vnc_no_auth": 0.60, "vnc_no_follow": 0.60,
 }

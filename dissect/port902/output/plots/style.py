@@ -72,6 +72,7 @@ STYLE = {
     "hatch.linewidth": 0.8,
     "figure.dpi": 100,
     "savefig.dpi": 150,
+    "text.parse_math": False,  # labels may carry capture text: a "$" is a dollar, never mathtext
 }
 
 TRAFFIC_BINS = 120  # target number of time bins in bytes_over_time

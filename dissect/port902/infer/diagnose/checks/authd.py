@@ -22,18 +22,33 @@ from ..findings import (
 )
 
 
-def login_findings(ctx: _Context) -> list[_Candidate]:
-    """``530`` after PASS on daemons whose dialogue is visible (non-SSL authd, Workstation 912).
+def _inferred_rejections(s) -> int:
+    """Logins inside TLS #1 that the record sizes say were answered ``530`` (none when the
+    dialogue is visible: what is seen outranks what is inferred)."""
+    if s.logins_failed or s.login_outcome != "none":
+        return 0
+    return sum(1 for x in s.inferred_logins if x == "rejected")
 
-    0.80; 0.25 when a later login from the same client to the same host was accepted; 0.30
-    for password guessing (5+ failures or 3+ user names)."""
+
+def _accepted(t) -> bool:
+    return t.login_outcome == "accepted" or (t.login_outcome == "none" and "accepted" in t.inferred_logins)
+
+
+def login_findings(ctx: _Context) -> list[_Candidate]:
+    """``530`` after PASS on daemons whose dialogue is visible (non-SSL authd, Workstation 912),
+    and, inside TLS, logins whose reply the record sizes read as ``530`` (infer/dialogue).
+
+    0.80 seen, 0.60 inferred; 0.25 when a later login from the same client to the same host was
+    accepted; 0.30 for password guessing (5+ failures or 3+ user names)."""
     groups: dict[tuple, list] = defaultdict(list)
     for s in ctx.sessions:
         if s.logins_failed:
-            groups[(s.client_ip, s.server_ip, s.server_port, s.source)].append(s)
+            groups[(s.client_ip, s.server_ip, s.server_port, s.source, False)].append(s)
+        elif _inferred_rejections(s):
+            groups[(s.client_ip, s.server_ip, s.server_port, s.source, True)].append(s)
     out = []
-    for (client, server_ip, port, _source), sessions in groups.items():
-        fails = sum(s.logins_failed for s in sessions)
+    for (client, server_ip, port, _source, inferred), sessions in groups.items():
+        fails = sum(_inferred_rejections(s) if inferred else s.logins_failed for s in sessions)
         users = []
         for s in sessions:
             for ln in s.dialogue:
@@ -41,9 +56,9 @@ def login_findings(ctx: _Context) -> list[_Candidate]:
                     u = ln.text[split_command(ln.text)[1]:].strip()  # as shown: a ticket is <redacted>
                     if u not in users:
                         users.append(u)
-        likelihood = _LIKELIHOOD["login"]
+        likelihood = _LIKELIHOOD["login_inferred" if inferred else "login"]
         accepted = [t for t in ctx.by_pair[(sessions[0].source, client, server_ip, port)]
-                    if t.login_outcome == "accepted" and t.start >= sessions[0].start]
+                    if _accepted(t) and t.start >= sessions[0].start]
         accepted_later = accepted[-1] if accepted and accepted[-1].end >= sessions[-1].start else None
         if accepted_later is not None:
             likelihood = _LIKELIHOOD["transient"]
@@ -54,18 +69,28 @@ def login_findings(ctx: _Context) -> list[_Candidate]:
             ctx.explained.setdefault(s.uid, "login_rejected")
         out.append(_Candidate("login_rejected", likelihood, sessions[0].start, _render_login,
                               (ctx, client, server_ip, port, sessions, fails, users, likelihood, accepted_later,
-                               guessing)))
+                               guessing, inferred)))
     return out
 
 
 def _render_login(ctx: _Context, client: str, server_ip: str, port: int, sessions: list, fails: int,
-                  users: list[str], likelihood: float, accepted_later, guessing: bool) -> Finding:
+                  users: list[str], likelihood: float, accepted_later, guessing: bool,
+                  inferred: bool = False) -> Finding:
     server = hostport(server_ip, port)
-    lines = [ln for s in sessions for ln in s.dialogue if not ln.from_client and ln.code == 530]
-    frames = [ln.frame for ln in lines]
     title = f"login rejected by {server}"
-    detail = (f"{server} answered {_plural(fails, 'login')} from {client} with 530 ({_frames(frames)}: "
-              f"'{lines[0].text if lines else '530'}'); user(s): {', '.join(users) or 'not visible'}.")
+    if inferred:
+        replies = [d for s in sessions for d in s.inferred_dialogue
+                   if d.get("direction") == "server" and str(d.get("line", "")).startswith("530")]
+        frames = [d["frame"] for d in replies if d.get("frame") is not None]
+        detail = (f"{server} rejected {_plural(fails, 'login')} from {client} inside TLS "
+                  f"({_plural(len(sessions), 'session')}; {_frames(frames)}): the encrypted replies to PASS "
+                  "have the size of '530 Login incorrect.', not of '230 User ... logged in.' (inferred from "
+                  "TLS record sizes, not read; a key log with --keylog shows the lines).")
+    else:
+        lines = [ln for s in sessions for ln in s.dialogue if not ln.from_client and ln.code == 530]
+        frames = [ln.frame for ln in lines]
+        detail = (f"{server} answered {_plural(fails, 'login')} from {client} with 530 ({_frames(frames)}: "
+                  f"'{lines[0].text if lines else '530'}'); user(s): {', '.join(users) or 'not visible'}.")
     if accepted_later is not None:
         detail += f" A later login was accepted ({accepted_later.uid})."
     if guessing:

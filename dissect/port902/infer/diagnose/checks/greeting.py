@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from ....net.flows import hostport
 from ..context import _Candidate, _Context
-from ..findings import Finding, _plural
+from ..findings import _LIKELIHOOD, Finding, _plural
 
 LIKELIHOOD_EARLY_TLS = 0.80
 LIKELIHOOD_TLS_TO_PLAIN = 0.80
@@ -30,7 +30,16 @@ def greeting_findings(ctx: _Context) -> list[_Candidate]:
     * ``tls_to_plain_daemon`` 0.80: the greeting does not say ``SSL Required`` and the client's
       ClientHello got no ServerHello (a daemon without SSL answers TLS bytes with ``530`` lines or
       not at all).
-    Sessions explained here are not judged again by the TLS check (no "certificate rejected")."""
+    Sessions explained here are not judged again by the TLS check (no "certificate rejected").
+
+    A client that does speak TLS to an authd daemon elsewhere in the capture, or that failed
+    against several servers (a scanner), and still sent a line in clear was probing (OpenVAS and
+    nmap service probes send ``TEST``, ``HELP``, ``GET /``): ``clear_to_ssl_daemon`` then gets the
+    probe likelihood (0.30) and says why, instead of blaming a client that cannot do TLS."""
+    tls_clients: dict[str, str] = {}  # client -> one of its TLS sessions with an authd daemon
+    for s in ctx.sessions:
+        if s.banner is not None and s.handshakes:
+            tls_clients.setdefault(s.client_ip, s.uid)
     groups: dict[tuple, list] = defaultdict(list)
     for s in ctx.sessions:
         if s.banner is not None and s.banner.ssl_required and not s.handshakes and s.uid not in ctx.explained:
@@ -56,13 +65,23 @@ def greeting_findings(ctx: _Context) -> list[_Candidate]:
     for (kind, client, server_ip, port, _source), sessions in groups.items():
         likelihood = {"tls_before_greeting": LIKELIHOOD_EARLY_TLS, "tls_to_plain_daemon": LIKELIHOOD_TLS_TO_PLAIN,
                       "clear_to_ssl_daemon": LIKELIHOOD_CLEAR_TO_SSL}[kind]
+        probe = None
+        if kind == "clear_to_ssl_daemon":
+            if client in tls_clients:
+                probe = (f"{client} does speak TLS to authd ({tls_clients[client]}): a line in clear from it "
+                         "is a probe (a scanner's service probe), not a client that cannot start TLS.")
+            elif client in ctx.scanners:
+                probe = (f"{client} also failed against several other servers: a scanner probing the daemon, "
+                         "not a console client.")
+            if probe:
+                likelihood = _LIKELIHOOD["brute"]
         out.append(_Candidate(kind, likelihood, sessions[0].start, _render, (ctx, kind, client, server_ip, port,
-                                                                              sessions, likelihood)))
+                                                                              sessions, likelihood, probe)))
     return out
 
 
 def _render(ctx: _Context, kind: str, client: str, server_ip: str, port: int, sessions: list,
-            likelihood: float) -> Finding:
+            likelihood: float, probe: str | None = None) -> Finding:
     server = hostport(server_ip, port)
     parts, frames = [], []
     for s in sessions[:5]:
@@ -104,7 +123,8 @@ def _render(ctx: _Context, kind: str, client: str, server_ip: str, port: int, se
         detail = (f"The daemon on {server} greets with 'SSL Required', but {client} answered with a plaintext "
                   f"line instead of starting TLS ({_plural(len(sessions), 'session')}): " + "; ".join(parts)
                   + ". authd reads nothing but a TLS ClientHello after that greeting: an FTP-style 'AUTH TLS', "
-                  "a login typed by hand or a client built for non-SSL daemons cannot get in.")
+                  "a login typed by hand or a client built for non-SSL daemons cannot get in."
+                  + (f" {probe}" if probe else ""))
         advice = ("Start TLS right after the greeting (every vSphere client does); a tool written for old non-SSL "
                   "daemons (USER/PASS in clear) needs its TLS option, e.g. a newer version.")
     else:
