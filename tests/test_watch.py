@@ -172,6 +172,9 @@ def test_watch_a_live_interface(authd_server, tmp_path):
             if watch.poll() is None:
                 watch.kill()
         out.join(5)
+        err.join(5)
+        watch.stdout.close()
+        watch.stderr.close()
         docs = [json.loads(x) for x in out.lines]
         sessions = [d for d in docs if d["record_type"] == "session"]
         (summary,) = [d for d in docs if d["record_type"] == "summary"]
