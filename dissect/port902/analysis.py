@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections import deque
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
@@ -47,6 +48,16 @@ class Observer(Protocol):
     def finish(self, analysis: "Analysis") -> None: ...
 
     def to_json(self) -> object: ...
+
+
+class SessionEvents(Protocol):
+    """Hears of connections while the capture is read: ``opened`` when the analysis starts
+    following one, ``finished`` with its frozen record when it ends (not yet classified:
+    ``infer.classify.classify(record)`` gives the verdict the result will carry)."""
+
+    def opened(self, conn) -> None: ...
+
+    def finished(self, record: SessionRecord) -> None: ...
 
 
 @dataclass
@@ -165,6 +176,9 @@ def analyze(
     skip_unreadable: bool = False,
     keylog=None,
     keep_plaintext: bool = False,
+    events: "SessionEvents | None" = None,
+    retain: int | None = None,
+    close_linger: float | None = None,
 ) -> Analysis:
     """Analyse one or more captures.
 
@@ -174,6 +188,10 @@ def analyze(
     ``decrypt.export``).  A key log that cannot be read raises ``decrypt.KeyLogError``.
 
     ``progress`` is called with the cumulative number of capture-file bytes read.
+    ``events`` hears of each connection as it opens and each record as its connection ends
+    (``dissect902 watch`` prints them live); ``retain`` keeps only the last so many finished
+    records per capture for the result (a day-long live run must not grow with its sessions);
+    ``close_linger`` finishes a closed connection after so many capture seconds instead of 120.
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
     readable capture; damage inside a capture becomes ``weird`` rows instead.  With
     ``skip_unreadable`` such a file becomes an ``unreadable_capture`` weird row (and an
@@ -184,7 +202,8 @@ def analyze(
     observers = list(default_observers(show_secrets) if observers is None else observers)
     return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
                     selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext,
-                    skip_unreadable=skip_unreadable)
+                    skip_unreadable=skip_unreadable, events=events, retain=retain,
+                    close_linger=close_linger)
 
 
 def _regular_file(path) -> bool:
@@ -196,11 +215,12 @@ def _regular_file(path) -> bool:
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
              keep_plaintext=False, skip_unreadable=False, share: tuple[int, int] | None = None,
-             concluding: bool = True) -> Analysis:
+             concluding: bool = True, events=None, retain=None, close_linger=None) -> Analysis:
     """The pipeline.  ``share=(i, n)`` (archive/parallel.py): only the connections whose 4-tuple
     hashes to ``i`` of ``n`` go to the connection table; ``concluding=False`` stops before the
     cross-session steps (hand-offs, verdicts, observers' finish), which :func:`conclude` runs
-    once over the merged sessions of every share."""
+    once over the merged sessions of every share.  ``events``, ``retain``, ``close_linger``: see
+    :func:`analyze`."""
     from .decrypt.hooks import capture_keylog, load_keylogs
 
     observers = result_observers
@@ -211,7 +231,7 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     done_before = 0
     chained = False
     for path in paths:
-        sessions: list[SessionRecord] = []
+        sessions: list[SessionRecord] | deque[SessionRecord] = deque(maxlen=retain) if retain else []
 
         keys = given_keys
         for part in getattr(path, "paths", None) or [path]:  # an archive chain: the secrets of all its files
@@ -219,12 +239,17 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             keys = capture_keylog(part, keys) if _regular_file(part) else (keys or None)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
+            if events is not None:
+                events.opened(conn)
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
                            keylog=_keys, keep_plaintext=keep_plaintext)
 
         def finish(conn, _out=sessions):
-            _out.append(summarize(conn))
+            rec = summarize(conn)
+            _out.append(rec)
             conn.session = None  # drop the parsers; the record holds what is needed
+            if events is not None:
+                events.finished(rec)
 
         def report(n, _base=done_before):  # progress over all files, not per file
             progress(_base + n)
@@ -246,7 +271,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         try:
             opener = getattr(path, "open_reader", None)  # io.chain.CaptureChain: many files, one stream
             with (opener or partial(CaptureReader, path))(sel, progress=report if progress is not None else None) as reader:
-                table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids)
+                table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids,
+                                  **({} if close_linger is None else {"close_linger": close_linger}))
                 add = table.add if share is None else partial(_share_add, table.add, *share)
                 for pkt in reader:
                     if pkt.proto == IPPROTO_TCP:
@@ -305,11 +331,12 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             result.capture_weird.append(Weird(None, None, "flow_table_overflow",
                                               f"{table.evicted} connections finished early: more than "
                                               f"{table.max_live} were open at once", "", reader.path))
+        if retain:  # a deque of the last ones: _chain_provenance replaces by index
+            sessions = list(sessions)
         if opener is not None:
             chained = True
             _chain_provenance(result, reader, sessions)
-        sessions.sort(key=lambda s: (s.start, s.first_frame))
-        result.sessions.extend(sessions)
+        result.sessions.extend(sorted(sessions, key=lambda s: (s.start, s.first_frame)))
     if concluding:
         conclude(result, observers, chained)
     return result

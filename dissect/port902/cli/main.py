@@ -31,6 +31,7 @@ COMMANDS = {  # name -> (module that registers it, its help line)
                          "write the Wireshark/tshark Lua dissector for port 902 (authd.lua)"),
     "report": ("dissect.port902.cli.report",
                "write a self-contained HTML report (diagnosis, sessions, charts) to share"),
+    "watch": ("dissect.port902.cli.watch", "follow port-902 sessions live (an interface via tcpdump, or a stream)"),
 }
 ALL = "*"  # build_parser(command=ALL): every command's full parser
 

@@ -267,7 +267,10 @@ class FlowTable:
         max_live: int = MAX_LIVE,
         idle_timeout: float = IDLE_TIMEOUT_S,
         issued_uids: set[str] | None = None,
+        close_linger: float = ATTEMPT_TIMEOUT_S,
     ) -> None:
+        """``close_linger``: capture seconds a closed connection is kept for late segments before
+        it is finished (a live ``watch`` uses Zeek's 5 s tcp_close_delay, and sweeps as often)."""
         self.issued_uids = set() if issued_uids is None else issued_uids  # shared by every file of a run
         self.make_session = make_session
         self.on_finish = on_finish
@@ -275,6 +278,8 @@ class FlowTable:
         self.source = source
         self.max_live = max_live
         self.idle_timeout = idle_timeout
+        self.close_linger = close_linger
+        self.sweep_every = min(SWEEP_EVERY_S, close_linger)
         self.table: dict[tuple, Connection] = {}
         self.live = 0
         self.next_sweep: float | None = None
@@ -316,7 +321,7 @@ class FlowTable:
         conn.add(pkt, pkt.src == conn.orig_ip and pkt.sport == conn.orig_port)
         next_sweep = self.next_sweep
         if next_sweep is None:
-            self.next_sweep = pkt.ts + SWEEP_EVERY_S
+            self.next_sweep = pkt.ts + self.sweep_every
         elif pkt.ts >= next_sweep:
             self.sweep(pkt.ts)
 
@@ -340,11 +345,13 @@ class FlowTable:
 
     def sweep(self, now: float) -> None:
         """Expire what is done or idle (on capture time, not wall-clock time)."""
-        self.next_sweep = now + SWEEP_EVERY_S
+        self.next_sweep = now + self.sweep_every
+        linger = self.close_linger
         for c in self._conns():
             idle = now - c.end
-            done = c.closed or not c.established
-            if (done and idle > ATTEMPT_TIMEOUT_S) or idle > self.idle_timeout:
+            closed = c.closed
+            if ((closed and idle > linger) or ((closed or not c.established) and idle > ATTEMPT_TIMEOUT_S)
+                    or idle > self.idle_timeout):
                 self.expired += 1
                 self._finish(c)
 

@@ -1,0 +1,342 @@
+"""``dissect902 watch``: port-902 sessions live, from an interface or a stream (stage: cli).
+
+The capture comes from ``tcpdump -U -w -`` run as a child process (``-i IFACE``, with a BPF filter
+for what the analysis reads), or from ``-r FILE|-`` (a capture file, a FIFO, ``tcpdump -w - |``).
+It goes through the same pipeline as ``analyze``: a line is printed as each session ends, with
+the verdict the classifier gives it then; on a terminal a status line shows what is open and the
+rate; on Ctrl-C (or at the end of a file) the capture is read to its end, hand-offs and the
+diagnosis are worked out on what was kept, and a summary is printed.
+
+Memory is bounded over a day-long run: finished records are kept for the summary only up to
+``--keep`` (the counts cover every session), the connection and side-analysis tables have their
+own caps, and idle connections expire on capture time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import TextIO
+
+# what the analysis reads: authd (902, 903, Workstation 912), the console paths beside it (ESXi
+# and vCenter 443, vCenter's relay 7331/7343), plain VNC, DNS, vpxa heartbeats on UDP 902 and
+# ICMP errors; tcpdump's port primitives match IPv4 and IPv6, "vlan" repeats them on 802.1Q
+BASE_FILTER = ("tcp port 902 or tcp port 903 or tcp port 912 or tcp port 443 or tcp port 7331 or tcp port 7343 "
+               "or tcp portrange 5900-5999 or udp port 53 or udp port 902 or icmp or icmp6")
+DEFAULT_FILTER = f"({BASE_FILTER}) or (vlan and ({BASE_FILTER}))"
+CLOSE_LINGER_S = 5.0  # a closed connection's line comes this long (capture time) after its last packet
+KEEP = 10_000  # finished records kept for the summary (hand-offs, diagnosis)
+STATUS_EVERY_S = 0.5
+SUMMARY_FINDINGS = 10
+
+WATCH_EPILOG = f"""\
+what it prints:
+  one line per session as it ends (5 s of capture time after its FIN/RST, to catch late segments;
+  so at the first packet after that, or at Ctrl-C on a quiet link): time, client -> server, the verdict (MKS, NFC, SOAP, VMXARGS,
+  NONE) with its confidence, duration, bytes each way, TCP state, why it failed (if it did).
+  -f jsonl: one JSON object per session ("record_type": "session", the fields of analyze's JSON),
+  then the summary and the findings as records of their own.
+  On a terminal, a status line: sessions open, finished by feature, packets and bytes per second.
+  Ctrl-C stops the capture; the rest is read, then the summary (counts by feature, hand-offs, the
+  diagnosis' findings with their frames). A second Ctrl-C quits at once.
+
+capture:
+  -i IFACE runs `tcpdump -i IFACE -U -w - FILTER` (root or CAP_NET_RAW); the default filter is
+    {BASE_FILTER}
+    (and the same inside 802.1Q VLAN tags); --filter replaces it.
+  -r FILE|- reads a capture file, FIFO or standard input instead (tcpdump -w - | dissect902 watch -r -).
+  Frame numbers count from the first packet watch saw.
+
+examples:
+  sudo dissect902 watch -i eth0
+  sudo dissect902 watch -i eth0 -f jsonl | jq 'select(.record_type=="session" and .feature=="MKS")'
+  tcpdump -i eth0 -U -w - port 902 | dissect902 watch -r -
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``watch`` on an ``argparse`` sub-parser collection; returns its parser."""
+    p = subparsers.add_parser(
+        "watch",
+        help="follow port-902 sessions live (an interface via tcpdump, or a stream)",
+        description="Print port-902 sessions as they end, live, with a summary and the console "
+        "diagnosis when stopped (Ctrl-C).",
+        epilog=WATCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-i", "--interface", metavar="IFACE", help="capture on IFACE with tcpdump")
+    src.add_argument("-r", "--read", metavar="FILE", help="read a capture file, FIFO or - (standard input)")
+    p.add_argument("--filter", metavar="BPF", help="tcpdump filter instead of the default (see below)")
+    p.add_argument("-f", "--format", choices=["table", "jsonl"], default="table", help="output format (default: table)")
+    p.add_argument("--keep", type=int, default=KEEP, metavar="N",
+                   help=f"finished sessions kept for the summary and the diagnosis (default: {KEEP:,})")
+    p.add_argument("--show-secrets", action="store_true", help="show PASS arguments and tickets instead of <redacted>")
+    p.add_argument("--tcpdump", default="tcpdump", metavar="PATH", help="the tcpdump to run (default: from PATH)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status line, no notes on stderr")
+    p.set_defaults(func=run)
+    return p
+
+
+class Watcher:
+    """Counts and prints what the analysis reports while it reads (``analysis.SessionEvents``)."""
+
+    def __init__(self, out: TextIO, fmt: str, status: TextIO | None) -> None:
+        self.out, self.fmt, self.status = out, fmt, status
+        self.opened_count = 0
+        self.finished_count = 0
+        self.features: Counter[str] = Counter()
+        self.bytes_read = 0
+        self.packets = 0
+        self.started = time.monotonic()
+        self._last_status = 0.0
+        self._rate_mark = (self.started, 0)
+        self._rate = 0.0
+
+    # -- analysis.SessionEvents ----------------------------------------------------------------------
+    def opened(self, conn) -> None:
+        self.opened_count += 1
+        self.tick()
+
+    def finished(self, record) -> None:
+        from dataclasses import replace
+
+        from ..infer.classify import classify
+
+        verdict = classify(record)
+        rec = replace(record, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons)
+        self.finished_count += 1
+        self.features[rec.feature] += 1
+        self._clear_status()
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps({"record_type": "session", **rec.to_dict()}, ensure_ascii=True,
+                                      default=str) + "\n")
+        else:
+            self.out.write(session_line(rec) + "\n")
+        self.out.flush()
+        self.tick(force=True)
+
+    # -- progress ------------------------------------------------------------------------------------
+    def progress(self, n: int) -> None:
+        self.bytes_read = n
+        self.tick()
+
+    def tick(self, force: bool = False) -> None:
+        if self.status is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_status < STATUS_EVERY_S:
+            return
+        t0, b0 = self._rate_mark
+        if now - t0 >= 1.0:
+            self._rate = (self.bytes_read - b0) / (now - t0)
+            self._rate_mark = (now, self.bytes_read)
+        self._last_status = now
+        feats = " ".join(f"{k} {v}" for k, v in sorted(self.features.items())) or "none yet"
+        line = (f"open {self.opened_count - self.finished_count} · finished {self.finished_count} ({feats}) · "
+                f"{human(self.bytes_read)} read, {human(self._rate)}/s")
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.status.write("\r\x1b[K" + line[:width])
+        self.status.flush()
+
+    def _clear_status(self) -> None:
+        if self.status is not None:
+            self.status.write("\r\x1b[K")
+            self.status.flush()
+
+
+def human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def session_line(rec) -> str:
+    from ..model.timefmt import utc_text
+    from ..output.render import safe
+
+    conf = "" if rec.confidence is None else f" {rec.confidence:.2f}"
+    failure = f"  {rec.failure.kind} (frame {rec.failure.frame})" if rec.failure else ""
+    text = (f"{utc_text(rec.start)}  {rec.client} -> {rec.server}  {rec.feature}{conf}  {rec.duration_s:.1f} s  "
+            f"{human(rec.bytes[0])} / {human(rec.bytes[1])}  {rec.state}{failure}  {rec.uid}")
+    return safe(text)
+
+
+class _Named:
+    """tcpdump's stdout under the name results give it as their source (not a file descriptor)."""
+
+    def __init__(self, fh, name: str) -> None:
+        self._fh, self.name = fh, name
+
+    def read(self, n: int = -1) -> bytes:
+        return self._fh.read(n)
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._fh.read1(n)
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class Tcpdump:
+    """``tcpdump -U --immediate-mode -w -`` on the interface, in a session of its own (our Ctrl-C
+    handler decides when it stops, so its last packets are flushed); its stderr ("listening on
+    ...", "N packets captured", errors) is relayed, made terminal-safe, unless quiet."""
+
+    def __init__(self, args) -> None:
+        import threading
+
+        from ..output.sink import OutputError
+
+        exe = shutil.which(args.tcpdump) or (args.tcpdump if os.path.isfile(args.tcpdump) else None)
+        if exe is None:
+            raise OutputError(f"cannot capture: {args.tcpdump} not found (install tcpdump, or use -r FILE|-)")
+        cmd = [exe, "-i", args.interface, "-U", "--immediate-mode", "-w", "-", "-s", "0", "-n",
+               args.filter or DEFAULT_FILTER]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.stdout = _Named(self.proc.stdout, f"tcpdump -i {args.interface}")
+        self.lines: list[str] = []
+        self._quiet = args.quiet
+        self._relay = threading.Thread(target=self._read_stderr, daemon=True)
+        self._relay.start()
+
+    def _read_stderr(self) -> None:
+        from ..output.render import safe
+
+        for raw in self.proc.stderr:
+            line = safe(raw.decode(errors="replace").rstrip("\r\n"))
+            self.lines = (self.lines + [line])[-20:]
+            if not self._quiet:
+                sys.stderr.write(f"tcpdump: {line}\n")
+                sys.stderr.flush()
+
+    def interrupt(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # tcpdump writes what it has and ends the stream
+
+    def stop(self) -> int:
+        self.interrupt()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._relay.join(timeout=2)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None and not self._relay.is_alive():
+                stream.close()
+        return self.proc.returncode
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import analyze, default_observers
+    from ..errors import CaptureError
+    from ..output.sink import OutputError
+
+    out = sys.stdout
+    status = sys.stderr if (not args.quiet and sys.stderr.isatty() and args.format == "table") else None
+    if args.keep < 1:
+        raise OutputError("--keep must be at least 1")
+    watcher = Watcher(out, args.format, status)
+    dump = Tcpdump(args) if args.interface else None
+    stopping = {"count": 0}
+
+    def on_signal(signum, frame):
+        stopping["count"] += 1
+        if stopping["count"] > 1:
+            raise KeyboardInterrupt
+        if dump is not None:
+            dump.interrupt()
+        elif args.read != "-" and not _is_fifo(args.read):
+            raise KeyboardInterrupt  # a regular file: nothing upstream to stop, quit now
+        # a pipe: the writer upstream got the terminal's Ctrl-C too; read what it still sends
+
+    previous = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
+    try:
+        try:
+            result = analyze([dump.stdout if dump is not None else args.read], show_secrets=args.show_secrets,
+                             progress=watcher.progress, observers=default_observers(args.show_secrets),
+                             events=watcher, retain=args.keep, close_linger=CLOSE_LINGER_S)
+        except CaptureError as exc:
+            if dump is not None:
+                code = dump.stop()
+                why = dump.lines[-1] if dump.lines else ""
+                if code or not watcher.bytes_read:
+                    raise OutputError(f"tcpdump on {args.interface} failed" + (f": {why}" if why else "")) from None
+            raise OutputError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+        code = dump.stop() if dump is not None else 0
+    watcher._clear_status()
+    if dump is not None and code not in (0, -signal.SIGINT):
+        why = dump.lines[-1] if dump.lines else f"exit status {code}"
+        if not watcher.bytes_read:
+            raise OutputError(f"tcpdump on {args.interface} failed: {why}")
+        sys.stderr.write(f"dissect902 watch: tcpdump ended early: {why}\n")
+    summarize(result, watcher, out, args.format)
+    return 0
+
+
+def _is_fifo(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
+    """Counts over every session seen; hand-offs and findings over the sessions kept."""
+    from ..output.render import safe
+
+    diag = result.diagnostics
+    findings = list(diag.findings) if diag is not None else []
+    kept = len(result.sessions)
+    summary = {
+        "sessions": watcher.finished_count,
+        "sessions_kept": kept,
+        "by_feature": dict(sorted(watcher.features.items())),
+        "handoffs": len(result.handoffs),
+        "bytes_read": watcher.bytes_read,
+        "packets": sum(c.packets for c in result.captures),
+        "seconds": round(time.monotonic() - watcher.started, 3),
+        "findings": len(findings),
+    }
+    if fmt == "jsonl":
+        out.write(json.dumps({"record_type": "summary", **summary}, ensure_ascii=True) + "\n")
+        for h in result.handoffs:
+            out.write(json.dumps({"record_type": "handoff", **h.to_dict()}, ensure_ascii=True, default=str) + "\n")
+        for f in findings:
+            out.write(json.dumps({"record_type": "finding", **f.to_dict()}, ensure_ascii=True, default=str) + "\n")
+        out.flush()
+        return
+    feats = ", ".join(f"{k} {v}" for k, v in summary["by_feature"].items()) or "none"
+    out.write(f"\n{summary['sessions']} session(s) ({feats}); {summary['packets']:,} packets, "
+              f"{human(summary['bytes_read'])} in {summary['seconds']:.1f} s\n")
+    if kept < summary["sessions"]:
+        out.write(f"hand-offs and diagnosis over the last {kept:,} sessions (--keep)\n")
+    for h in result.handoffs:
+        out.write(safe(f"hand-off {h.client}: {h.from_server} (frame {h.from_frame}) -> {h.to_server} "
+                       f"(frame {h.to_frame})") + "\n")
+    if not findings:
+        out.write("diagnosis: no problem found\n")
+    for f in findings[:SUMMARY_FINDINGS]:
+        frames = ", ".join(str(x) for x in f.evidence[:8])
+        out.write(safe(f"  [{f.likelihood:.0%}] {f.title} ({f.kind}; frames {frames or '-'})") + "\n")
+    if len(findings) > SUMMARY_FINDINGS:
+        out.write(f"  ... {len(findings) - SUMMARY_FINDINGS} more (dissect902 doctor on a saved capture)\n")
+    out.flush()
