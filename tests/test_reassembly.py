@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,3 +111,48 @@ def test_any_segmentation_order_and_duplication_gives_the_stream(data, isn, rnd,
     r.flush()
     assert bytes(s.out) == data
     assert s.gaps == []
+
+
+OVERLAP_CASES = {  # (stream offset, data) in arrival order; conflicting copies of the same bytes
+    "lower_start_wins": [(10, b"A" * 10), (15, b"B" * 10), (0, b"C" * 10)],
+    "lower_start_beats_one_at_the_frontier": [(15, b"A" * 10), (20, b"D" * 10), (0, b"S" * 20)],
+    "same_start_first_wins_longer_adds_its_tail": [(10, b"A" * 5), (10, b"L" * 10), (0, b"C" * 10)],
+    "same_start_same_length_first_wins": [(10, b"A" * 10), (10, b"E" * 10), (0, b"C" * 10)],
+    "a_later_lower_start_covers_it": [(12, b"A" * 4), (10, b"W" * 12), (0, b"C" * 10)],
+    "delivered_bytes_stay": [(0, b"C" * 10), (5, b"X" * 10), (30, b"Q" * 5), (12, b"Y" * 20)],
+}
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", list(OVERLAP_CASES))
+def test_overlapping_copies_are_resolved_as_tshark_does(tmp_path, name):
+    """Which copy of overlapping bytes wins is tshark's answer (follow,tcp, out-of-order on)."""
+    import struct
+    import subprocess
+
+    from dissect.port902.lab.pcapwriter import CaptureWriter
+
+    def tcp(seq, flags, payload=b"", ack=5001, back=False):
+        ports, hosts = (40000, 902), (bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        if back:
+            ports, hosts = ports[::-1], hosts[::-1]
+        hdr = struct.pack("!HHIIBBHHH", *ports, seq, ack, 0x50, flags, 65535, 0, 0)
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0, *hosts) + hdr + payload
+
+    segs = OVERLAP_CASES[name]
+    path = tmp_path / f"{name}.pcap"
+    with CaptureWriter(str(path)) as w:
+        w.write(1.7e9, tcp(999, 0x02, ack=0))
+        w.write(1.7e9, tcp(5000, 0x12, ack=1000, back=True))
+        w.write(1.7e9, tcp(1000, 0x10))
+        for i, (off, data) in enumerate(segs):
+            w.write(1.7e9 + 0.001 * (i + 1), tcp(1000 + off, 0x18, data))
+    out = subprocess.run(["tshark", "-r", str(path), "-o", "tcp.reassemble_out_of_order:TRUE",
+                          "-q", "-z", "follow,tcp,raw,0"], capture_output=True, text=True, check=True).stdout
+    expected = bytes.fromhex("".join(ln.strip() for ln in out.splitlines()  # the hex lines
+                                     if ln.strip() and all(c in "0123456789abcdef" for c in ln.strip())))
+    r, s = make(isn=999)
+    for off, data in segs:
+        r.segment(1000 + off, data, len(data), 0, 0)
+    r.flush()
+    assert expected and bytes(s.out) == expected, (bytes(s.out), expected)

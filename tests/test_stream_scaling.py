@@ -111,7 +111,7 @@ def shuffled(n):
     assert sink.data_bytes + sink.gap_bytes == 100 * n
 
 
-@pytest.mark.parametrize("fn, n", [(tls_junk, 65536), (nfc_junk, 65536), (holes, 10_000),
+@pytest.mark.parametrize("fn, n", [(tls_junk, 65536), (nfc_junk, 32768), (holes, 10_000),
                                    (overlapping, 40_000), (shuffled, 20_000)],
                          ids=["tls-junk", "nfc-junk", "holes", "overlapping", "shuffled"])
 def test_doubling_the_input_at_most_two_and_a_half_times_the_time(fn, n):

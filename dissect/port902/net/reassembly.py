@@ -9,8 +9,14 @@ a hole is delivered as an explicit gap, never glued over.
 Memory is bounded: out-of-order data waiting for a hole to fill is capped in bytes
 (``max_pending``) and in segments (``max_segments``); past either cap the hole is declared
 a gap (counted in ``gaps``/``gap_bytes``) and delivery goes on.  Pending segments sit in a
-dict by stream offset with a heap of those offsets, so finding the next one to deliver is
-O(log n), not a sort per step (issue 13: 40k out-of-order segments took 79 s).
+heap by (stream offset, arrival), so finding the next one to deliver is O(log n), not a
+sort per step (issue 13: 40k out-of-order segments took 79 s).
+
+Overlapping copies: bytes delivered stay delivered; of the pending ones, the segment that
+starts lowest wins, and of two starting at the same offset the first to arrive, the later
+one adding only what lies past it (a later one no longer than it is a retransmission).
+That is what tshark's TCP reassembly delivers (``follow,tcp`` with out-of-order reassembly;
+``tests/test_reassembly.py`` compares the two on overlapping captures).
 Sequence numbers are unwrapped to 64-bit stream offsets, so a multi-GB transfer
 that wraps the 32-bit space keeps its place.
 """
@@ -38,7 +44,7 @@ class Reassembler:
     """Per-direction reassembly with counters for Zeek-style history and weird reports."""
 
     __slots__ = (
-        "sink", "max_pending", "max_segments", "base", "next_off", "pending", "pending_bytes", "_heap",
+        "sink", "max_pending", "max_segments", "base", "next_off", "pending", "pending_bytes", "_heap", "_arrivals",
         "delivered", "wire_bytes", "retransmissions", "out_of_order", "overlaps",
         "gaps", "gap_bytes", "truncated_bytes", "started",
     )
@@ -50,9 +56,10 @@ class Reassembler:
         self.max_segments = max_segments
         self.base: int | None = None  # sequence number of stream offset 0
         self.next_off = 0  # next stream offset we expect to deliver
-        self.pending: dict[int, tuple[bytes, int, float, int]] = {}  # off -> (data, declared_len, ts, frame)
+        self.pending: dict[int, int] = {}  # off -> longest declared length pending there
         self.pending_bytes = 0
-        self._heap: list[int] = []  # offsets of pending; an offset no longer in it is skipped
+        self._heap: list[tuple[int, int, bytes, int, float, int]] = []  # (off, arrival, data, declared, ts, frame)
+        self._arrivals = 0
         self.delivered = 0
         self.wire_bytes = 0  # every payload byte seen on the wire, retransmissions included
         self.retransmissions = 0
@@ -104,17 +111,15 @@ class Reassembler:
         if off > self.next_off:
             self.out_of_order += 1
             old = self.pending.get(off)
-            if old is None or old[1] < declared:
-                if old is not None:
-                    self.pending_bytes -= old[1]
-                else:
-                    heapq.heappush(self._heap, off)
-                self.pending[off] = (payload, declared, ts, frame)
+            if old is None or old < declared:
+                self.pending[off] = declared
+                self._arrivals += 1
+                heapq.heappush(self._heap, (off, self._arrivals, payload, declared, ts, frame))
                 self.pending_bytes += declared
             else:
                 self.retransmissions += 1
                 hint = "T"
-            if self.pending_bytes > self.max_pending or len(self.pending) > self.max_segments:
+            if self.pending_bytes > self.max_pending or len(self._heap) > self.max_segments:
                 self._skip_to_pending(ts, frame)
             return hint or "O"
         self._deliver(payload, declared, ts, frame)
@@ -136,60 +141,39 @@ class Reassembler:
         self.gap_bytes += nbytes
         self.sink.gap(nbytes, ts, frame)
 
-    def _first(self) -> int | None:
-        """Lowest pending offset (dropping heap entries of offsets delivered meanwhile)."""
-        heap, pending = self._heap, self.pending
-        while heap:
-            if heap[0] in pending:
-                return heap[0]
-            heapq.heappop(heap)
-        return None
+    def _pop(self) -> tuple[int, int, bytes, int, float, int]:
+        entry = heapq.heappop(self._heap)
+        off = entry[0]
+        if not (self._heap and self._heap[0][0] == off):  # the last one pending at this offset
+            del self.pending[off]
+        self.pending_bytes -= entry[3]
+        return entry
 
     def _drain(self) -> None:
-        pending = self.pending
-        while pending:
-            if self.next_off in pending:
-                payload, declared, ts, frame = pending.pop(self.next_off)
-                self.pending_bytes -= declared
-                self._deliver(payload, declared, ts, frame)
-                continue
-            # a pending segment may start before next_off (overlap) and still add bytes:
-            # the lowest such offset first; the ones wholly delivered already are dropped
-            progressed = False
-            while True:
-                off = self._first()
-                if off is None or off >= self.next_off:
-                    break
-                heapq.heappop(self._heap)
-                payload, declared, ts, frame = pending.pop(off)
-                self.pending_bytes -= declared
-                end = off + declared
-                if end > self.next_off:
-                    self.overlaps += 1
-                    cut = self.next_off - off
-                    self._deliver(payload[cut:], declared - cut, ts, frame)
-                    progressed = True
-                    break
-            if not progressed:
-                return  # the heap's top is pending again: no stale offsets left below next_off
-        self._heap.clear()  # nothing pending: offsets popped by exact match are stale
+        """Deliver every pending segment that now starts at or before next_off, lowest first."""
+        heap = self._heap
+        while heap and heap[0][0] <= self.next_off:
+            off, _, payload, declared, ts, frame = self._pop()
+            end = off + declared
+            if end <= self.next_off:
+                continue  # wholly delivered already
+            if off < self.next_off:
+                self.overlaps += 1
+                cut = self.next_off - off
+                payload, declared = payload[cut:], declared - cut
+            self._deliver(payload, declared, ts, frame)
 
     def _skip_to_pending(self, ts: float, frame: int) -> None:
         """The hole is not going to fill: declare it lost and continue at the first pending byte."""
-        first = self._first()
-        if first is None:
+        if not self._heap:
             return
+        first, _, _, _, pts, pframe = self._heap[0]
         if first > self.next_off:
-            _, _, pts, pframe = self.pending[first]
             self._gap(first - self.next_off, pts, pframe)
             self.next_off = first
         self._drain()
 
     def flush(self) -> None:
         """End of connection or capture: deliver whatever is pending, declaring the holes."""
-        while self.pending:
+        while self._heap:
             self._skip_to_pending(0.0, 0)
-            first = self._first()
-            if first is not None and first <= self.next_off:
-                self._drain()
-        self._heap.clear()
