@@ -177,3 +177,51 @@ def test_resync_memory_does_not_grow_with_the_junk(cls, junk):
         tracemalloc.stop()
     assert current - base < 64 << 10 and peak - base < 2 << 20, (current - base, peak - base)
     assert len(d._tail) < d._SYNC_WINDOW
+
+
+# -- the capture reader: records larger than a chunk -------------------------------------------
+
+def _big_record_capture(tmp_path, size: int, fmt: str):
+    """One Ethernet record of ``size`` bytes (snaplen 0: no limit but MAX_RECORD), then a small one."""
+    import struct
+
+    frame = b"\x00" * 12 + b"\x08\x00" + b"\x45" + b"\x00" * (size - 15)
+    small = b"\x00" * 12 + b"\x08\x00" + b"\x45" + b"\x00" * 45
+    path = tmp_path / f"big-{size}.{fmt}"
+    if fmt == "pcap":
+        out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0, 1)
+        for f in (frame, small):
+            out += struct.pack("<IIII", 1, 0, len(f), len(f)) + f
+    else:
+        shb_body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+        out = struct.pack("<II", 0x0A0D0D0A, 12 + len(shb_body)) + shb_body + struct.pack("<I", 12 + len(shb_body))
+        idb_body = struct.pack("<HHI", 1, 0, 0)
+        out += struct.pack("<II", 1, 12 + len(idb_body)) + idb_body + struct.pack("<I", 12 + len(idb_body))
+        for f in (frame, small):
+            pad = b"\x00" * (-len(f) % 4)
+            body = struct.pack("<IIIII", 0, 0, 1, len(f), len(f)) + f + pad
+            out += struct.pack("<II", 6, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    path.write_bytes(out)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_a_record_spanning_many_chunks_is_read_in_linear_time(tmp_path, fmt, engine):
+    """A record far larger than the read size (a live pipe delivers 64 KB or less at a time) was
+    joined to each next chunk in turn: quadratic in its size.  Now the chunks it needs are
+    collected and joined once."""
+    from dissect.port902.io import native
+    from dissect.port902.io.reader import CaptureReader
+
+    if engine == "c" and native._fastscan is None:
+        pytest.skip("the C engine is not built")
+    paths = {}
+
+    def read(n):
+        path = paths.get(n) or paths.setdefault(n, _big_record_capture(tmp_path, n, fmt))
+        with CaptureReader(path, chunk_size=16 << 10, engine=engine, use_mmap=False) as r:
+            list(r)
+            assert r.stats.packets == 2 and not r.stats.warnings
+
+    assert_linear(read, 4 << 20, repeat=3)

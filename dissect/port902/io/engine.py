@@ -16,7 +16,8 @@ from . import native
 from .formats import _RFB_GREETING_LEN as _RFB_LEN
 from .formats import RFB_GREETING
 from .packet import Buf, CaptureStats, Packet, Selection, Stream, _PortMaps
-from .pcapng import _BLOCK_MORE, _BLOCK_STOP, _Section
+from .source import extend
+from .pcapng import _BLOCK_MORE, _BLOCK_STOP, _Section, block_need
 
 if TYPE_CHECKING:
     import io
@@ -118,8 +119,10 @@ class _FastScanner:
                        f"capture ends inside a {what} ({len(buf) - off} stray bytes); analysed the {frame} "
                        f"complete {unit} before it")
 
-    def _fast_next(self, buf: Buf, base: int, off: int, chunks: Iterator[bytes]) -> tuple[bytes, int] | None:
-        """The next buffer: the unscanned tail of this one plus the next chunk; None at the end."""
+    def _fast_next(self, buf: Buf, base: int, off: int, chunks: Iterator[bytes],
+                   need: int = 0) -> tuple[bytes, int] | None:
+        """The next buffer: the unscanned tail of this one plus the next chunk (and as many more as
+        the record there needs, ``need`` bytes: see ``source.extend``); None at the end."""
         if buf is self._mm:
             end = self._mapped_end()
             if end < len(buf):  # shrank: what was mapped past its new end is gone (and SIGBUS to touch)
@@ -128,7 +131,7 @@ class _FastScanner:
         chunk = next(chunks, None)
         if chunk is None:
             return None
-        buf = buf[off:] + chunk if off < len(buf) else chunk
+        buf = extend(buf[off:], chunk, chunks, need) if off < len(buf) else chunk
         self._release_map()
         return buf, base + off
 
@@ -201,7 +204,9 @@ class _FastScanner:
                 if off >= window_end and buf is self._mm:
                     dropped = self._fast_window(base + off, dropped)
                     window_end = off + MMAP_WINDOW
-            nxt_buf = self._fast_next(buf, base, off, chunks)
+            # (never read through the map here: past a shrunk file's end that is SIGBUS)
+            need = 16 + rec_unpack(buf, off)[2] if buf is not self._mm and len(buf) - off >= 16 else 0
+            nxt_buf = self._fast_next(buf, base, off, chunks, min(need, limit + 16))
             if nxt_buf is None:
                 break
             (buf, base), off = nxt_buf, 0
@@ -281,7 +286,7 @@ class _FastScanner:
                     yield pkt
                 if ports.changed():  # a greeting seen by the Python decoder, or the consumer
                     ports.rebuild()
-            nxt_buf = self._fast_next(buf, base, off, chunks)
+            nxt_buf = self._fast_next(buf, base, off, chunks, 0 if buf is self._mm else block_need(buf, off, sec))
             if nxt_buf is None:
                 break
             (buf, base), off = nxt_buf, 0

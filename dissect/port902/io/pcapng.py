@@ -16,6 +16,7 @@ from .formats import (
     PCAPNG_SHB,
 )
 from .packet import Buf, CaptureStats, Packet
+from .source import extend
 
 if TYPE_CHECKING:
     from .decode import Decode
@@ -23,6 +24,15 @@ if TYPE_CHECKING:
 Iface: TypeAlias = "tuple[tuple[int, int], int, int]"  # (link layout, ticks per second, ts offset)
 
 _BLOCK_OK, _BLOCK_MORE, _BLOCK_STOP = range(3)
+
+
+def block_need(buf: Buf, off: int, sec: "_Section") -> int:
+    """Bytes the block at ``off`` spans, from its length field once its header is there (0 when
+    not yet known, or for a section header, whose byte order is read from the block itself)."""
+    if len(buf) - off < 8:
+        return 0
+    btype, blen = sec.blk.unpack_from(buf, off)
+    return 0 if btype == PCAPNG_SHB else min(blen, MAX_RECORD + 64)
 
 
 class _Section:
@@ -126,8 +136,9 @@ class _PcapngReader:
         sec = _Section()
         decode = self._decoder()
         stats = self.stats
-        for chunk in self._chunks(self._head):
-            buf = buf[off:] + chunk if off < len(buf) else chunk
+        chunks = self._chunks(self._head)
+        for chunk in chunks:
+            buf = extend(buf[off:], chunk, chunks, block_need(buf, off, sec)) if off < len(buf) else chunk
             base += off
             off = 0
             end = len(buf)

@@ -25,7 +25,7 @@ from .formats import (
 from .native import ENGINES, default_engine
 from .packet import CaptureStats, CaptureWarning, Packet, Selection
 from .pcapng import _PcapngReader
-from .source import read_head, open_source, source_name
+from .source import extend, read_head, open_source, source_name
 
 
 def _not_a_capture(path: str, head: bytes, packed: bool, size: int) -> str:
@@ -205,8 +205,13 @@ class CaptureReader(_LinkDecoder, _PcapngReader, _FastScanner):
         off = 0
         decode = self._decoder()
         stats = self.stats
-        for chunk in self._chunks(b""):
-            buf = buf[off:] + chunk if off < len(buf) else chunk
+        chunks = self._chunks(b"")
+        for chunk in chunks:
+            if off < len(buf):  # a record cut by the chunk's end: join what it still needs at once
+                need = 16 + rec_unpack(buf, off)[2] if len(buf) - off >= 16 else 0
+                buf = extend(buf[off:], chunk, chunks, min(need, limit + 16))
+            else:
+                buf = chunk
             base += off
             off = 0
             end = len(buf)

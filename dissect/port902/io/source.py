@@ -17,7 +17,7 @@ import io
 import os
 import stat
 import sys
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 from ..errors import CaptureError
 from .formats import GZIP_MAGIC
@@ -93,6 +93,26 @@ def read_head(fh: Any, want: int) -> bytes:
             break
         parts.append(part)
         got += len(part)
+    return b"".join(parts)
+
+
+def extend(tail: bytes, chunk: bytes, chunks: Iterator[bytes], need: int) -> bytes:
+    """``tail + chunk``, and the following chunks while fewer than ``need`` bytes are there.
+
+    The unread tail of a buffer is a record cut by the end of a chunk.  Joining it to each next
+    chunk in turn copies it again and again while it grows: quadratic in the size of a record
+    that spans many chunks (a large record read from a pipe in 64 KB pieces).  Collecting the
+    chunks the record needs and joining once is linear; nothing past ``need`` is waited for, so
+    a live pipe is never read further ahead than the record that is already on its way."""
+    if need <= len(tail) + len(chunk):
+        return tail + chunk
+    parts, have = [tail, chunk], len(tail) + len(chunk)
+    while have < need:
+        more = next(chunks, None)
+        if more is None:
+            break
+        parts.append(more)
+        have += len(more)
     return b"".join(parts)
 
 
