@@ -91,3 +91,23 @@ def test_streamed_export_holds_every_plaintext_byte(captures, tmp_path):
                             "-e", "tcp.payload"], capture_output=True, text=True, timeout=300, check=True).stdout
     text = bytes.fromhex("".join(lines.split())).decode("latin-1")
     assert "PASS <redacted>" in text and "52b1c3d4" not in text and "PROXY vpxa-nfcssl" in text
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
+def test_streaming_redaction_whatever_the_chunking(step):
+    """The export's on-the-fly masks give the same bytes as masking the whole stream at once."""
+    import struct
+
+    from dissect.port902.decrypt.export import _HttpMask, _KeysymZero
+
+    http = (b"POST /sdk HTTP/1.1\r\nCookie: vmware_soap_session=abc\r\nContent-Length: 60\r\n\r\n"
+            b"<Login><userName>root</userName><password>s3cr3t!</password></Login>")
+    mask = _HttpMask()
+    out = b"".join(mask.feed(http[i:i + step]) for i in range(0, len(http), step)) + mask.feed(b"", final=True)
+    assert len(out) == len(http) and b"abc" not in out and b"s3cr3t" not in out and b"<userName>root" in out
+    key = struct.pack("!BBxxI", 4, 1, 0x61)
+    rfb = b"RFB 003.008\n\x01\x01" + key + struct.pack("!BxxxI", 6, 5) + b"\x04\x01\x00\x00\x00" + key
+    z = _KeysymZero(14)
+    out = b"".join(z.feed(rfb[i:i + step]) for i in range(0, len(rfb), step))
+    zeroed = struct.pack("!BBxxI", 4, 1, 0)
+    assert out == rfb[:14] + zeroed + struct.pack("!BxxxI", 6, 5) + b"\x04\x01\x00\x00\x00" + zeroed

@@ -252,7 +252,9 @@ class SessionExport:
                     conv.data(fc, ts, data, SYNTH)
                 st.skip_token = 16
             if kind == "rfb" and not self.out.show_secrets:
-                st.keys = _KeysymZero(0)
+                # a plain opening inside TLS: the client's version, security choice and ClientInit
+                # (RFB 3.7/3.8, 14 bytes) come before its messages; an MKS stream's token is cut above
+                st.keys = _KeysymZero(0 if mks else 14)
         return st
 
     def _write(self, st: _Stream, fc: bool, ts: float, frame: int, data: bytes) -> None:
