@@ -74,10 +74,19 @@ def test_dataset_layout_schema_and_dtypes(archive, tmp_path):
     sessions = read_table(str(out), "sessions")
     assert sorted(sessions["date"].unique()) == sorted({d.strftime("%Y-%m-%d") for d in sessions["start"]})
     pd.testing.assert_frame_equal(_key(sessions), _key(result.analysis.sessions_frame()), check_categorical=False)
-    # another engine reads it as it is, when installed
-    duckdb = pytest.importorskip("duckdb")
+    # other engines read it as it is (both are in the test extra)
+    import duckdb
+    import polars as pl
+
     n = duckdb.sql(f"select count(*) from read_parquet('{out}/sessions/*/*.parquet', hive_partitioning=true)").fetchall()[0][0]
     assert n == len(sessions)
+    frame = pl.scan_parquet(f"{out}/sessions/*/*.parquet", hive_partitioning=True).collect()
+    assert frame.height == len(sessions) and set(mine_columns(result)) <= set(frame.columns)
+
+
+@pytest.mark.tools("editcap", "mergecap")
+def mine_columns(result) -> list[str]:
+    return list(result.analysis.sessions_frame().columns)
 
 
 @pytest.mark.tools("editcap", "mergecap")
