@@ -84,7 +84,6 @@ def test_dataset_layout_schema_and_dtypes(archive, tmp_path):
     assert frame.height == len(sessions) and set(mine_columns(result)) <= set(frame.columns)
 
 
-@pytest.mark.tools("editcap", "mergecap")
 def mine_columns(result) -> list[str]:
     return list(result.analysis.sessions_frame().columns)
 
