@@ -238,3 +238,29 @@ def test_idle_expiry_across_a_gap_between_files_is_the_merged_files(tmp_path):
     whole, stitched = analyze(merged), analyze_archive(tmp_path / "ring")
     assert _summary(stitched) == _summary(whole)
     assert max(s.duration_s for s in stitched.sessions) > 7200  # the pause is inside the stream
+
+
+def test_the_progress_bar_of_several_files_says_how_many_are_done(tmp_path, monkeypatch):
+    import io as _io
+
+    from dissect.port902.cli import runner
+
+    class Tty(_io.StringIO):
+        def isatty(self):
+            return True
+
+    files = []
+    for i in range(3):
+        f = tmp_path / f"part{i}.pcap"
+        f.write_bytes(b"\0" * (2 << 20))
+        files.append(str(f))
+    monkeypatch.setattr("sys.stderr", Tty())
+    bar, update = runner.progress_bar(files, quiet=False)
+    assert bar is not None
+    update(1 << 20)
+    assert "files 0/3" in bar.postfix
+    update((4 << 20) + 1)
+    assert "files 2/3" in bar.postfix and bar.n == (4 << 20) + 1
+    update(6 << 20)
+    assert "files 3/3" in bar.postfix
+    bar.close()

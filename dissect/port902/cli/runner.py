@@ -34,11 +34,39 @@ def progress_bar(paths: Sequence[str], quiet: bool):
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="reading", file=sys.stderr, leave=False)
+    ends = _file_ends(paths) if total is not None else []  # an archive: "files k/n" beside the bytes
+    shown = [0]
+    if ends:
+        bar.set_postfix_str(f"files 0/{len(ends)}", refresh=False)
 
     def update(done: int) -> None:
         bar.update(max(0, done - bar.n))
+        if ends:
+            k = sum(1 for e in ends if e <= done)
+            if k != shown[0]:
+                shown[0] = k
+                bar.set_postfix_str(f"files {k}/{len(ends)}", refresh=False)
 
     return bar, update
+
+
+def _file_ends(paths) -> list[int]:
+    """Cumulative byte offsets at which each file of the inputs ends, when several files are read
+    (archive chains, or a list of captures); empty for one plain file."""
+    sizes = []
+    for p in paths:
+        for f in getattr(p, "paths", None) or [p]:
+            try:
+                sizes.append(os.path.getsize(f))
+            except (OSError, TypeError):
+                sizes.append(0)
+    if len(sizes) < 2:
+        return []
+    ends, total = [], 0
+    for n in sizes:
+        total += n
+        ends.append(total)
+    return ends
 
 
 def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **options
