@@ -264,3 +264,29 @@ def test_the_progress_bar_of_several_files_says_how_many_are_done(tmp_path, monk
     update(6 << 20)
     assert "files 3/3" in bar.postfix
     bar.close()
+
+
+@pytest.mark.tools("editcap")
+def test_doctor_report_and_plot_take_a_directory(tmp_path, capsys):
+    """The diagnosis of rotated pieces is the diagnosis of the whole capture: same findings, same
+    evidence frames (frame numbers continue across the files)."""
+    import json as _json
+
+    from dissect.port902.cli.main import main as cli
+
+    whole = ROOT / "samples" / "mixed-esxi.pcap"
+    rot = tmp_path / "rot"
+    rot.mkdir()
+    subprocess.run(["editcap", "-c", "500", str(whole), str(rot / "part.pcap")], check=True)
+    assert len(list(rot.iterdir())) >= 4
+
+    def findings(target):
+        capsys.readouterr()
+        cli(["doctor", str(target), "-q", "-f", "json"])
+        doc = _json.loads(capsys.readouterr().out)
+        return [(f["kind"], f["likelihood"], f["evidence_frames"]) for f in doc["diagnostics"]["findings"]]
+
+    assert findings(rot) == findings(whole) != []
+    assert cli(["report", str(rot), "-q", "--no-charts", "-o", str(tmp_path / "r.html")]) == 0
+    assert "repeated login failures" in (tmp_path / "r.html").read_text()
+    assert cli(["plot", str(rot), "-q", "-o", str(tmp_path / "t.png")]) == 0

@@ -79,7 +79,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=DOCTOR_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE",
+                   help="pcap / pcapng file, optionally gzip-compressed, or a directory of rotated captures (one stream)")
     p.add_argument("-f", "--format", choices=["table", "json"], default="table", help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--show-secrets", action="store_true",

@@ -64,7 +64,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=PLOT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE",
+                   help="pcap / pcapng file, optionally gzip-compressed, or a directory of rotated captures (one stream)")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="where to write: FILE.png, FILE.svg or FILE.pdf")
     p.add_argument("-k", "--kind", choices=[*KINDS, "all"], default="timeline",

@@ -42,7 +42,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("captures", nargs="*", metavar="CAPTURE", help="pcap / pcapng file, optionally gzip-compressed")
+    p.add_argument("captures", nargs="*", metavar="CAPTURE",
+                   help="pcap / pcapng file, optionally gzip-compressed, or a directory of rotated captures (one stream)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="the HTML file to write")
     p.add_argument("--title", help="page title (default: the capture names)")
     p.add_argument("--no-charts", action="store_true", help="leave the charts out (smaller, faster)")

@@ -74,6 +74,10 @@ def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **o
     """(result, 0); (result, 2) when some inputs were not readable captures (one line on stderr
     each; they are ``unreadable_capture`` weird rows and the others are analysed); (None, 2)
     when none was."""
+    if any(isinstance(p, (str, os.PathLike)) and os.path.isdir(p) for p in paths):
+        from ..archive import discover  # a directory: its rotated captures, one stream per sensor
+
+        paths = discover(paths, "dir")
     bar, update = progress_bar(paths, quiet)
     # The command line owns its interpreter (the library does not touch the collector): objects
     # that live through the whole run need not be traced again and again while packets stream
