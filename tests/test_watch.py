@@ -40,8 +40,10 @@ def test_live_lines_carry_the_verdicts_analyze_gives(capsys, sample):
     assert sorted(s["uid"] for s in sessions) == sorted(s.uid for s in result.sessions)
     inherited = {h.from_session for h in result.handoffs}
     for s in sessions:
+        rec = result.session(s["uid"])
+        assert s["failure"] == (rec.failure.kind if rec.failure else None), s["uid"]  # inferred ones too
         if s["uid"] not in inherited:
-            assert s["feature"] == result.session(s["uid"]).feature, s["uid"]
+            assert (s["feature"], s["confidence"], s["reasons"]) == (rec.feature, rec.confidence, rec.reasons)
     assert summary["sessions"] == len(result.sessions) == summary["sessions_kept"]
     assert summary["handoffs"] == len(result.handoffs)
     findings = [r["kind"] for r in records if r["record_type"] == "finding"]
@@ -74,6 +76,16 @@ def test_a_missing_interface_is_one_line_exit_2(capsys):
     code = main(["watch", "-i", "nonexistent0", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nonexistent0" in err[0]
+
+
+def test_damaged_input_is_said(capsys, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((ROOT / "samples" / "mixed-esxi.pcap").read_bytes()[:5000])
+    records = watch_jsonl(capsys, "-r", cut)
+    (weird,) = [r for r in records if r["record_type"] == "weird"]
+    assert weird["kind"] == "truncated_file" and weird["offset"] is not None
+    assert main(["watch", "-r", str(cut), "-q"]) == 0
+    assert "note: truncated_file" in capsys.readouterr().out
 
 
 def test_hostile_text_on_the_live_line(capsys, tmp_path):

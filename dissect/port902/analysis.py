@@ -369,22 +369,28 @@ def conclude(result: Analysis, observers, chained: bool) -> None:
         link = links.get(rec.uid)
         if link is not None:
             rec = replace(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
-        if rec.visible is not None and rec.decryption.decrypted:  # the metadata verdict reads only the wire
-            from .decrypt.hooks import classify_decrypted
-
-            judged.append(classify_decrypted(rec, classify, failure_of))
-            continue
-        verdict = classify(rec)
-        failure = rec.failure
-        if verdict.logins and not rec.logins and failure is None:
-            failure = failure_of(rec, *_inferred_login(verdict))
-        judged.append(replace(rec, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons,
-                              inferred_dialogue=verdict.dialogue, inferred_logins=verdict.logins, failure=failure))
+        judged.append(judge(rec))
     result.sessions = judged
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)
         result.extras[obs.name] = obs
+
+
+def judge(rec: SessionRecord) -> SessionRecord:
+    """The record with its verdict attached (feature, confidence, reasons, the dialogue read from
+    record sizes, and a failure inferred from it): what one session says on its own, before the
+    cross-session steps (a 903 leg inherits its console's feature later).  ``watch`` prints this."""
+    if rec.visible is not None and rec.decryption.decrypted:  # the metadata verdict reads only the wire
+        from .decrypt.hooks import classify_decrypted
+
+        return classify_decrypted(rec, classify, failure_of)
+    verdict = classify(rec)
+    failure = rec.failure
+    if verdict.logins and not rec.logins and failure is None:
+        failure = failure_of(rec, *_inferred_login(verdict))
+    return replace(rec, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons,
+                   inferred_dialogue=verdict.dialogue, inferred_logins=verdict.logins, failure=failure)
 
 
 def _chain_provenance(result: Analysis, reader, sessions: list[SessionRecord]) -> None:

@@ -7,13 +7,14 @@ One module per command (cli/, issue 15).
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
 
 from ..analyzers.vnc import VncConsoles
 from ..infer.diagnose import Diagnostics
 from ..output.html import render_html
 from ..output.render import safe
+from ..output.sink import error, open_output, output_file
 from .runner import run_analyze
 
 EPILOG = """\
@@ -44,7 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("captures", nargs="*", metavar="CAPTURE",
                    help="pcap / pcapng file, optionally gzip-compressed, or a directory of rotated captures (one stream)")
-    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the HTML file to write")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the HTML file to write (- for standard output)")
     p.add_argument("--title", help="page title (default: the capture names)")
     p.add_argument("--no-charts", action="store_true", help="leave the charts out (smaller, faster)")
     p.add_argument("--show-secrets", action="store_true",
@@ -55,26 +56,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Analyse, render, write.  ``-o`` is checked before the analysis (a directory, or a place that
+    cannot be written, is one line and exit 2), parent folders are made, ``-o -`` is standard
+    output, and a device or FIFO is written to, never replaced.  Exit 2 when a capture could not
+    be read (the others are in the report), as ``analyze`` does."""
+    prog = "dissect902 report"
     if not args.captures:
-        print("dissect902 report: error: give at least one capture file", file=sys.stderr)
-        return 2
+        return error(prog, "give at least one capture file")
+    if args.output != "-":
+        output_file(args.output)
     diag = Diagnostics(show_secrets=args.show_secrets)
-    result, code = run_analyze(args.captures, args.quiet, show_secrets=args.show_secrets,
-                                observers=[VncConsoles(), diag])
+    result, code = run_analyze(args.captures, args.quiet, prog=prog, show_secrets=args.show_secrets,
+                               observers=[VncConsoles(), diag])
     if result is None:
         return code
-    tmp = f"{args.output}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            render_html(result, fh, charts=not args.no_charts, title=args.title)
-        os.replace(tmp, args.output)
-    except OSError as exc:
-        print(f"dissect902 report: error: {safe(str(exc))}", file=sys.stderr)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        return 2
-    if not args.quiet:
+    page = io.StringIO()
+    render_html(result, page, charts=not args.no_charts, title=args.title)
+    with open_output(args.output) as fh:
+        fh.write(page.getvalue())
+    if not args.quiet and args.output != "-":
         print(f"wrote {safe(args.output)}", file=sys.stderr)
-    return 0
+    return code

@@ -39,10 +39,11 @@ SUMMARY_FINDINGS = 10
 WATCH_EPILOG = f"""\
 what it prints:
   one line per session as it ends (5 s of capture time after its FIN/RST, to catch late segments;
-  so at the first packet after that, or at Ctrl-C on a quiet link): time, client -> server, the verdict (MKS, NFC, SOAP, VMXARGS,
+  so at the first packet after that, or at Ctrl-C on a quiet link), with the verdict analyze
+  gives it (a classic-ESX 903 leg inherits its console's feature only at the end): time, client -> server, the verdict (MKS, NFC, SOAP, VMXARGS,
   NONE) with its confidence, duration, bytes each way, TCP state, why it failed (if it did).
   -f jsonl: one JSON object per session ("record_type": "session", the fields of analyze's JSON),
-  then the summary and the findings as records of their own.
+  then the summary, hand-offs, findings and damage found in the input (weird) as records of their own.
   On a terminal, a status line: sessions open, finished by feature, packets and bytes per second.
   Ctrl-C stops the capture; the rest is read, then the summary (counts by feature, hand-offs, the
   diagnosis' findings with their frames). A second Ctrl-C quits at once.
@@ -106,12 +107,9 @@ class Watcher:
         self.tick()
 
     def finished(self, record) -> None:
-        from dataclasses import replace
+        from ..analysis import judge
 
-        from ..infer.classify import classify
-
-        verdict = classify(record)
-        rec = replace(record, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons)
+        rec = judge(record)  # the verdict analyze gives it (a 903 leg's inherited feature comes at the end)
         self.finished_count += 1
         self.features[rec.feature] += 1
         self._clear_status()
@@ -316,8 +314,13 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
         "seconds": round(time.monotonic() - watcher.started, 3),
         "findings": len(findings),
     }
+    damage = [w for w in result.capture_weird]  # truncated or corrupt input, unreadable files, ...
+    summary["capture_weird"] = len(damage)
     if fmt == "jsonl":
         out.write(json.dumps({"record_type": "summary", **summary}, ensure_ascii=True) + "\n")
+        for w in damage:
+            out.write(json.dumps({"record_type": "weird", "kind": w.kind, "detail": w.detail, "frame": w.frame,
+                                  "offset": w.offset, "source": w.source}, ensure_ascii=True, default=str) + "\n")
         for h in result.handoffs:
             out.write(json.dumps({"record_type": "handoff", **h.to_dict()}, ensure_ascii=True, default=str) + "\n")
         for f in findings:
@@ -327,6 +330,9 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
     feats = ", ".join(f"{k} {v}" for k, v in summary["by_feature"].items()) or "none"
     out.write(f"\n{summary['sessions']} session(s) ({feats}); {summary['packets']:,} packets, "
               f"{human(summary['bytes_read'])} in {summary['seconds']:.1f} s\n")
+    for w in damage:
+        where = f" (byte {w.offset})" if w.offset is not None else (f" (frame {w.frame})" if w.frame else "")
+        out.write(safe(f"note: {w.kind}{where}: {w.detail}") + "\n")
     if kept < summary["sessions"]:
         out.write(f"hand-offs and diagnosis over the last {kept:,} sessions (--keep)\n")
     for h in result.handoffs:
