@@ -290,3 +290,25 @@ def test_doctor_report_and_plot_take_a_directory(tmp_path, capsys):
     assert cli(["report", str(rot), "-q", "--no-charts", "-o", str(tmp_path / "r.html")]) == 0
     assert "repeated login failures" in (tmp_path / "r.html").read_text()
     assert cli(["plot", str(rot), "-q", "-o", str(tmp_path / "t.png")]) == 0
+
+
+def test_notes_beside_the_captures_are_not_captures_and_an_empty_folder_is_an_error(tmp_path, capsys):
+    from dissect.port902.cli.main import main as cli
+
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    shutil.copy(ROOT / "samples" / "mixed-esxi.pcap", ring / "20240514-09")  # tcpdump -G names, no extension
+    shutil.copy(ROOT / "samples" / "mixed-esxi.keys", ring / "mixed-esxi.keys")
+    (ring / "README.md").write_text("# what is in here\n")
+    (ring / "labels.json").write_text("{}")
+    capsys.readouterr()
+    assert cli(["analyze", str(ring), "-q", "-f", "json"]) == 0
+    out = capsys.readouterr()
+    assert not out.err and len(json.loads(out.out)["sessions"]) == len(analyze(ROOT / "samples" / "mixed-esxi.pcap").sessions)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in (["analyze", str(empty)], ["doctor", str(empty)], ["analyze", str(empty), "-f", "parquet", "-o",
+                                                                      str(tmp_path / "ds")]):
+        assert cli([*command, "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no pcap, pcapng or gzip file" in err[0]

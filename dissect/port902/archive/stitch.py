@@ -15,25 +15,52 @@ from typing import Iterable
 from ..analysis import Analysis, analyze
 from ..analyzers.session import Weird
 from ..extras import require
+from ..errors import CaptureError
 from ..io.chain import CaptureChain
+from ..io.formats import GZIP_MAGIC, PCAP_MAGIC, PCAPNG_SHB
 
 SENSOR_BY = ("dir", "none", "file")
 
 
 def _expand(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Files as given, and every regular, non-hidden file under a given directory (sorted)."""
+    """Files as given, and the captures under a given directory (sorted): regular, non-hidden
+    files that start like a pcap, pcapng or gzip file, or are named like a capture (``.pcap``,
+    ``.pcapng``, ``.cap``, rotated ``x.pcap.3``: a damaged one is then a weird row naming it).
+    Notes, key logs and labels beside the captures are left alone; a directory with no capture
+    in it is an error, not an all-clear."""
     out: list[str] = []
     for item in inputs:
         p = os.fspath(item)
         if os.path.isdir(p):
+            found = []
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for f in sorted(files):
-                    if not f.startswith(".") and f != "manifest.json":
-                        out.append(os.path.join(root, f))
+                    path = os.path.join(root, f)
+                    if not f.startswith(".") and f != "manifest.json" and (_named_like_capture(f)
+                                                                             or _looks_like_capture(path)):
+                        found.append(path)
+            if not found:
+                raise CaptureError(f"{p}: no pcap, pcapng or gzip file in this directory")
+            out += found
         else:
             out.append(p)
     return out
+
+
+def _named_like_capture(name: str) -> bool:
+    parts = name.lower().split(".")[1:]
+    return any(p in ("pcap", "pcapng", "cap") for p in parts)
+
+
+def _looks_like_capture(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return True  # unreadable: let the reader say why, as a weird row naming the file
+    return (head[:2] == GZIP_MAGIC or int.from_bytes(head.ljust(4, b"\0"), "little") in PCAP_MAGIC
+            or head == PCAPNG_SHB.to_bytes(4, "little"))
 
 
 def discover(inputs: Iterable[str | os.PathLike[str]], sensor_by: str = "dir") -> list[CaptureChain]:

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which files are one sensor's stream, stitched in first-timestamp order (dir: the "
                         "directory a file is in, the default when a DIRECTORY is given; none: all files one "
                         "sensor; file: each file alone, the default for a list of files)")
-    g.add_argument("--jobs", type=int, default=None, metavar="N",
+    g.add_argument("--jobs", type=_positive, default=None, metavar="N",
                    help="split the archive's connections over N local processes (the result is the serial one)")
     g.add_argument("--scheduler", metavar="tcp://HOST:8786",
                    help="run the shares on a Dask cluster (pip install 'dissect902[scale]')")
@@ -31,6 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def wanted(args: argparse.Namespace) -> bool:
     return (args.sensor_by is not None or bool(args.jobs and args.jobs > 1) or bool(args.scheduler)
             or any(os.path.isdir(c) for c in args.captures))
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes, 1 or more (not {text!r})")
+    return n
 
 
 def sensor_by(args: argparse.Namespace) -> str:
