@@ -3,6 +3,7 @@ decrypted dialogue and feature beside the metadata verdict, RFB / NFC / HTTP ins
 pcapng Decryption Secrets Blocks, the command line, and tshark as an oracle for TLS #1."""
 
 import json
+from pathlib import Path
 import re
 import shutil
 import struct
@@ -419,3 +420,16 @@ def test_decrypt_benchmark_script_runs(tmp_path):
                           "--keep", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "decrypt only" in out.stdout and f"NFC file bytes seen {2 << 20}" in out.stdout
+
+
+def test_a_key_log_that_decrypts_nothing_is_said(tmp_path, capsys):
+    from dissect.port902.cli.main import main as cli
+
+    sample = Path(__file__).resolve().parent.parent / "samples" / "esxi8-console.pcap"
+    empty = tmp_path / "none.keys"
+    empty.write_text("")
+    assert cli(["analyze", str(sample), "--keylog", str(empty), "-f", "json", "-o", str(tmp_path / "a.json")]) == 0
+    assert "nothing was decrypted" in capsys.readouterr().err
+    assert cli(["analyze", str(sample), "--keylog", str(sample.with_suffix(".keys")), "-f", "json",
+                "-o", str(tmp_path / "b.json")]) == 0
+    assert "nothing was decrypted" not in capsys.readouterr().err

@@ -139,6 +139,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return code
     if args.reference and not args.quiet:
         print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
+    if args.keylog and not args.quiet and result.sessions and not any(
+            s.decryption is not None and s.decryption.decrypted for s in result.sessions):
+        print("dissect902 analyze: note: no TLS handshake in the captures has its keys in the key log "
+              "(a key log of another capture or client?): nothing was decrypted", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
     if args.format == "parquet":
         write_parquet(result, args.output, args.table)
