@@ -127,6 +127,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.export_decrypted:  # written while the captures are read (decrypt.export.StreamExport)
         from ..decrypt.export import StreamExport
 
+        output_file(args.export_decrypted)  # a directory, or nowhere to write: one line, exit 2; parents made
         export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
     run = partial(archive_cli.run, args) if archive else partial(run_analyze, args.captures, args.quiet)
     try:

@@ -10,6 +10,7 @@ import json
 import sys
 
 from ..output.render import safe
+from ..output.sink import describe_os_error, error, open_output, output_file
 from ..wireshark import plugin
 
 EPILOG = """\
@@ -60,21 +61,18 @@ def run(args: argparse.Namespace) -> int:
                 analysis = json.load(fh)
             if not isinstance(analysis, dict) or "sessions" not in analysis:
                 raise ValueError("not the JSON of `dissect902 analyze -f json` (no 'sessions')")
-        except (OSError, ValueError) as exc:
-            print(f"dissect902 wireshark-plugin: error: {safe(str(exc))}", file=sys.stderr)
-            return 2
+        except OSError as exc:
+            return error("dissect902 wireshark-plugin", describe_os_error(exc, args.annotate, "read"))
+        except ValueError as exc:  # not JSON, not UTF-8, or not analyze's JSON
+            return error("dissect902 wireshark-plugin", f"{args.annotate}: not the JSON of `dissect902 analyze -f json` "
+                         f"({type(exc).__name__}: {exc})")
     text = plugin.render(analysis)
     if args.install:
         path = plugin.install(text)
         print(f"installed {safe(str(path))}; restart Wireshark (tshark picks it up at start)", file=sys.stderr)
         return 0
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        print(f"dissect902 wireshark-plugin: error: {safe(str(exc))}", file=sys.stderr)
-        return 2
+    if args.output not in (None, "-"):
+        output_file(args.output)  # a directory, or nowhere to write: one line, exit 2; parents made
+    with open_output(args.output) as fh:
+        fh.write(text)
     return 0
