@@ -95,7 +95,6 @@ class Watcher:
         self.finished_count = 0
         self.features: Counter[str] = Counter()
         self.bytes_read = 0
-        self.packets = 0
         self.started = time.monotonic()
         self._last_status = 0.0
         self._rate_mark = (self.started, 0)
