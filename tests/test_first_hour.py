@@ -63,6 +63,14 @@ def test_output_onto_a_directory_is_one_line(capsys, tmp_path, command):
     assert "is a directory" in one_error_line(err, f"dissect902 {command[0]}")
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv", "parquet"])
+def test_output_path_ending_in_a_slash_names_a_directory(capsys, tmp_path, fmt):
+    """`-o out/` that does not exist yet is a folder the user meant, not a file named out."""
+    code, out, err = run(capsys, "analyze", SMALL, "-f", fmt, "-o", f"{tmp_path}/new/")
+    assert code == 2 and "is a directory" in one_error_line(err, "dissect902 analyze")
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("command", [["analyze", "-f", "json"], ["doctor"]])
 def test_output_into_missing_directories_creates_them(capsys, tmp_path, command):
     target = tmp_path / "new" / "deeper" / "out.txt"

@@ -67,8 +67,8 @@ def output_file(path: str | os.PathLike, *, overwrite: bool = True, make_parents
     Raises :class:`OutputError` for a directory, an existing file when ``overwrite`` is false,
     a parent that is a file, or a place where nothing can be created."""
     p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: is a directory (give a file name)")
+    if p.is_dir() or os.fspath(path).endswith(("/", os.sep)):  # Path() drops a trailing slash
+        raise OutputError(f"{os.fspath(path)}: is a directory (give a file name)")
     if p.exists() and not overwrite:
         raise OutputError(f"{p}: already exists (remove it or choose another name)")
     if make_parents:
