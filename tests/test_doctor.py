@@ -764,3 +764,25 @@ def test_fast_path_keeps_the_first_16_addresses_like_the_full_parse():
         outs.append(diagnosis_outputs(diag))
         assert len(diag.lookups[0].addresses) == 16
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("table", ["findings", "heartbeats", "console_paths", "dns"])
+def test_diagnosis_tables_come_out_as_csv_and_parquet(capsys, tmp_path, table):
+    """`analyze -f csv/parquet --table findings|heartbeats|console_paths|dns`: the diagnosis' tables
+    with their declared columns, the same rows as its DataFrames."""
+    from dissect.port902.cli.main import main
+    from dissect.port902.model.schema import DIAGNOSIS_TABLES
+
+    sample = Path(__file__).resolve().parent.parent / "samples" / "mixed-esxi.pcap"
+    expected = getattr(analyze(sample).diagnostics, f"{table}_frame")()
+    assert len(expected) > 0
+    capsys.readouterr()
+    assert main(["analyze", str(sample), "-q", "-f", "csv", "--table", table]) == 0
+    csv_frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(csv_frame.columns) == list(DIAGNOSIS_TABLES[table]) and len(csv_frame) == len(expected)
+    pq = tmp_path / f"{table}.parquet"
+    assert main(["analyze", str(sample), "-q", "-f", "parquet", "--table", table, "-o", str(pq)]) == 0
+    back = pd.read_parquet(pq)
+    assert list(back.columns) == list(expected.columns) and len(back) == len(expected)
+    assert main(["analyze", str(sample), "-q", "-f", "csv", "--table", table, "--no-diagnostics"]) == 2
+    assert "drop --no-diagnostics" in capsys.readouterr().err

@@ -38,8 +38,8 @@ ALL = "*"  # build_parser(command=ALL): every command's full parser
 def _analyze_epilog() -> str:
     from ..model.schema import FRAME_TABLES, SCHEMAS
 
-    return ANALYZE_EPILOG + ", ".join(FRAME_TABLES) + """ (--describe TABLE explains the columns;
-  it also knows the diagnosis tables: """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """)
+    return ANALYZE_EPILOG + ", ".join(FRAME_TABLES) + """, and the diagnosis'
+  """ + ", ".join(t for t in SCHEMAS if t not in FRAME_TABLES) + """ (--describe TABLE explains the columns)
 """
 
 
@@ -212,8 +212,9 @@ def add_analyze_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-f", "--format", choices=["table", "json", "jsonl", "csv", "parquet"], default="table",
                    help="output format (default: table)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    p.add_argument("--table", choices=list(FRAME_TABLES), default="sessions",
-                   help="which table --format csv/parquet writes (default: sessions)")
+    p.add_argument("--table", choices=list(SCHEMAS), default="sessions",
+                   help="which table --format csv/parquet writes (default: sessions; the diagnosis' "
+                        "findings, heartbeats, console_paths, dns too)")
     p.add_argument("--describe", choices=list(SCHEMAS), metavar="TABLE", help="explain the columns of TABLE and exit")
     p.add_argument("--records", action="store_true", help="JSON: include every TLS record (time, direction, length)")
     p.add_argument("--show-secrets", action="store_true",

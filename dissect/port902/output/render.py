@@ -244,6 +244,17 @@ def render_jsonl(analysis, out: TextIO, records: bool = False) -> None:
 
 
 def frame_for(analysis, table: str):
+    """The DataFrame of ``table``: the analysis' own tables, or the diagnosis' (findings, heartbeats,
+    console_paths, dns), which exist only when the diagnosis ran."""
+    from ..model.schema import DIAGNOSIS_TABLES
+
+    if table in DIAGNOSIS_TABLES:
+        diag = analysis.diagnostics
+        if diag is None:
+            from .sink import OutputError
+
+            raise OutputError(f"the {table} table comes from the diagnosis: drop --no-diagnostics")
+        return getattr(diag, f"{table}_frame")()
     return getattr(analysis, f"{table}_frame")()
 
 
