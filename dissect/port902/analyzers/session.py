@@ -111,8 +111,28 @@ class Interner:
             return obj
 
 
+class HelloNames:
+    """The negotiated version and cipher by name, from ``server_hello``: one definition for the
+    live :class:`Handshake` and its frozen published form (``model.records.HandshakeRecord``)."""
+
+    __slots__ = ()
+    server_hello: ServerHelloInfo | None
+
+    @property
+    def version(self) -> str | None:
+        if self.server_hello is not None:
+            return tlsmod.version_name(self.server_hello.selected_version)
+        return None
+
+    @property
+    def cipher(self) -> str | None:
+        if self.server_hello is not None:
+            return tlsmod.cipher_name(self.server_hello.cipher_suite)
+        return None
+
+
 @dataclass
-class Handshake:
+class Handshake(HelloNames):
     """One TLS handshake on the stream (index 1 = TLS #1 after the banner), while it grows.
 
     Published frozen, as ``model.records.HandshakeRecord``, once the connection ends."""
@@ -129,17 +149,6 @@ class Handshake:
     client_app_records: int = 0
     server_app_records: int = 0
 
-    @property
-    def version(self) -> str | None:
-        if self.server_hello is not None:
-            return tlsmod.version_name(self.server_hello.selected_version)
-        return None
-
-    @property
-    def cipher(self) -> str | None:
-        if self.server_hello is not None:
-            return tlsmod.cipher_name(self.server_hello.cipher_suite)
-        return None
 
 
 def side_untouched(side: "_Side") -> bool:

@@ -25,6 +25,8 @@ import time
 from collections import Counter
 from typing import TextIO
 
+from ..output.render import size_text
+
 # what the analysis reads: authd (902, 903, Workstation 912), the console paths beside it (ESXi
 # and vCenter 443, vCenter's relay 7331/7343), plain VNC, DNS, vpxa heartbeats on UDP 902 and
 # ICMP errors; tcpdump's port primitives match IPv4 and IPv6, "vlan" repeats them on 802.1Q
@@ -138,7 +140,7 @@ class Watcher:
         self._last_status = now
         feats = " ".join(f"{k} {v}" for k, v in sorted(self.features.items())) or "none yet"
         line = (f"open {self.opened_count - self.finished_count} · finished {self.finished_count} ({feats}) · "
-                f"{human(self.bytes_read)} read, {human(self._rate)}/s")
+                f"{size_text(self.bytes_read)} read, {size_text(self._rate)}/s")
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.status.write("\r\x1b[K" + line[:width])
         self.status.flush()
@@ -149,14 +151,6 @@ class Watcher:
             self.status.flush()
 
 
-def human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def session_line(rec) -> str:
     from ..model.timefmt import utc_text
     from ..output.render import safe
@@ -164,7 +158,7 @@ def session_line(rec) -> str:
     conf = "" if rec.confidence is None else f" {rec.confidence:.2f}"
     failure = f"  {rec.failure.kind} (frame {rec.failure.frame})" if rec.failure else ""
     text = (f"{utc_text(rec.start)}  {rec.client} -> {rec.server}  {rec.feature}{conf}  {rec.duration_s:.1f} s  "
-            f"{human(rec.bytes[0])} / {human(rec.bytes[1])}  {rec.state}{failure}  {rec.uid}")
+            f"{size_text(rec.bytes[0])} / {size_text(rec.bytes[1])}  {rec.state}{failure}  {rec.uid}")
     return safe(text)
 
 
@@ -328,7 +322,7 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
         return
     feats = ", ".join(f"{k} {v}" for k, v in summary["by_feature"].items()) or "none"
     out.write(f"\n{summary['sessions']} session(s) ({feats}); {summary['packets']:,} packets, "
-              f"{human(summary['bytes_read'])} in {summary['seconds']:.1f} s\n")
+              f"{size_text(summary['bytes_read'])} in {summary['seconds']:.1f} s\n")
     for w in damage:
         where = f" (byte {w.offset})" if w.offset is not None else (f" (frame {w.frame})" if w.frame else "")
         out.write(safe(f"note: {w.kind}{where}: {w.detail}") + "\n")

@@ -13,7 +13,7 @@ from array import array
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..analyzers.session import Handshake, Session, Weird
+from ..analyzers.session import Handshake, HelloNames, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
 from ..proto import tls as tlsmod
 from ..proto.authd import REPLY_CODES, Banner, Line, LoginAttempt, guess_product
@@ -21,7 +21,7 @@ from ..proto.tls import CertificateInfo
 
 
 @dataclass(frozen=True, slots=True)
-class HandshakeRecord:
+class HandshakeRecord(HelloNames):
     """A TLS handshake as published once its connection ended: frozen, lists made tuples.
 
     The live, growing form is :class:`~..analyzers.session.Handshake`; the same fields."""
@@ -43,18 +43,6 @@ class HandshakeRecord:
         return cls(h.index, h.ts, h.frame, h.client_hello, h.server_hello, h.server_hello_frame,
                    tuple(h.certificates), h.certificate_frame, tuple(h.alerts),
                    h.client_app_records, h.server_app_records)
-
-    @property
-    def version(self) -> str | None:
-        if self.server_hello is not None:
-            return tlsmod.version_name(self.server_hello.selected_version)
-        return None
-
-    @property
-    def cipher(self) -> str | None:
-        if self.server_hello is not None:
-            return tlsmod.cipher_name(self.server_hello.cipher_suite)
-        return None
 
 
 @dataclass(frozen=True, slots=True)

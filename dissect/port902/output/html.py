@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
 from .. import __version__
-from .render import safe
+from .render import safe, size_text
 
 #: the table's columns: (key, heading, numeric)
 COLUMNS = [
@@ -85,14 +85,6 @@ def _present(value: Any) -> bool:
         return not (isinstance(value, float) and math.isnan(value)) and str(value) not in ("", "<NA>", "nan")
     except (TypeError, ValueError):
         return False
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 # -- charts ---------------------------------------------------------------------------------------
@@ -335,8 +327,8 @@ def _sessions_table(S) -> list[str]:
             f'<td class="reason">{text(row.get("top_reason") if _present(row.get("top_reason")) else "")}</td>',
             f"<td>{text(_tls_cell(row))}</td>",
             f'<td class="tp">{text(row.get("server_cert_sha1") if _present(row.get("server_cert_sha1")) else "-")}</td>',
-            f'<td class="num" data-v="{c2s:.0f}">{_bytes(c2s)}</td>',
-            f'<td class="num" data-v="{s2c:.0f}">{_bytes(s2c)}</td>',
+            f'<td class="num" data-v="{c2s:.0f}">{size_text(c2s)}</td>',
+            f'<td class="num" data-v="{s2c:.0f}">{size_text(s2c)}</td>',
             f'<td class="num" data-v="{dur:.6f}">{dur:.1f}</td>',
             f'<td>{text(row.get("failure") if _present(row.get("failure")) else "")}</td>',
         ]
@@ -430,7 +422,7 @@ def _vnc_table(result) -> list[str]:
         cells = [v.uid, _utc(v.start), v.client, v.server, v.state, v.server_version or "-",
                  ", ".join(v.security_offered) or "-", v.security_chosen or "-",
                  f"{v.authentication or '-'} / {v.auth_result or '-'}", v.desktop_name or "-", size,
-                 _bytes(v.client_bytes), _bytes(v.server_bytes)]
+                 size_text(v.client_bytes), size_text(v.server_bytes)]
         out.append(f'<tr data-vnc="{text(v.uid)}" id="s-{text(v.uid)}">'
                    + "".join(f"<td>{text(c)}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table></div>")

@@ -45,6 +45,15 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def size_text(n: float) -> str:
+    """``1234567`` -> ``'1.2 MB'``: decimal units with a space (the HTML report, ``watch``)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 def _tls_cell(s) -> str:
     if not s.handshakes:
         return "mid-stream" if s.transport.startswith("tls") else "-"
