@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from localports import wait_port
+
+from dissect.port902.lab.livestack import free_display
 
 from dissect.port902.proto.rfb import RfbParser
 from dissect.port902.proto.rfb_rect import cpixel_size
@@ -35,22 +38,6 @@ def _free_port(candidates) -> int:
             return port
     raise RuntimeError("no free port")
 
-
-def _free_display(skip=()) -> int:
-    for n in range(40, 99):
-        if n not in skip and not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display")
-
-
-def _wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
 
 PF32 = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
 
@@ -192,17 +179,17 @@ def servers(tmp_path_factory):
     try:
         x11_port = _free_port(range(5960, 5990))
         tiger_port = _free_port(p for p in range(5960, 5990) if p != x11_port)
-        xd = _free_display()
+        xd = free_display(40)
         start(["Xvfb", f":{xd}", "-screen", "0", "640x480x24", "-nolisten", "tcp"])
         desktop(xd)
         start(["x11vnc", "-display", f":{xd}", "-rfbport", str(x11_port), "-nopw", "-forever", "-shared",
                "-localhost", "-quiet", "-noxdamage"])
-        td = _free_display(skip=(xd,))
+        td = free_display(40)
         start(["Xtigervnc", f":{td}", "-rfbport", str(tiger_port), "-SecurityTypes", "None", "-localhost",
                "-geometry", "640x480", "-depth", "24", "-nolisten", "tcp"])
         desktop(td)
-        _wait_port(x11_port)
-        _wait_port(tiger_port)
+        wait_port(x11_port)
+        wait_port(tiger_port)
         time.sleep(2)  # the windows are drawn
         cap = d / "rfb.pcap"
         dump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-n", "-w", str(cap),

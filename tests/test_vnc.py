@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from localports import wait_port
+
+from dissect.port902.lab.livestack import free_display
 
 from dissect.port902 import analyze
 from dissect.port902.analyzers.vnc import HINT_PORTS, parse_handshake
@@ -86,23 +89,6 @@ def _free_port(candidates) -> int:
     raise RuntimeError("no free port")
 
 
-def _free_display() -> int:
-    for n in range(60, 99):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display")
-
-
-def _wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
-
-
 def _vncdo(port: int, password: str | None, out: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("vncdo")
     cmd = [str(exe), "-s", f"127.0.0.1::{port}", "-t", "15"]
@@ -118,7 +104,7 @@ def live(tmp_path_factory):
     """Two x11vnc servers on one Xvfb desktop: one with -rfbauth (port A), one without a password
     (port B); three client runs: right password, wrong password (both A), none (B)."""
     d = tmp_path_factory.mktemp("vnc")
-    display = _free_display()
+    display = free_display(60)
     ports = sorted(HINT_PORTS)
     port_a = _free_port(ports[31:])
     port_b = _free_port(p for p in ports[31:] if p != port_a)
@@ -141,8 +127,8 @@ def live(tmp_path_factory):
                "-shared", "-localhost", "-desktop", "db01 console", "-quiet", "-nevershared", "-noxdamage"])
         start(["x11vnc", "-display", f":{display}", "-rfbport", str(port_b), "-nopw", "-forever", "-shared",
                "-localhost", "-desktop", "web02 console", "-quiet", "-noxdamage"])
-        _wait_port(port_a)
-        _wait_port(port_b)
+        wait_port(port_a)
+        wait_port(port_b)
         cap = d / "vnc.pcap"
         dump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-n", "-w", str(cap),
                                  f"tcp port {port_a} or tcp port {port_b}"],
