@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 
 import pytest
 
@@ -608,3 +609,30 @@ def test_shutdown_logs_live_connections_and_ipv6(authd_server):
     (rec,) = server.stop()                               # the client is still connected
     assert rec["end_reason"] == "shutdown" and rec["client_ip"] == "::1"
     conn.close()
+
+
+def test_stop_asks_whether_the_client_closed_without_reading():
+    """Server.stop() runs in the signal handler beside the connection thread: it must neither take
+    the client's bytes nor wait for more (a peek that lost that race blocked for the idle timeout)."""
+    from dissect.port902.lab.server import _close_queued
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    try:
+        served.settimeout(120)                            # as the lab's connections are
+        assert _close_queued(served) is False             # nothing sent, still open
+        client.sendall(b"USER root\r\n")
+        time.sleep(0.05)
+        assert _close_queued(served) is False             # bytes waiting, no FIN
+        client.shutdown(socket.SHUT_WR)
+        time.sleep(0.05)
+        assert _close_queued(served) is False             # FIN behind unread bytes: not yet closed
+        assert served.recv(64) == b"USER root\r\n"        # and nothing was consumed
+        started = time.monotonic()
+        assert _close_queued(served) is True              # FIN and nothing left
+        assert time.monotonic() - started < 1
+        served.close()
+        assert _close_queued(served) is None              # gone: leave the record alone
+    finally:
+        for s in (listener, client, served):
+            s.close()
