@@ -350,9 +350,11 @@ def _share_add(add, index: int, count: int, pkt: Packet) -> None:
         add(pkt)
 
 
-def conclude(result: Analysis, observers, chained: bool) -> None:
+def conclude(result: Analysis, observers, chained: bool, judged: bool = False) -> None:
     """The cross-session steps, once over all sessions: hand-offs, verdicts, inherited
-    features, then the observers' ``finish`` (the diagnosis)."""
+    features, then the observers' ``finish`` (the diagnosis).  ``judged``: the records carry
+    their verdicts already (``judge`` ran where they were built, archive/parallel.py); a verdict
+    reads nothing that the hand-off links set, so attaching the links after it is the same."""
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
     if chained:  # archive sensors are separate networks: a hand-off never links two of them
         by_source: dict[str, list[SessionRecord]] = {}
@@ -364,13 +366,13 @@ def conclude(result: Analysis, observers, chained: bool) -> None:
     links = {}
     for h in result.handoffs:  # both ends carry the whole link
         links[h.from_session] = links[h.to_session] = (h.from_session, h.to_session, round(h.gap_s, 6))
-    judged = []
+    verdicts = []
     for rec in result.sessions:
         link = links.get(rec.uid)
         if link is not None:
             rec = replace(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
-        judged.append(judge(rec))
-    result.sessions = judged
+        verdicts.append(rec if judged else judge(rec))
+    result.sessions = verdicts
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)

@@ -11,8 +11,20 @@ Design (map / reduce, equivalent to the serial pipeline by construction):
   (DNS, ICMP, UDP 902, console paths, VNC) and keeps the capture-level rows (stats, damage,
   unusual-port greetings), exactly once.
 * **reduce** -- in the caller: the shares' sessions are merged per sensor in the serial
-  order (start, first frame), then ``analysis.conclude`` runs once: hand-offs, verdicts,
-  inherited features and the diagnosis over all sessions, as in a serial run.
+  order (start, first frame), then ``analysis.conclude`` runs once: hand-offs, inherited
+  features and the diagnosis over all sessions, as in a serial run.  Each share gives its
+  sessions their verdicts itself (``analysis.judge``: one record's own, and the costliest
+  step after the scan -- the dialogue decoder), so that work is split too; a verdict reads
+  nothing the hand-off links set, so ``conclude(judged=True)`` attaches the links after it.
+
+The same map / reduce serves one big capture (``analyze_shared``, ``dissect902 analyze
+--jobs``): the inputs are plain files read as ``analysis.analyze`` reads them, so the result is
+the serial ``analyze`` result, not an archive's.  Why shares of connections and not chunks of
+the file: the C scanner walks a whole file at about ten times the speed at which Python
+handles what it keeps, so scanning it once per share costs little, while a chunk split would
+have to cut connections, TCP reassembly and the side analyses' state at chunk borders and
+stitch them back (the idle sweep and the flow-table cap run on capture time and order).  A
+share of connections needs no stitching: each connection is whole in one share.
 
 Shares 1..n-1 run in worker processes (``jobs``: ``concurrent.futures``) or on a Dask
 cluster (``client``: ``distributed.Client``); share 0 and the reduce run where the caller is,
@@ -26,17 +38,18 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from ..analysis import _analyze, conclude, default_observers
+from ..analysis import _analyze, conclude, default_observers, judge
 from ..analyzers.session import MAX_RECORDS
 from ..io.chain import CaptureChain
 from .stitch import ArchiveResult, discover, note_cross_sensor
 
 
-def _share(chains: list[CaptureChain], index: int, count: int, options: dict):
-    """One share's sessions (no side analyses, no cross-session steps); runs on a worker."""
+def _share(chains: list, index: int, count: int, options: dict):
+    """One share's sessions with their verdicts (no side analyses, no cross-session steps); runs
+    on a worker."""
     result = _analyze(chains, result_observers=[], share=(index, count), concluding=False, progress=None,
                       **options)
-    return result.sessions
+    return [judge(s) for s in result.sessions]
 
 
 def _options(options: dict) -> dict:
@@ -57,9 +70,22 @@ def analyze_parallel(paths, *, jobs: int = 2, client=None, sensor_by: str = "dir
     return ArchiveResult(result, chains)
 
 
-def run_chains(chains: list[CaptureChain], *, jobs: int = 2, client=None, observers=None, progress=None,
+def analyze_shared(paths, *, jobs: int = 2, observers=None, progress=None, **options):
+    """``analysis.analyze(paths)`` on ``jobs`` local processes: the same ``Analysis`` (the JSON
+    byte for byte), each process scanning every file and following its share of the connections.
+    ``paths``: distinct capture files (a pipe cannot be read twice)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    names = [os.fspath(p) for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError("analyze_shared: the same file twice (its sessions could not be told apart)")
+    return run_chains(names, jobs=jobs, observers=observers, progress=progress, **options)
+
+
+def run_chains(chains: list, *, jobs: int = 2, client=None, observers=None, progress=None,
                **options):
-    """The map / reduce over ready chains; returns the concluded ``Analysis``."""
+    """The map / reduce over ready chains (``CaptureChain``) or plain capture files; returns the
+    concluded ``Analysis``."""
     opts = _options(options)
     show = opts["show_secrets"]
     observers = list(default_observers(show) if observers is None else observers)
@@ -77,15 +103,15 @@ def run_chains(chains: list[CaptureChain], *, jobs: int = 2, client=None, observ
     try:
         local = _analyze(chains, result_observers=observers, share=(0, count), concluding=False,
                          progress=progress, **opts)
+        merged = [judge(s) for s in local.sessions]  # while the workers judge theirs
         others = collect()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    order = {c.name: i for i, c in enumerate(chains)}
-    merged = list(local.sessions)
+    order = {getattr(c, "name", c): i for i, c in enumerate(chains)}
     for part in others:
         merged.extend(part)
     merged.sort(key=lambda s: (order.get(s.source, len(order)), s.start, s.first_frame))
     local.sessions = merged
-    conclude(local, observers, True)
+    conclude(local, observers, any(isinstance(c, CaptureChain) for c in chains), judged=True)
     return local

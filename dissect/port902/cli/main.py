@@ -129,7 +129,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         output_file(args.export_decrypted)  # a directory, or nowhere to write: one line, exit 2; parents made
         export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
-    run = partial(archive_cli.run, args) if archive else partial(run_analyze, args.captures, args.quiet)
+    run = partial(archive_cli.run, args) if archive else partial(
+        run_analyze, args.captures, args.quiet,
+        jobs=args.jobs or (1 if export is not None or args.reference else None))
     try:
         result, code = run(prog=prog, show_secrets=args.show_secrets, observers=observers, keylog=args.keylog,
                            keep_plaintext=export or False)
