@@ -52,6 +52,39 @@ def _share(chains: list, index: int, count: int, options: dict):
     return [judge(s) for s in result.sessions]
 
 
+def _judge_all(records: list) -> list:
+    """Verdicts for records another process built (``run_chains``: judging shared out)."""
+    return [judge(s) for s in records]
+
+
+STEAL_CHUNKS = 16  # the caller's records are offered to the workers in this many pieces
+
+
+def _judge_shared(records: list, pool: ProcessPoolExecutor | None) -> list:
+    """``judge`` on the caller's records, shared with the pool's workers as they become free.
+
+    The caller's share also carries the side analyses, so it usually finishes its scan last:
+    its records are cut into pieces offered to the pool last piece first, queued behind the
+    workers' own shares, while the caller judges them first piece first, taking back each piece
+    no worker has started (``Future.cancel``).  Which process judges a record changes nothing in
+    it (a verdict is the record's own)."""
+    if pool is None or len(records) < 2 * STEAL_CHUNKS:
+        return [judge(s) for s in records]
+    size = -(-len(records) // STEAL_CHUNKS)
+    pieces = [records[i:i + size] for i in range(0, len(records), size)]
+    offered = [pool.submit(_judge_all, piece) for piece in reversed(pieces)][::-1]
+    out: list = []
+    taken = []
+    for piece, fut in zip(pieces, offered):
+        if fut.cancel():
+            out.extend(judge(s) for s in piece)
+        else:
+            taken.append(fut)
+    for fut in taken:
+        out.extend(fut.result())
+    return out
+
+
 def _options(options: dict) -> dict:
     out = {"show_secrets": False, "selection": None, "max_records": MAX_RECORDS, "keylog": None,
            "keep_plaintext": False, "skip_unreadable": True}
@@ -103,7 +136,7 @@ def run_chains(chains: list, *, jobs: int = 2, client=None, observers=None, prog
     try:
         local = _analyze(chains, result_observers=observers, share=(0, count), concluding=False,
                          progress=progress, **opts)
-        merged = [judge(s) for s in local.sessions]  # while the workers judge theirs
+        merged = _judge_shared(local.sessions, pool)  # while the workers judge theirs
         others = collect()
     finally:
         if pool is not None:
