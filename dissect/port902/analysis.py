@@ -21,6 +21,7 @@ from .output import frames
 from .io.capture import DEFAULT_TCP_PORTS, IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .errors import CaptureError
 from .io.decode import MAX_MALFORMED_WARNINGS
+from .io.formats import CONTROL_FIRST_BYTES, CONTROL_TCP_FLAGS
 from .infer.classify import classify
 from .infer.links import Handoff, find_handoffs
 from .net.flows import GREETING, FlowTable, fmt_ip, hostport
@@ -299,7 +300,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
                             continue
                         if not (sport in ctl_ports or dport in ctl_ports):
                             continue  # on a port the reader follows only for a greeting elsewhere
-                        if not (pkt.flags & 0x07 or pkt.payload[:1] in (b"\x16", b"G")):
+                        first = pkt.payload[:1]
+                        if not (pkt.flags & CONTROL_TCP_FLAGS or (first and first[0] in CONTROL_FIRST_BYTES)):
                             continue  # what the reader keeps of a control port, as it would without the greeting
                     for obs in observers:
                         obs.packet(pkt)

@@ -53,7 +53,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API_VERSION 4
+#define API_VERSION 5
 
 enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3, STOP_FAULT = 4 };
 
@@ -107,6 +107,9 @@ static void guard_disarm(guard_t *g)
 #define MAX_RECORD ((int64_t)256 << 20)
 #define PCAPNG_SHB 0x0A0D0D0Au
 
+/* what is kept of a control port: formats.CONTROL_TCP_FLAGS / CONTROL_FIRST_BYTES (checked equal at load) */
+#define CTL_FLAGS 0x07
+static const unsigned char CTL_FIRST[] = "\x16" "G";
 static const unsigned char GREETING[] = "220 VMware Authentication Daemon";
 #define GREETING_LEN ((int64_t)(sizeof(GREETING) - 1))
 /* a VNC server's ProtocolVersion (RFC 6143): plain VNC consoles on any port (analyzers/vnc.py) */
@@ -254,7 +257,7 @@ static int decide(ctx_t *c, int64_t p, int64_t incl, int etoff, int l3off, hit_t
                 h->greet = (long)sp;
             }
             else if (!((c->ctl[sp] || c->ctl[dp])
-                       && ((b[l4 + 13] & 0x07) || first == 0x16 || first == 0x47)))
+                       && ((b[l4 + 13] & CTL_FLAGS) || first == CTL_FIRST[0] || first == CTL_FIRST[1])))
                 return 0;
         }
     }
@@ -894,6 +897,7 @@ PyMODINIT_FUNC PyInit__fastscan(void)
         || PyModule_AddIntConstant(m, "F_UDP", F_UDP) < 0
         || PyModule_AddIntConstant(m, "F_DECODE", F_DECODE) < 0
         || PyModule_AddIntConstant(m, "IFACE_NONE", IFACE_NONE) < 0
+        || PyModule_AddIntConstant(m, "CONTROL_TCP_FLAGS", CTL_FLAGS) < 0
         ) {
         Py_DECREF(m);
         return NULL;
@@ -901,6 +905,15 @@ PyMODINIT_FUNC PyInit__fastscan(void)
     {
         PyObject *g = PyBytes_FromStringAndSize((const char *)GREETING, (Py_ssize_t)GREETING_LEN);
         int rc = g == NULL ? -1 : PyModule_AddObjectRef(m, "GREETING", g);
+        Py_XDECREF(g);
+        if (rc < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    {
+        PyObject *g = PyBytes_FromStringAndSize((const char *)CTL_FIRST, (Py_ssize_t)(sizeof(CTL_FIRST) - 1));
+        int rc = g == NULL ? -1 : PyModule_AddObjectRef(m, "CONTROL_FIRST_BYTES", g);
         Py_XDECREF(g);
         if (rc < 0) {
             Py_DECREF(m);
