@@ -148,6 +148,20 @@ def _expansions(t: Template, midway: bool) -> dict:
 
 
 _START = (-1, -1)
+_PER_SIZE: dict[tuple[int, int, int], float] = {}  # (kind, lo, hi) -> a record's garbage / ticket score
+
+
+def _record_score(kind: int, lo: int, hi: int) -> float:
+    """The score of a record of plaintext size [lo, hi] read as garbage (kind 0) or as a TLS 1.3
+    ticket (kind 1): the same under every template, so worked out once per size."""
+    key = (kind, lo, hi)
+    got = _PER_SIZE.get(key)
+    if got is None:
+        if len(_PER_SIZE) >= 65536:
+            _PER_SIZE.clear()
+        got = _PER_SIZE[key] = (GARBAGE + _loglik((ANY,), lo, hi) if kind == 0
+                                else math.log(0.5) + _loglik((TICKET.size,), lo, hi))
+    return got
 
 
 def _client_align(t: Template, obs: list[Obs], midway: bool = False):
@@ -164,7 +178,7 @@ def _client_align(t: Template, obs: list[Obs], midway: bool = False):
     for o in obs:
         nxt: dict = {}
         lo, hi = o.lo, o.hi
-        garbage = GARBAGE + _loglik((ANY,), lo, hi)
+        garbage = _record_score(0, lo, hi)
         same_run = prev is not None and prev.run == o.run
         for s, (score, _) in best.items():
             sc = score + garbage
@@ -258,8 +272,8 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
     for j in range(n):
         o = obs[j]
         lo_o, hi_o = o.lo, o.hi
-        garbage = GARBAGE + _loglik((ANY,), lo_o, hi_o)
-        ticket = math.log(0.5) + _loglik((TICKET.size,), lo_o, hi_o)
+        garbage = _record_score(0, lo_o, hi_o)
+        ticket = _record_score(1, lo_o, hi_o)
         u = unit[j]
         here, there = best[j], best[j + 1]
         limit = o.ts + 1e-6
