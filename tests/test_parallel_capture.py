@@ -85,3 +85,17 @@ def test_auto_jobs_only_for_big_regular_files(tmp_path, monkeypatch):
     assert runner.auto_jobs([str(fifo)]) == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
     assert runner.auto_jobs([str(small)]) == 1  # one core: no second process
+
+
+def test_a_file_that_changes_while_the_shares_read_it_is_read_again_in_one_process(lab_capture, monkeypatch):
+    from dissect.port902.archive import parallel
+
+    calls = []
+    real_run, real_stamps = parallel.run_chains, parallel._stamps
+    stamps = iter([[(1, 1)], [(2, 2)]])  # the file's size and mtime before and after the shares: changed
+    monkeypatch.setattr(parallel, "_stamps", lambda names: next(stamps))
+    monkeypatch.setattr(parallel, "run_chains", lambda *a, **kw: calls.append(kw["jobs"]) or real_run(*a, **kw))
+    result = analyze_shared(lab_capture, jobs=2)
+    assert calls == [2, 1]
+    assert _doc(result) == _doc(analyze(lab_capture, skip_unreadable=True))
+    assert real_stamps([os.fspath(lab_capture)]) == real_stamps([os.fspath(lab_capture)])  # a file at rest: equal

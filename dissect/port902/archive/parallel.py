@@ -106,13 +106,34 @@ def analyze_parallel(paths, *, jobs: int = 2, client=None, sensor_by: str = "dir
 def analyze_shared(paths, *, jobs: int = 2, observers=None, progress=None, **options):
     """``analysis.analyze(paths)`` on ``jobs`` local processes: the same ``Analysis`` (the JSON
     byte for byte), each process scanning every file and following its share of the connections.
-    ``paths``: distinct capture files (a pipe cannot be read twice)."""
+    ``paths``: distinct capture files (a pipe cannot be read twice).  A file that changes while
+    the shares read it (a capture still being written) is read again in one process when the
+    observers are the default ones (``observers`` None or empty), so the shares never disagree.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     names = [os.fspath(p) for p in paths]
     if len(set(names)) != len(names):
         raise ValueError("analyze_shared: the same file twice (its sessions could not be told apart)")
-    return run_chains(names, jobs=jobs, observers=observers, progress=progress, **options)
+    before = _stamps(names)
+    result = run_chains(names, jobs=jobs, observers=observers, progress=progress, **options)
+    if _stamps(names) != before and not observers:
+        # a file grew (a capture still being written) or changed while the shares read it: they
+        # may have read to different ends, so read it once more in one process, as analyze does
+        result = run_chains(names, jobs=1, observers=observers, progress=progress, **options)
+    return result
+
+
+def _stamps(names: list[str]) -> list[tuple[int, int] | None]:
+    out: list[tuple[int, int] | None] = []
+    for n in names:
+        try:
+            st = os.stat(n)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_size, st.st_mtime_ns))
+    return out
 
 
 def run_chains(chains: list, *, jobs: int = 2, client=None, observers=None, progress=None,
