@@ -83,6 +83,8 @@ def test_auto_jobs_only_for_big_regular_files(tmp_path, monkeypatch):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert runner.auto_jobs([str(fifo)]) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
+    assert runner.auto_jobs([str(small)]) == runner.MAX_AUTO_JOBS  # not 64 interpreters by default
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
     assert runner.auto_jobs([str(small)]) == 1  # one core: no second process
 

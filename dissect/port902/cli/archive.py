@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "sensor; file: each file alone, the default for a list of files)")
     g.add_argument("--jobs", type=_positive, default=None, metavar="N",
                    help="split the connections over N local processes (the result is the serial one); default for "
-                        "captures (not archives) of 128 MB or more: the usable cores, else 1")
+                        "captures (not archives) of 128 MB or more: the usable cores (at most 4), else 1")
     g.add_argument("--scheduler", metavar="tcp://HOST:8786",
                    help="run the shares on a Dask cluster (pip install 'dissect902[scale]')")
 

@@ -16,6 +16,7 @@ from ..output.render import safe
 
 PROGRESS_MIN_BYTES = 4 << 20
 JOBS_MIN_BYTES = 128_000_000  # see auto_jobs; measured in README "Speed and memory"
+MAX_AUTO_JOBS = 4  # every share scans the whole file in its own interpreter (~100 MiB each)
 
 
 def progress_bar(paths: Sequence[str], quiet: bool):
@@ -71,9 +72,11 @@ def _file_ends(paths) -> list[int]:
 
 
 def auto_jobs(paths: Sequence) -> int:
-    """How many processes analyse ``paths`` when ``--jobs`` is not given: the usable cores for
-    regular capture files of ``JOBS_MIN_BYTES`` or more in all, else 1 (a second process scans
-    the whole file again and costs a fork and the records' way back: a loss on small files)."""
+    """How many processes analyse ``paths`` when ``--jobs`` is not given: the usable cores (at
+    most ``MAX_AUTO_JOBS``) for regular capture files of ``JOBS_MIN_BYTES`` or more in all, else 1
+    (a second process scans the whole file again and costs a fork and the records' way back: a
+    loss on small files; and share 0 carries the side analyses alone, so the gain flattens with
+    more processes while memory grows with each)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -86,7 +89,7 @@ def auto_jobs(paths: Sequence) -> int:
         total = sum(os.path.getsize(p) for p in paths)
     except OSError:
         return 1
-    return cores if total >= JOBS_MIN_BYTES else 1
+    return min(cores, MAX_AUTO_JOBS) if total >= JOBS_MIN_BYTES else 1
 
 
 def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", jobs: int | None = 1, **options
