@@ -101,3 +101,14 @@ def test_a_file_that_changes_while_the_shares_read_it_is_read_again_in_one_proce
     assert calls == [2, 1]
     assert _doc(result) == _doc(analyze(lab_capture, skip_unreadable=True))
     assert real_stamps([os.fspath(lab_capture)]) == real_stamps([os.fspath(lab_capture)])  # a file at rest: equal
+
+
+def test_without_worker_processes_the_same_analysis_runs_in_one(monkeypatch):
+    from dissect.port902.archive import parallel
+
+    def no_pool(*_a, **_kw):
+        raise OSError(38, "Function not implemented")  # e.g. no POSIX semaphores in a sandbox
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
+    sample = ROOT / "samples" / "classic-esx-handoff.pcap"
+    assert _doc(analyze_shared(sample, jobs=2)) == _doc(analyze(sample, skip_unreadable=True))

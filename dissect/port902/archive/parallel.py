@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from ..analysis import _analyze, conclude, default_observers, judge
 from ..analyzers.session import MAX_RECORDS
@@ -116,7 +117,14 @@ def analyze_shared(paths, *, jobs: int = 2, observers=None, progress=None, **opt
     if len(set(names)) != len(names):
         raise ValueError("analyze_shared: the same file twice (its sessions could not be told apart)")
     before = _stamps(names)
-    result = run_chains(names, jobs=jobs, observers=observers, progress=progress, **options)
+    try:
+        result = run_chains(names, jobs=jobs, observers=observers, progress=progress, **options)
+    except (BrokenProcessPool, OSError):
+        if observers:  # the caller's own observers have seen part of the capture: cannot start over
+            raise
+        # no worker processes here (no semaphores, a worker killed): the same analysis in one
+        result = run_chains(names, jobs=1, observers=observers, progress=progress, **options)
+        return result
     if _stamps(names) != before and not observers:
         # a file grew (a capture still being written) or changed while the shares read it: they
         # may have read to different ends, so read it once more in one process, as analyze does
