@@ -59,6 +59,11 @@ class Weird:
     source: str = ""
     offset: int | None = None  # byte offset in the capture, for damage found while reading it
 
+    def to_dict(self) -> dict:
+        """A row of the JSON ``weird`` list (and of ``-f jsonl``'s weird records)."""
+        return {"uid": self.uid or None, "source": self.source, "ts": self.ts, "frame": self.frame,
+                "offset": self.offset, "kind": self.kind, "detail": self.detail}
+
 
 @dataclass(frozen=True, slots=True)
 class ClientHelloInfo:
@@ -253,6 +258,13 @@ class Session:
         self.decryption = decrypt.attach(self, keylog, show_secrets, keep_plaintext) if keylog else None
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """The connection's record is made: let go of the connection and the sinks that point
+        back here (``flows.Connection.release``), so nothing but reference counts frees it."""
+        self.conn = None
+        self.client_sink = self.server_sink = None
+        self.sides = ()
 
     def _new_record_arrays(self) -> None:
         self.rec_ts, self.rec_frame, self.rec_dir = array("d"), array("q"), array("b")

@@ -94,7 +94,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from ..analysis import default_observers
     from ..extras import require
     from ..model.schema import describe
-    from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
+    from ..output.render import JsonlStream, render_csv, render_json, render_jsonl, render_table, write_parquet
     from ..output.sink import open_output, output_file
     from . import archive as archive_cli
     from .runner import run_analyze
@@ -130,22 +130,37 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         output_file(args.export_decrypted)  # a directory, or nowhere to write: one line, exit 2; parents made
         export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
     run = partial(archive_cli.run, args) if archive else partial(run_analyze, args.captures, args.quiet)
+    stream = None
+    extra = {}
+    if args.format == "jsonl" and not archive and not args.reference:
+        # JSON lines are written as the sessions end, so memory does not grow with their number;
+        # the diagnosis is not part of this format, so it does not run
+        stream = JsonlStream(args.output, records=args.records)
+        observers, extra = [], {"emit": stream.session}
     try:
         result, code = run(prog=prog, show_secrets=args.show_secrets, observers=observers, keylog=args.keylog,
-                           keep_plaintext=export or False)
+                           keep_plaintext=export or False, **extra)
+        if stream is not None and result is not None:
+            stream.finish(result)
     finally:
         if export is not None:
             export.close()
+        if stream is not None:
+            stream.close()
     if result is None:
         return code
     if args.reference and not args.quiet:
         print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
-    if args.keylog and not args.quiet and result.sessions and not any(
-            s.decryption is not None and s.decryption.decrypted for s in result.sessions):
+    seen = stream.sessions if stream is not None else len(result.sessions)
+    decrypted = stream.decrypted if stream is not None else sum(
+        s.decryption is not None and s.decryption.decrypted for s in result.sessions)
+    if args.keylog and not args.quiet and seen and not decrypted:
         print("dissect902 analyze: note: no TLS handshake in the captures has its keys in the key log "
               "(a key log of another capture or client?): nothing was decrypted", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
-    if args.format == "parquet":
+    if stream is not None:
+        weird_count = stream.weird
+    elif args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:
         with open_output(args.output) as out:
@@ -157,12 +172,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 render_jsonl(result, out, records=args.records)
             elif args.format == "csv":
                 render_csv(result, out, args.table)
-    weird = result.weird
-    if weird and not args.quiet and args.format != "table":
-        print(f"dissect902: {len(weird)} weird finding(s); see the 'weird' list", file=sys.stderr)
+    if stream is None:
+        weird_count = len(result.weird)
+    if weird_count and not args.quiet and args.format != "table":
+        print(f"dissect902: {weird_count} weird finding(s); see the 'weird' list", file=sys.stderr)
     if code:
         return code
-    return 1 if (args.strict and weird) else 0
+    return 1 if (args.strict and weird_count) else 0
 
 
 def _version() -> str:
