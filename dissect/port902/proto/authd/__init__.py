@@ -36,7 +36,13 @@ from .grammar import (
     split_command,
     starts_like_line,
 )
-from .redact import CREDENTIAL_HEADERS, PUBLIC_TOKENS, SECRET_VERBS, TOKEN_VERBS, is_ticket
+from .redact import (
+    CREDENTIAL_HEADERS,
+    PUBLIC_TOKENS,
+    SECRET_VERBS,
+    TOKEN_VERBS,
+    is_ticket,
+)
 
 __all__ = [
     "COMMANDS", "CREDENTIAL_HEADERS", "GREETING_PREFIX", "LOOKAHEAD", "MAX_COMMANDS", "MAX_LINE", "MAX_LINES",

@@ -12,8 +12,17 @@ from dataclasses import dataclass, field
 
 from ..http import HTTP_METHODS
 from .grammar import _COMMAND_RE, COMMANDS, REDACTED, Line, split_command
-from .redact import (_CONTROL, _ECHO_RE, _FIXED_REPLY_RE, CREDENTIAL_HEADERS, PUBLIC_TOKENS, SECRET_VERBS, TOKEN_VERBS,
-                     _redact_http, is_ticket)
+from .redact import (
+    _CONTROL,
+    _ECHO_RE,
+    _FIXED_REPLY_RE,
+    CREDENTIAL_HEADERS,
+    PUBLIC_TOKENS,
+    SECRET_VERBS,
+    TOKEN_VERBS,
+    _redact_http,
+    is_ticket,
+)
 
 
 @dataclass(slots=True)
