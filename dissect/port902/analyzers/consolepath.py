@@ -219,6 +219,8 @@ class ConsolePathTracker(ConnTable):
         return conn.key, (s_ip, s_port, c_ip, c_port)
 
     def _finished(self, conn: ConsoleConn) -> None:
+        conn.key = ()  # out of the table: the raw addresses and ISNs are not needed any more
+        conn.orig.isn = conn.resp.isn = None
         if len(self.finished) < self.max_finished:
             self.finished.append(conn)
         else:
