@@ -1,11 +1,11 @@
-"""TCP connection table (stage 2a): packets -> connections with Zeek-style state.
+"""The authd connections (stage 2a, ``net``): packets -> connections with Zeek-style state.
 
-Direction-agnostic lookup (both 4-tuple orientations map to one
-:class:`Connection`), roles from the handshake when seen and from ports and
+The table mechanics (both 4-tuple orientations map to one :class:`Connection`, port reuse,
+capture-time expiry, a size cap) and the outcome (Zeek ``conn_state``, the plain-language
+``state``) are the shared TCP layer's (``tcp.py``), which the console connections beside 902
+use too.  Here: roles from the handshake when seen and from ports and
 content when the capture starts mid-connection, Zeek ``conn_state`` and
-``history`` (upper case = originator), SYN retries counted, connection reuse
-after close detected, and bounded memory: idle connections are expired on
-capture time and the live table has a size cap.  Payload goes to one
+``history`` (upper case = originator), SYN retries counted.  Payload goes to one
 :class:`~dissect.port902.reassembly.Reassembler` per direction, which feeds the
 application-level session (``session.py``) through its sinks.
 """
@@ -23,8 +23,22 @@ from typing import Callable
 
 from ..io.capture import Packet
 from .reassembly import Reassembler
+from .tcp import (  # noqa: F401  (re-exported: the TCP layer's names, as flows has always had them)
+    ACK,
+    ATTEMPT_TIMEOUT_S,
+    CLOSE_DELAY_S,
+    CONN_STATES,
+    FIN,
+    IDLE_TIMEOUT_S,
+    PSH,
+    RST,
+    SWEEP_EVERY_S,
+    SYN,
+    URG,
+    ConnTable,
+    TcpOutcome,
+)
 
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 #: the two directions of a connection, as every later stage numbers them
 C2S, S2C = 0, 1
 DIRECTIONS = {C2S: "client_to_server", S2C: "server_to_client"}
@@ -32,27 +46,7 @@ DIRECTIONS = {C2S: "client_to_server", S2C: "server_to_client"}
 WELL_KNOWN_AUTHD_PORTS = frozenset({902, 903, 912})
 GREETING = b"220 VMware Authentication Daemon"
 
-ATTEMPT_TIMEOUT_S = 120.0  # an unanswered or rejected attempt is done
-CLOSE_DELAY_S = 5.0  # a closed connection (FIN both ways, or RST) waits this long for late segments (Zeek's tcp_close_delay)
-IDLE_TIMEOUT_S = 3600.0  # an established connection with no packet for this long is expired
-SWEEP_EVERY_S = 30.0
 MAX_LIVE = 100_000  # live connections; beyond, the least recently active tenth is finished early
-
-CONN_STATES = {
-    "S0": "connection attempt seen, no reply",
-    "S1": "established, not terminated",
-    "SF": "normal establishment and termination",
-    "REJ": "connection attempt rejected",
-    "S2": "established, originator closed, no reply from responder",
-    "S3": "established, responder closed, no reply from originator",
-    "RSTO": "established, originator aborted (RST)",
-    "RSTR": "established, responder aborted (RST)",
-    "RSTOS0": "originator sent SYN then RST, no SYN-ACK seen",
-    "RSTRH": "responder sent SYN-ACK then RST, no SYN seen",
-    "SH": "originator sent SYN then FIN, no SYN-ACK seen",
-    "SHR": "responder sent SYN-ACK then FIN, no SYN seen",
-    "OTH": "no SYN seen, mid-stream traffic",
-}
 
 
 @lru_cache(maxsize=65536)
@@ -133,7 +127,7 @@ def connection_uid(orig_ip: bytes, orig_port: int, resp_ip: bytes, resp_port: in
     return "C" + digest
 
 
-class Connection:
+class Connection(TcpOutcome):
     """One TCP connection; ``session`` is its application-level analyzer."""
 
     __slots__ = ("uid", "orig_ip", "orig_port", "resp_ip", "resp_port", "start", "end", "first_frame",
@@ -247,64 +241,7 @@ class Connection:
             reasm.syn(d.isn)
         return reasm
 
-    # -- outcome -----------------------------------------------------------------------
-
-    @property
-    def established(self) -> bool:
-        o, r = self.orig, self.resp
-        return bool((o.syn and r.synack) or (o.data_seen and r.data_seen) or (r.synack and (o.ack_seen or o.data_seen)))
-
-    @property
-    def conn_state(self) -> str:
-        o, r = self.orig, self.resp
-        if not o.syn and not r.synack:
-            return "OTH"
-        if o.syn and not r.synack:
-            if r.rst:
-                return "REJ"
-            if o.rst:
-                return "RSTOS0"
-            if o.fin:
-                return "SH"
-            if r.packets == 0 or not self.established:
-                return "S0"
-        if r.synack and not o.syn:
-            if r.rst:
-                return "RSTRH"
-            if r.fin:
-                return "SHR"
-        if o.rst:
-            return "RSTO"
-        if r.rst:
-            return "RSTR"
-        if o.fin and r.fin:
-            return "SF"
-        if o.fin:
-            return "S2"
-        if r.fin:
-            return "S3"
-        return "S1"
-
-    @property
-    def state(self) -> str:
-        """A plain-language outcome: no_answer, refused, established, closed, reset, partial."""
-        cs = self.conn_state
-        if cs in ("S0", "SH", "RSTOS0"):
-            return "no_answer"
-        if cs == "REJ":
-            return "refused"
-        if cs == "SF":
-            return "closed"
-        if cs in ("RSTO", "RSTR", "RSTRH"):
-            return "reset"
-        if cs == "OTH":
-            return "partial"
-        return "established"
-
-    @property
-    def closed(self) -> bool:
-        o, r = self.orig, self.resp
-        return bool(o.rst or r.rst or (o.fin and r.fin))
+    # -- outcome: the TcpOutcome properties (established, conn_state, state, closed) -----------
 
     def release(self) -> None:
         """After the connection's record is made: drop its session and reassemblers, breaking the
@@ -324,8 +261,12 @@ class Connection:
             self.session.finish()
 
 
-class FlowTable:
-    """Map packets to connections; finished connections go to ``on_finish``."""
+class FlowTable(ConnTable):
+    """Map packets to connections; finished connections go to ``on_finish``.
+
+    The table mechanics (both orientations, cap, capture-time expiry, port reuse) are
+    :class:`~.tcp.ConnTable`'s; each :class:`Connection` carries its reassemblers and the
+    application-level session ``make_session`` gives it (its analyzer)."""
 
     def __init__(
         self,
@@ -345,6 +286,7 @@ class FlowTable:
         burst of short sessions alive together); the table sweeps at least as often.
         ``lazy_sessions``: make a connection's session at its first payload byte (see
         :class:`Connection`); ``on_open`` hears of each new connection."""
+        super().__init__(max_live, idle_timeout, close_linger)
         self.lazy_sessions = lazy_sessions
         self.on_open = on_open
         self.issued_uids = IssuedUids() if issued_uids is None else issued_uids  # shared by every file of a run
@@ -352,17 +294,7 @@ class FlowTable:
         self.on_finish = on_finish
         self.watched = watched_ports
         self.source = source
-        self.max_live = max_live
-        self.idle_timeout = idle_timeout
-        self.close_linger = close_linger
-        self.sweep_every = min(SWEEP_EVERY_S, close_linger)
         self.table: dict[tuple, Connection] = {}
-        self.live = 0
-        self.next_sweep: float | None = None
-        self.next_full_sweep: float | None = None
-        self.closing: dict[int, Connection] = {}  # closed connections waiting out close_linger
-        self.expired = 0
-        self.evicted = 0
 
     def _roles(self, pkt: Packet) -> tuple[bool, str]:
         """Decide whether the packet's sender is the originator, and say why."""
@@ -381,24 +313,18 @@ class FlowTable:
     def add(self, pkt: Packet) -> None:
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
         conn = self.table.get(key)
-        # the flag test first: ``closed`` is a property, and most packets are not a bare SYN
-        if conn is not None and pkt.flags & SYN and not pkt.flags & ACK and conn.closed:
-            is_orig = pkt.src == conn.orig_ip and pkt.sport == conn.orig_port
-            d = conn.orig if is_orig else conn.resp
-            if not (d.isn is not None and pkt.seq == d.isn):  # a new connection reusing the tuple
-                self._finish(conn)
-                conn = None
+        # the flag test first: most packets are not a bare SYN
+        if conn is not None and pkt.flags & SYN and not pkt.flags & ACK and self._reused(
+                conn, pkt.src == conn.orig_ip and pkt.sport == conn.orig_port, pkt.seq):
+            self._finish(conn)  # a new connection reusing the tuple
+            conn = None
         if conn is None:
             orig_is_src, why = self._roles(pkt)
             conn = Connection(pkt, orig_is_src, why, self.make_session, self.source, self.issued_uids,
                               self.lazy_sessions)
             if self.on_open is not None:
                 self.on_open(conn)
-            self.table[key] = conn
-            self.table[(pkt.dst, pkt.dport, pkt.src, pkt.sport)] = conn
-            self.live += 1
-            if self.live > self.max_live:
-                self._evict(pkt.ts)
+            self._insert(key, (pkt.dst, pkt.dport, pkt.src, pkt.sport), conn, pkt.ts)
         conn.add(pkt, pkt.src == conn.orig_ip and pkt.sport == conn.orig_port)
         if pkt.flags & (FIN | RST) and conn.closed:
             self.closing[id(conn)] = conn  # swept every close_linger, without a walk over every connection
@@ -409,53 +335,6 @@ class FlowTable:
         elif pkt.ts >= next_sweep:
             self.sweep(pkt.ts)
 
-    def _finish(self, conn: Connection) -> None:
-        if conn.finished:
-            return
-        conn.finished = True
-        self.closing.pop(id(conn), None)
-        for key in ((conn.orig_ip, conn.orig_port, conn.resp_ip, conn.resp_port),
-                    (conn.resp_ip, conn.resp_port, conn.orig_ip, conn.orig_port)):
-            if self.table.get(key) is conn:
-                del self.table[key]
-        self.live -= 1
+    def _finished(self, conn: Connection) -> None:
         conn.flush()
         self.on_finish(conn)
-
-    def _conns(self) -> list[Connection]:
-        seen: dict[int, Connection] = {}
-        for c in self.table.values():
-            seen.setdefault(id(c), c)
-        return list(seen.values())
-
-    def sweep(self, now: float) -> None:
-        """Expire what is done or idle (on capture time, not wall-clock time): closed connections
-        every ``close_linger``, idle ones in a walk over the whole table every 30 s."""
-        self.next_sweep = now + self.sweep_every
-        linger = self.close_linger
-        for c in list(self.closing.values()):
-            if now - c.end > linger:
-                self.expired += 1
-                self._finish(c)
-        if self.next_full_sweep is not None and now < self.next_full_sweep:
-            return
-        self.next_full_sweep = now + SWEEP_EVERY_S
-        for c in self._conns():
-            idle = now - c.end
-            closed = c.closed
-            if ((closed and idle > linger) or ((closed or not c.established) and idle > ATTEMPT_TIMEOUT_S)
-                    or idle > self.idle_timeout):
-                self.expired += 1
-                self._finish(c)
-
-    def _evict(self, now: float) -> None:
-        """Too many live connections: finish the least recently active tenth."""
-        conns = sorted(self._conns(), key=lambda c: c.end)
-        for c in conns[: max(1, len(conns) // 10)]:
-            self.evicted += 1
-            self._finish(c)
-
-    def close(self) -> None:
-        """End of capture: finish everything still open, in start order."""
-        for c in sorted(self._conns(), key=lambda c: (c.start, c.first_frame)):
-            self._finish(c)
