@@ -182,3 +182,28 @@ def test_jsonl_memory_does_not_grow_with_the_sessions(tmp_path):
     _spaced_sessions(big, 8_000)
     rss_small, rss_big = _peak_rss_mib(small), _peak_rss_mib(big)
     assert rss_big - rss_small < 10, (rss_small, rss_big)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_streamed_parquet_is_the_sessions_frame(path, tmp_path, monkeypatch):
+    """-f parquet of the sessions table is written in row groups as sessions end (two per row
+    group here, to have several): the same rows and dtypes as the batch frame."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from dissect.port902.output import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP", 2)
+    out = tmp_path / "s.parquet"
+    main(["analyze", str(path), "-f", "parquet", "-o", str(out), "-q"])
+    got = pd.read_parquet(out)
+    ref = analyze(path, observers=[]).sessions_frame()
+    assert list(got.dtypes) == list(ref.dtypes)
+    key = ["start", "first_frame", "uid"]
+
+    def plain(df):  # a category's order of categories follows the rows' order; its values are what count
+        df = df.sort_values(key).reset_index(drop=True)
+        return df.astype({c: "object" for c in df.columns if str(df[c].dtype) == "category"})
+    pd.testing.assert_frame_equal(plain(got), plain(ref))
+    assert pq.ParquetFile(out).metadata.num_row_groups == max(1, -(-len(ref) // 2))

@@ -25,12 +25,12 @@ from .infer.classify import classify
 from .infer.links import CONTROL_PORT, HANDOFF_PORT, Handoff, find_handoffs
 from .net.flows import GREETING, FlowTable, IssuedUids, fmt_ip, hostport
 from .model.records import SessionRecord, evolve, failure_of, summarize
+from .model.schema import SCHEMA_VERSION
 from .analyzers.session import MAX_RECORDS, Interner, Session, Weird
 
 if TYPE_CHECKING:  # pandas loads when a frame is asked for: the command line does not pay for it
     import pandas as pd
 
-SCHEMA_VERSION = 2  # 2: auth.attempts became the list of login attempts; failure fields
 
 
 class Observer(Protocol):

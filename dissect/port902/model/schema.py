@@ -383,6 +383,9 @@ DIAGNOSIS_TABLES = {"findings": FINDINGS, "heartbeats": HEARTBEATS, "console_pat
 
 #: every table by name
 SCHEMAS = {**FRAME_TABLES, **DIAGNOSIS_TABLES}
+#: the version of the JSON document and of the tables' columns (2: auth.attempts became the list of
+#: login attempts; failure fields)
+SCHEMA_VERSION = 2
 
 
 def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFrame":

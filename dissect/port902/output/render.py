@@ -357,10 +357,7 @@ def _isna(v: object) -> bool:
 
 
 def write_parquet(analysis, path: str, table: str = "sessions") -> None:
-    """One table as a Parquet file; needs pyarrow (``pip install 'dissect902[parquet]'``)."""
-    require("pyarrow", "--format parquet")
-    frame = frame_for(analysis, table)
-    from .sink import open_output
+    """One table as a Parquet file with its declared schema (``output.parquet``)."""
+    from .parquet import write_parquet as write
 
-    with open_output(path, binary=True) as handle:
-        frame.to_parquet(handle, index=False)
+    write(analysis, path, table)
