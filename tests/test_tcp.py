@@ -175,3 +175,37 @@ def test_console_finished_beyond_the_cap_are_counted():
     t.close()
     assert len(t.connections()) == 7 and t.dropped == 23 and t.live == 0
     assert {c.state for c in t.connections()} == {"refused"}
+
+
+# -- plain VNC consoles (analyzers/vnc) speak the same vocabulary ----------------------------------
+
+RFB = b"RFB 003.008\n"
+GREET = [(False, ACK | PSH, RFB), (True, ACK | PSH, RFB)]
+VNC_CASES = {
+    "S1": HANDSHAKE + GREET,
+    "SF": HANDSHAKE + GREET + [(True, FIN | ACK), (False, FIN | ACK)],
+    "S2": HANDSHAKE + GREET + [(True, FIN | ACK)],
+    "S3": HANDSHAKE + GREET + [(False, FIN | ACK)],
+    "RSTO": HANDSHAKE + GREET + [(True, RST | ACK)],
+    "RSTR": HANDSHAKE + GREET + [(False, RST | ACK)],
+    "OTH": GREET,
+}
+
+
+@pytest.mark.parametrize("name", list(VNC_CASES))
+def test_vnc_sessions_get_the_state_an_authd_connection_gets(name):
+    from types import SimpleNamespace
+
+    from dissect.port902.analyzers.vnc import VncConsoles
+    from dissect.port902.io.capture import Selection
+
+    packets = [pkt(i, i * 0.01, c, f, *rest, port=5900) for i, (c, f, *rest) in enumerate(VNC_CASES[name], 1)]
+    vnc = VncConsoles()
+    vnc.select(Selection())
+    for p in packets:
+        vnc.packet(p)
+    vnc.finish(SimpleNamespace(captures=[]))
+    (session,) = vnc.sessions
+    _t, (conn,) = flows(packets, watched_ports=frozenset({5900}))
+    assert session.state == conn.state == tcp.PLAIN_STATE[name]
+    assert (session.client, session.server) == ("10.0.0.1:50000", "10.0.0.5:5900")

@@ -102,7 +102,7 @@ def _render_no_auth(ctx: _Context, host: str, sessions) -> Finding:
 
 
 def _render_no_follow(ctx: _Context, s, b) -> Finding:
-    how = {"reset": "was reset", "closed": "ended", "open": "stopped"}.get(s.state, "ended")
+    how = {"reset": "was reset", "closed": "ended", "established": "stopped"}.get(s.state, "ended")
     detail = (f"The VNC console of {s.client_ip} on {s.server} ({s.uid}, frames {s.first_frame}-{s.last_frame}) "
               f"{how} at {_when(s.end)}; {b.start - s.end:.1f} s later the same client opened a console on "
               f"{b.server} ({b.uid}, frame {b.first_frame}, {b.feature}). The VM most likely moved to "
