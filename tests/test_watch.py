@@ -46,7 +46,7 @@ def test_live_lines_carry_the_verdicts_analyze_gives(capsys, sample):
             assert (s["feature"], s["confidence"], s["reasons"]) == (rec.feature, rec.confidence, rec.reasons)
     assert summary["sessions"] == len(result.sessions) == summary["sessions_kept"]
     assert summary["handoffs"] == len(result.handoffs)
-    findings = [r["kind"] for r in records if r["record_type"] == "finding"]
+    findings = [r["kind"] for r in records if r["record_type"] == "finding" and r["phase"] == "summary"]
     assert findings == [f.kind for f in result.diagnostics.findings]
 
 
