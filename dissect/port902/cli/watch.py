@@ -81,8 +81,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "watch",
         help="follow port-902 sessions live (an interface via tcpdump, or a stream)",
-        description="Print port-902 sessions as they end, live, with a summary and the console "
-        "diagnosis when stopped (Ctrl-C).",
+        description="Print port-902 sessions as they end and the console diagnosis' findings as they "
+        "become certain, live, with a summary when stopped (Ctrl-C).",
         epilog=WATCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
