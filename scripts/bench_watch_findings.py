@@ -6,7 +6,7 @@
 Runs ``watch -r CAPTURE -q -f jsonl`` in a child process twice per repeat: as shipped (the live
 diagnosis: ``infer.diagnose.live.LiveFindings`` snapshots every 2 s of capture time and when a
 session ended, within 10 % of the run time), and with the live snapshots switched off
-(``LiveFindings.poll`` returning nothing; the findings then all come at the end). Prints JSON:
+(``Watcher.check`` doing nothing; the findings then all come at the end). Prints JSON:
 wall seconds (best of R), peak RSS of the child, snapshots taken and skipped, findings printed
 live / at the end. A capture spread over hours (``gen_bulk_capture.py --pps 10``) shows the
 capture-time cadence; a dense one the time share.
@@ -23,9 +23,9 @@ import time
 
 CHILD = r"""
 import sys
-from dissect.port902.infer.diagnose import live
+from dissect.port902.cli import watch
 if sys.argv[1] == "off":
-    live.LiveFindings.poll = lambda self, *a, **k: []
+    watch.Watcher.check = lambda self: None
 from dissect.port902.cli.main import main
 sys.exit(main(["watch", "-r", sys.argv[2], "-q", "-f", "jsonl", "--keep", sys.argv[3]]))
 """

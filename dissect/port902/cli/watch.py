@@ -157,8 +157,10 @@ class Watcher:
         now = max((t for t in (self.now, live.diag.last_ts) if t is not None), default=None)
         if not live.due(now):
             return
+        t0 = time.monotonic()
         for c in self.open.values():  # the latest packet of a connection still open
             now = max(now, c.end)
+        live.spent_s += time.monotonic() - t0  # counted in the snapshots' share of the run time
         starts: dict[str, list[float]] | None = None
 
         def open_starts(ip: str) -> list[float]:
@@ -171,7 +173,7 @@ class Watcher:
                     starts.setdefault(fmt_ip(c.orig_ip), []).append(c.start)
             return starts.get(ip, [])
 
-        for f in live.poll(_linked(self.kept), now, [self.source], open_starts, force=True):
+        for f in live.poll(lambda: _linked(self.kept), now, [self.source], open_starts, force=True):
             self.finding(f, "live", now)
 
     def finding(self, f, phase: str, now: float | None) -> None:

@@ -140,10 +140,12 @@ class LiveFindings:
             return False
         return True
 
-    def poll(self, sessions: Iterable, now: float | None, sources: list[str],
+    def poll(self, sessions: Iterable | Callable[[], Iterable], now: float | None, sources: list[str],
              open_starts: Callable[[str], list[float]] | None = None, force: bool = False) -> list[Finding]:
-        """The findings settled since the last call (none when no snapshot is due).  ``open_starts(ip)``
-        gives the start times of the connections from ``ip`` still open (for reconnect notes)."""
+        """The findings settled since the last call (none when no snapshot is due).  ``sessions`` may
+        be a function giving them (called only for a snapshot, and counted in its time);
+        ``open_starts(ip)`` gives the start times of the connections from ``ip`` still open (for
+        reconnect notes)."""
         if now is None or not (force or self.due(now)):
             return []
         t0 = time.monotonic()
@@ -151,6 +153,8 @@ class LiveFindings:
         self.snapshots += 1
         out = []
         try:
+            if callable(sessions):
+                sessions = sessions()
             for f in snapshot(self.diag, sessions, now, sources):
                 if f.key in self.printed or f.key in self.not_printed or not self._settled(f, now, open_starts):
                     continue
