@@ -51,7 +51,7 @@ what it prints:
   one line per diagnosis finding (the ones `dissect902 doctor` reports), once: when its evidence is
   settled (the sessions it names have ended; an unanswered attempt after 120 s without a packet, a
   DNS failure 60 s after that name's last query or answer), checked every 2 s of capture time
-  (and at most 10% of the run time); what is still open prints at the end, before the summary. A
+  (and in at most 10% of watch's CPU time); what is still open prints at the end, before the summary. A
   finding that grows later (more attempts of the same group) is not printed again: the summary
   shows its end state. Line: time, FINDING, severity and likelihood, title, kind and frames.
   -f jsonl: one JSON object per session ("record_type": "session", the fields of analyze's JSON)
@@ -157,10 +157,10 @@ class Watcher:
         now = max((t for t in (self.now, live.diag.last_ts) if t is not None), default=None)
         if not live.due(now):
             return
-        t0 = time.monotonic()
+        t0 = time.process_time()
         for c in self.open.values():  # the latest packet of a connection still open
             now = max(now, c.end)
-        live.spent_s += time.monotonic() - t0  # counted in the snapshots' share of the run time
+        live.spent_s += time.process_time() - t0  # counted in the snapshots' share of the CPU time
         starts: dict[str, list[float]] | None = None
 
         def open_starts(ip: str) -> list[float]:

@@ -25,13 +25,15 @@ sessions at the end).
 
 Cost stays bounded over a day-long run: a snapshot reads only what is kept (the last ``--keep``
 sessions, the capped side tables), runs at most every ``every_s`` capture seconds, and only while
-the time spent in snapshots stays under ``share`` of the wall-clock time since the start (plus a
+the CPU time spent in snapshots stays under ``share`` of the process' CPU time since the start
+(CPU, not wall-clock time: other load on the machine does not buy snapshots more room; plus a
 small allowance); live reports are capped per kind like the ranking (``MAX_FINDINGS_PER_KIND``).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import time
 from collections import Counter, OrderedDict
 from dataclasses import replace
@@ -46,7 +48,7 @@ from .findings import AUTHD_PORTS, DNS_TIMEOUT_S, FOLLOW_WINDOW_S, MAX_FINDINGS_
 from .observer import Diagnostics
 
 EVERY_S = 2.0  # capture seconds between two snapshots
-SHARE = 0.10  # at most this share of the wall-clock time goes to snapshots ...
+SHARE = 0.10  # at most this share of the process' CPU time goes to snapshots ...
 ALLOWANCE_S = 0.5  # ... beyond this much (small captures never skip one)
 HOLD_S = {"dns": FOLLOW_WINDOW_S}  # key family -> capture seconds after the finding's last_ts
 RELATION_KINDS = frozenset({"console_retry", "console_followed_vm"})
@@ -116,8 +118,8 @@ class LiveFindings:
         self.not_printed: set[tuple] = set()  # settled beyond the per-kind cap
         self.snapshots = 0
         self.skipped = 0  # snapshots skipped to stay within the time share
-        self.spent_s = 0.0
-        self._started = time.monotonic()
+        self.spent_s = 0.0  # CPU seconds (time.process_time) spent in snapshots
+        self._started = time.process_time()
         self._next: float | None = None  # capture time of the next snapshot
         self._last: float | None = None  # capture time of the last one
         self._ended = False  # a session ended since the last snapshot
@@ -134,7 +136,7 @@ class LiveFindings:
             return False
         if self._next is not None and now < self._next and not (self._ended and now > self._last):
             return False
-        if self.spent_s > self.share * (time.monotonic() - self._started) + self.allowance_s:
+        if self.spent_s > self.share * (time.process_time() - self._started) + self.allowance_s:
             self.skipped += 1
             self._next = now + self.every_s
             return False
@@ -148,10 +150,12 @@ class LiveFindings:
         reconnect notes)."""
         if now is None or not (force or self.due(now)):
             return []
-        t0 = time.monotonic()
+        t0 = time.process_time()
         self._next, self._last, self._ended = now + self.every_s, now, False
         self.snapshots += 1
         out = []
+        collecting = gc.isenabled()
+        gc.disable()  # a snapshot's objects die with it: collecting them only promotes and rescans the kept ones
         try:
             if callable(sessions):
                 sessions = sessions()
@@ -161,7 +165,9 @@ class LiveFindings:
                 if self._take(f, "live"):
                     out.append(f)
         finally:
-            self.spent_s += time.monotonic() - t0
+            if collecting:
+                gc.enable()
+            self.spent_s += time.process_time() - t0
         return out
 
     def at_end(self, findings: Iterable[Finding]) -> list[Finding]:
