@@ -40,7 +40,6 @@ CLOSE_LINGER_S = 5.0  # a closed connection's line comes this long (capture time
 KEEP = 10_000  # finished records kept for the summary (hand-offs, diagnosis)
 STATUS_EVERY_S = 0.5
 SUMMARY_FINDINGS = 10
-MAX_LIVE_PER_KIND = 25  # infer.diagnose.findings.MAX_FINDINGS_PER_KIND (what LiveFindings prints per kind)
 
 WATCH_EPILOG = f"""\
 what it prints:
@@ -458,6 +457,8 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
         out.write(f"note: {len(gone)} finding(s) printed live are not in the final diagnosis (later evidence "
                   "changed them, or their sessions are beyond --keep)\n")
     if live is not None and live.not_printed:
+        from ..infer.diagnose.findings import MAX_FINDINGS_PER_KIND
+
         out.write(f"note: {len(live.not_printed)} more finding(s) not printed live (at most "
-                  f"{MAX_LIVE_PER_KIND} per kind)\n")
+                  f"{MAX_FINDINGS_PER_KIND} per kind)\n")
     out.flush()
