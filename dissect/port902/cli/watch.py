@@ -172,7 +172,18 @@ class Watcher:
                     starts.setdefault(fmt_ip(c.orig_ip), []).append(c.start)
             return starts.get(ip, [])
 
-        for f in live.poll(lambda: _linked(self.kept), now, [self.source], open_starts, force=True):
+        pairs: set[tuple[str, str]] | None = None
+
+        def closing(client: str, server: str) -> bool:
+            nonlocal pairs
+            if pairs is None:
+                from ..net.flows import fmt_ip
+
+                pairs = {(fmt_ip(c.orig_ip), fmt_ip(c.resp_ip)) for c in self.open.values() if c.closed}
+            return (client, server) in pairs
+
+        for f in live.poll(lambda: _linked(self.kept), now, [self.source], open_starts, force=True,
+                           closing=closing):
             self.finding(f, "live", now)
 
     def finding(self, f, phase: str, now: float | None) -> None:

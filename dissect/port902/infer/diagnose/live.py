@@ -13,7 +13,10 @@ and the side tables, without changing them) and reports each one once, when it i
 * a failed lookup is reported ``FOLLOW_WINDOW_S`` after that name's last query or response (a
   retry that resolves it, or the 902 connection that follows it, comes within that window);
 * a reconnect note waits while a connection of the same client that started between the two
-  sessions is still open (it could pair with either of them).
+  sessions is still open (it could pair with either of them);
+* a finding naming a client and a server waits while a connection between the two has closed
+  but is not finished yet (it lingers ``flows.CLOSE_DELAY_S`` for late segments, so its record
+  comes a few seconds later): it may be more of the same, e.g. the next rejected login of a burst.
 
 Each finding has a stable key (``Finding.key``: the check and its subjects, e.g. client, host
 and port of a group of refused attempts, or a session uid), so it is reported once; when it grows
@@ -61,7 +64,7 @@ class _Paths:
 
     def __init__(self, tracker, now: float) -> None:
         conns = list(tracker.finished)
-        for c in tracker.live.values():
+        for c in tracker.open_connections():
             if c.state == "no_answer" and now - c.end < ATTEMPT_TIMEOUT_S:
                 continue
             conns.append(c)
@@ -143,11 +146,13 @@ class LiveFindings:
         return True
 
     def poll(self, sessions: Iterable | Callable[[], Iterable], now: float | None, sources: list[str],
-             open_starts: Callable[[str], list[float]] | None = None, force: bool = False) -> list[Finding]:
+             open_starts: Callable[[str], list[float]] | None = None, force: bool = False,
+             closing: Callable[[str, str], bool] | None = None) -> list[Finding]:
         """The findings settled since the last call (none when no snapshot is due).  ``sessions`` may
         be a function giving them (called only for a snapshot, and counted in its time);
         ``open_starts(ip)`` gives the start times of the connections from ``ip`` still open (for
-        reconnect notes)."""
+        reconnect notes); ``closing(client, server)``: a connection between them has closed and
+        is waiting out the close delay."""
         if now is None or not (force or self.due(now)):
             return []
         t0 = time.process_time()
@@ -160,7 +165,7 @@ class LiveFindings:
             if callable(sessions):
                 sessions = sessions()
             for f in snapshot(self.diag, sessions, now, sources):
-                if f.key in self.printed or f.key in self.not_printed or not self._settled(f, now, open_starts):
+                if f.key in self.printed or f.key in self.not_printed or not self._settled(f, now, open_starts, closing):
                     continue
                 if self._take(f, "live"):
                     out.append(f)
@@ -198,7 +203,7 @@ class LiveFindings:
         self.printed[f.key] = (f, phase)
         return True
 
-    def _settled(self, f: Finding, now: float, open_starts) -> bool:
+    def _settled(self, f: Finding, now: float, open_starts, closing=None) -> bool:
         hold = HOLD_S.get(f.key[0] if f.key else f.kind, 0.0)
         if hold and f.last_ts is not None and now < f.last_ts + hold:
             return False
@@ -206,4 +211,6 @@ class LiveFindings:
             lo, hi = f.first_ts or 0.0, f.last_ts or now
             if any(lo <= t <= hi for t in open_starts(f.hosts[0])):
                 return False
+        if closing is not None and len(f.hosts) >= 2 and closing(f.hosts[0], f.hosts[1]):
+            return False
         return True
