@@ -344,7 +344,8 @@ def summarize(conn: Connection) -> SessionRecord:
 
     A connection without a session (``flows.Connection`` made it lazily and no byte came)
     reads as a session that saw nothing."""
-    s: Session = conn.session if conn.session is not None else _blank_session()
+    blank = conn.session is None
+    s: Session = _blank_session() if blank else conn.session
     if s.decryption is not None:  # decrypted lines still held go to the dialogue first
         s.decryption.finish(conn.end, conn.last_frame)
     o, r = conn.orig, conn.resp
@@ -379,7 +380,8 @@ def summarize(conn: Connection) -> SessionRecord:
         gap_bytes=(oa.gap_bytes, ra.gap_bytes),
         banner=s.banner,
         banner_frame=s.banner_frame,
-        **dialogue_fields(dlg),
+        # a blank session's lists are shared by every record made from it: published as tuples
+        **(dict(dialogue_fields(dlg), dialogue=(), logins=(), commands=()) if blank else dialogue_fields(dlg)),
         handshakes=tuple(HandshakeRecord.of(h) for h in s.handshakes),
         rec_ts=s.rec_ts,
         rec_frame=s.rec_frame,
@@ -397,11 +399,11 @@ def summarize(conn: Connection) -> SessionRecord:
         inner_protocol=s.inner_protocol,
         nfc_message_types=dict(s.nfc_message_types),
         nfc_aio_types=dict(s.nfc_aio_types),
-        nfc_paths=s.nfc_paths,
+        nfc_paths=() if blank else s.nfc_paths,
         nfc_data_bytes=s.nfc_data,
-        weird=s.weird,
+        weird=() if blank else s.weird,
         weird_total=s.weird_total,
-        midstream_alerts=s.midstream_alerts,
+        midstream_alerts=() if blank else s.midstream_alerts,
     )
     # the record is not published yet: its last fields are filled in place, not by copying all
     # eighty (two ``replace`` calls were a third of a SYN flood's run)
