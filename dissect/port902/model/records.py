@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence, cast
 
 from ..analyzers.session import Handshake, HelloNames, Session, Weird
 from ..net.flows import DIRECTIONS, Connection, fmt_ip, hostport
@@ -73,17 +73,17 @@ class SessionRecord:
     gap_bytes: tuple[int, int]
     banner: Banner | None
     banner_frame: int | None
-    dialogue: list[Line]
+    dialogue: Sequence[Line]
     user: str | None
     login_outcome: str
     login_attempts: int
     logins_failed: int
-    logins: list[LoginAttempt]  # every PASS / XPAS with the reply matched to it, in order
+    logins: Sequence[LoginAttempt]  # every PASS / XPAS with the reply matched to it, in order
     login_summary: str | None
     connect_kind: str | None
     connect_target: str | None
     connect_ok: bool | None
-    commands: list[str]
+    commands: Sequence[str]
     handshakes: tuple[HandshakeRecord, ...]
     rec_ts: array
     rec_frame: array
@@ -101,11 +101,11 @@ class SessionRecord:
     inner_protocol: str | None
     nfc_message_types: dict[str, int]
     nfc_aio_types: dict[str, int]
-    nfc_paths: list[str]
+    nfc_paths: Sequence[str]
     nfc_data_bytes: int
-    weird: list[Weird]
+    weird: Sequence[Weird]
     weird_total: int
-    midstream_alerts: list[tuple] = field(default_factory=list)
+    midstream_alerts: Sequence[tuple] = field(default_factory=list)
     connect_code: int | None = None  # reply code to the (last) CONNECT / PROXY
     connect_frame: int | None = None  # frame of the CONNECT / PROXY line
     connect_reply_frame: int | None = None
@@ -345,7 +345,7 @@ def summarize(conn: Connection) -> SessionRecord:
     A connection without a session (``flows.Connection`` made it lazily and no byte came)
     reads as a session that saw nothing."""
     blank = conn.session is None
-    s: Session = _blank_session() if blank else conn.session
+    s: Session = _blank_session() if blank else cast(Session, conn.session)
     if s.decryption is not None:  # decrypted lines still held go to the dialogue first
         s.decryption.finish(conn.end, conn.last_frame)
     o, r = conn.orig, conn.resp
