@@ -185,7 +185,7 @@ def analyze(
     ``emit``: stream the sessions instead of keeping them.  Each finished session is judged and
     handed to ``emit`` as soon as nothing later can change it; only the 903 legs and the 902
     sessions of their clients wait for the end, to be paired (a hand-off links a 903 session to
-    a 902 one that starts no later than it; ``infer.links``).  The result then holds none of
+    a 902 one of its client that starts after it; ``infer.links``).  The result then holds none of
     them (``Analysis.emitted`` counts them), so memory does not grow with the number of sessions:
     what ``analyze -f jsonl`` uses.  Observers' ``finish`` sees only the sessions kept (none but
     the paired ones): run it without observers.
