@@ -3,6 +3,7 @@
 
     python scripts/stress_bench.py [--kinds synflood short concurrent handoff outoforder] [--scale 1.0]
                                    [--format jsonl] [--keep DIR]
+    python scripts/stress_bench.py --targets [--keep DIR]     # issue 13's limits, pass/fail
 
 For each kind it writes a capture with ``scripts/gen_stress.py`` at two sizes (N and 2N)
 and runs ``python -m dissect.port902.cli.main analyze F -f FORMAT -o /dev/null -q`` as a
@@ -48,6 +49,35 @@ def run(path: str, fmt: str) -> tuple[float, float, int]:
     return took, usage.ru_maxrss / 1024, proc.returncode
 
 
+#: issue 13's memory targets: (kind, connections, peak RSS limit in MiB) with -f jsonl
+TARGETS = [("synflood", 1_000_000, 300), ("short", 200_000, 300), ("concurrent", 50_000, 500)]
+
+
+def targets(tmp: str, fmt: str) -> int:
+    """``--targets``: each of the issue's loads once, at its size; the peak against its limit, and
+    whether every connection came out as a session line (1 when a limit or a count is missed)."""
+    print("| load | connections | file MB | s | peak RSS MiB | limit | sessions out | ok |\n|---|---:|---:|---:|---:|---:|---:|---|")
+    failed = 0
+    for kind, n, limit in TARGETS:
+        path = os.path.join(tmp, f"{kind}-{n}.pcap")
+        if not os.path.exists(path):
+            gen_stress.generate(kind, path, n)
+        out = os.path.join(tmp, f"{kind}-{n}.jsonl")
+        cmd = [PYTHON, "-m", "dissect.port902.cli.main", "analyze", path, "-f", fmt, "-o", out, "-q"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=os.path.dirname(path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        took, rss = time.perf_counter() - t0, usage.ru_maxrss / 1024
+        with open(out, encoding="utf-8") as handle:
+            sessions = sum(1 for line in handle if line.startswith('{"record_type": "session"'))
+        ok = rss <= limit and sessions == n and proc.returncode in (0, 1)
+        failed += not ok
+        print(f"| {kind} | {n:,} | {os.path.getsize(path) / 1e6:.0f} | {took:.1f} | {rss:.0f} | {limit} | {sessions:,} | "
+              f"{'yes' if ok else 'NO'} |")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kinds", nargs="+", default=list(SIZES), choices=list(SIZES))
@@ -56,11 +86,16 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep the captures in DIR")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter whose dissect902 is measured (another checkout's venv: a before/after)")
+    ap.add_argument("--targets", action="store_true",
+                    help="run issue 13's memory targets instead (1M-SYN flood, 200k short sessions, 50k "
+                         "concurrent; -f jsonl; exit 1 if one is missed)")
     args = ap.parse_args(argv)
     global PYTHON
     PYTHON = args.python
     tmp = args.keep or tempfile.mkdtemp(prefix="stress902-")
     os.makedirs(tmp, exist_ok=True)
+    if args.targets:
+        return targets(tmp, args.format)
     empty = os.path.join(tmp, "empty.pcap")
     with open(empty, "wb") as f:
         f.write(gen_stress.PCAP_HEADER)

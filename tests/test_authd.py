@@ -136,3 +136,19 @@ def test_reply_code_only_from_ascii_digits():
     assert ln.code is None
     ln = d.server_line("4\u00b3\u00b2 x".encode("utf-8").decode("latin-1").encode("latin-1"), 0, 2)
     assert ln.code is None
+
+
+def test_package_keeps_every_name_where_callers_import_it():
+    # proto/authd is a package (grammar, redact, dialogue); the names callers import stay here,
+    # and each is the one object of its home module
+    import importlib
+
+    from dissect.port902.proto import authd
+
+    homes = {name: importlib.import_module(f"dissect.port902.proto.authd.{name}")
+             for name in ("grammar", "redact", "dialogue")}
+    for name in authd.__all__:
+        owners = [m for m in homes.values() if name in vars(m) and getattr(m, name) is getattr(authd, name)]
+        assert owners, name
+    assert authd.Dialogue.__module__ == "dissect.port902.proto.authd.dialogue"
+    assert authd.LineBuffer.__module__ == "dissect.port902.proto.authd.grammar"

@@ -217,3 +217,14 @@ def test_console_script_runs_when_piped(tmp_path):
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0 and proc.stderr == ""
     assert json.loads(proc.stdout)["sessions"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl"])
+def test_closed_stdout_is_one_line_not_a_traceback(fmt):
+    """``dissect902 analyze x >&-``: Python starts with sys.stdout None; every format (the streamed
+    jsonl too, which writes while it reads) says so in one line and exits 2."""
+    proc = subprocess.run(["sh", "-c", f'exec "$0" -m dissect.port902.cli.main analyze "$1" -f {fmt} >&-',
+                           sys.executable, str(CONSOLE)], capture_output=False, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "dissect902 analyze: error: cannot write output: standard output is closed (give -o FILE)"]

@@ -46,7 +46,7 @@ def test_live_lines_carry_the_verdicts_analyze_gives(capsys, sample):
             assert (s["feature"], s["confidence"], s["reasons"]) == (rec.feature, rec.confidence, rec.reasons)
     assert summary["sessions"] == len(result.sessions) == summary["sessions_kept"]
     assert summary["handoffs"] == len(result.handoffs)
-    findings = [r["kind"] for r in records if r["record_type"] == "finding"]
+    findings = [r["kind"] for r in records if r["record_type"] == "finding" and r["phase"] == "summary"]
     assert findings == [f.kind for f in result.diagnostics.findings]
 
 
@@ -138,9 +138,11 @@ class Reader(threading.Thread):
 @pytest.mark.live
 @pytest.mark.tools("tcpdump", "hydra", "openssl")
 def test_watch_a_live_interface(authd_server, tmp_path):
-    """tcpdump on the namespace's loopback; the lab daemon; hydra guessing passwords over TLS and an
-    openssl s_client. Session lines come while the capture runs (before Ctrl-C), one per
-    connection the server logged; Ctrl-C ends it with the summary and the rejected logins found."""
+    """tcpdump on the namespace's loopback; the lab daemon; a connection to 912 where nothing listens
+    (refused), hydra guessing passwords over TLS and an openssl s_client. Session lines and the
+    diagnosis' findings (the refused attempt, the rejected logins) come while the capture runs
+    (before Ctrl-C), one line per connection the server logged; Ctrl-C ends it with the summary,
+    which lists the same findings as printed live."""
     if os.geteuid() != 0:
         _require("network namespaces and tcpdump need root")
     ns = f"d902w{os.getpid()}"
@@ -161,6 +163,11 @@ def test_watch_a_live_interface(authd_server, tmp_path):
             server = authd_server("--listen", "127.0.0.1:902", "--cert", tmp_path / "rui.crt", "--key",
                                   tmp_path / "rui.key", "--users", "root:Esx!Root902", "--persona", "esxi8",
                                   "--tls-max", "1.2", "--idle-timeout", "1", prefix=inns)
+            refused = subprocess.run([*inns, sys.executable, "-c", "import socket\ntry:\n"
+                                      "    socket.create_connection(('127.0.0.1', 912), timeout=5)\n"
+                                      "except ConnectionRefusedError:\n    print('refused')"],
+                                     capture_output=True, timeout=20)
+            assert refused.stdout.strip() == b"refused", refused
             (tmp_path / "u").write_text("root\nadmin\n")
             (tmp_path / "p").write_text("wrong-1\nwrong-2\n")
             hydra = subprocess.run([*inns, "hydra", "-L", str(tmp_path / "u"), "-P", str(tmp_path / "p"), "-s", "902",
@@ -176,6 +183,19 @@ def test_watch_a_live_interface(authd_server, tmp_path):
             early = len(logged) - 1  # every connection but the last has been closed for 5 s
             assert out.wait_for(lambda ls: sum('"record_type": "session"' in x for x in ls) >= early, 20), \
                 (out.lines, err.lines)
+
+
+            def live_kinds(lines) -> set:
+                docs = (json.loads(x) for x in lines if '"record_type": "finding"' in x)
+                return {d["kind"] for d in docs if d["phase"] == "live"}
+
+            deadline = time.monotonic() + 30
+            while not {"refused", "login_rejected"} <= live_kinds(out.lines) and time.monotonic() < deadline:
+                # packets move capture time on (snapshots and sweeps run on it): a short connection a second
+                subprocess.run([*inns, "timeout", "5", "openssl", "s_client", "-connect", "127.0.0.1:902"],
+                               input=b"", capture_output=True, timeout=20)
+                time.sleep(1)
+            assert {"refused", "login_rejected"} <= live_kinds(out.lines), (out.lines[-5:], err.lines)
             assert not any('"record_type": "summary"' in x for x in out.lines)  # still running
             watch.send_signal(signal.SIGINT)
             assert watch.wait(timeout=30) == 0, err.lines
@@ -190,11 +210,17 @@ def test_watch_a_live_interface(authd_server, tmp_path):
         docs = [json.loads(x) for x in out.lines]
         sessions = [d for d in docs if d["record_type"] == "session"]
         (summary,) = [d for d in docs if d["record_type"] == "summary"]
-        assert sorted(int(s["client"].rsplit(":", 1)[1]) for s in sessions) == \
-            sorted(r["client_port"] for r in records)
-        assert summary["sessions"] == len(records) and all(s["feature"] == "NONE" for s in sessions)
+        authd = [s for s in sessions if s["server"].endswith(":902")]
+        assert sorted(int(s["client"].rsplit(":", 1)[1]) for s in authd) == sorted(r["client_port"] for r in records)
+        assert [s["state"] for s in sessions if s["server"].endswith(":912")] == ["refused"]
+        assert summary["sessions"] == len(records) + 1  # the refused attempt to 912 is not the server's
+        assert all(s["feature"] == "NONE" for s in sessions)
         failed = sum(r["logins_failed"] for r in records)
         assert failed >= 2
-        assert any(d["record_type"] == "finding" and d["kind"] == "login_rejected" for d in docs), docs[-5:]
+        final = [d for d in docs if d["record_type"] == "finding" and d["phase"] == "summary"]
+        assert {"refused", "login_rejected"} <= {d["kind"] for d in final}, docs[-5:]
+        shown = [d for d in docs if d["record_type"] == "finding" and d["phase"] in ("live", "end")]
+        assert sorted(map(tuple, (d["key"] for d in shown))) == sorted(map(tuple, (d["key"] for d in final)))
+        assert summary["findings_live_not_final"] == 0
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -23,15 +23,15 @@ from .errors import CaptureError
 from .io.decode import MAX_MALFORMED_WARNINGS
 from .io.formats import CONTROL_FIRST_BYTES, CONTROL_TCP_FLAGS
 from .infer.classify import classify
-from .infer.links import Handoff, find_handoffs
-from .net.flows import GREETING, FlowTable, fmt_ip, hostport
-from .model.records import SessionRecord, failure_of, summarize
+from .infer.links import CONTROL_PORT, HANDOFF_PORT, Handoff, find_handoffs
+from .net.flows import GREETING, FlowTable, IssuedUids, fmt_ip, hostport
+from .model.records import SessionRecord, evolve, failure_of, summarize
+from .model.schema import SCHEMA_VERSION
 from .analyzers.session import MAX_RECORDS, Interner, Session, Weird
 
 if TYPE_CHECKING:  # pandas loads when a frame is asked for: the command line does not pay for it
     import pandas as pd
 
-SCHEMA_VERSION = 2  # 2: auth.attempts became the list of login attempts; failure fields
 
 
 class Observer(Protocol):
@@ -71,6 +71,7 @@ class Analysis:
     capture_weird: list[Weird] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) skipped by skip_unreadable
     extras: dict[str, Observer] = field(default_factory=dict)
+    emitted: int = 0  # sessions handed to ``analyze(emit=...)`` instead of kept in ``sessions``
 
     @property
     def diagnostics(self):
@@ -144,7 +145,9 @@ class Analysis:
 
     # -- JSON ----------------------------------------------------------------------------
 
-    def to_dict(self, records: bool = False) -> dict:
+    def to_dict(self, records: bool = False, sessions: bool = True) -> dict:
+        """The JSON document; ``sessions=False`` leaves the sessions list empty, for a writer that
+        streams them one by one (``output.render``) instead of holding all their dicts at once."""
         return {
             "schema_version": SCHEMA_VERSION,
             "captures": [
@@ -155,13 +158,9 @@ class Analysis:
                 }
                 for c in self.captures
             ],
-            "sessions": [s.to_dict(records=records) for s in self.sessions],
+            "sessions": [s.to_dict(records=records) for s in self.sessions] if sessions else [],
             "handoffs": [h.to_dict() for h in self.handoffs],
-            "weird": [
-                {"uid": w.uid or None, "source": w.source, "ts": w.ts, "frame": w.frame, "offset": w.offset,
-                 "kind": w.kind, "detail": w.detail}
-                for w in self.weird
-            ],
+            "weird": [w.to_dict() for w in self.weird],
             **{name: obs.to_json() for name, obs in self.extras.items()},
         }
 
@@ -180,8 +179,17 @@ def analyze(
     events: "SessionEvents | None" = None,
     retain: int | None = None,
     close_linger: float | None = None,
+    emit: Callable[[SessionRecord], None] | None = None,
 ) -> Analysis:
     """Analyse one or more captures.
+
+    ``emit``: stream the sessions instead of keeping them.  Each finished session is judged and
+    handed to ``emit`` as soon as nothing later can change it; only the 903 legs and the 902
+    sessions of their clients wait for the end, to be paired (a hand-off links a 903 session to
+    a 902 one of its client that starts after it; ``infer.links``).  The result then holds none of
+    them (``Analysis.emitted`` counts them), so memory does not grow with the number of sessions:
+    what ``analyze -f jsonl`` uses.  Observers' ``finish`` sees only the sessions kept (none but
+    the paired ones): run it without observers.
 
     ``keylog``: an NSS key log (a path, several paths, or a ``decrypt.KeyLog``) with which TLS
     is decrypted and dissected (issue 9); secrets in pcapng Decryption Secrets Blocks are used
@@ -192,7 +200,7 @@ def analyze(
     ``events`` hears of each connection as it opens and each record as its connection ends
     (``dissect902 watch`` prints them live); ``retain`` keeps only the last so many finished
     records per capture for the result (a day-long live run must not grow with its sessions);
-    ``close_linger`` finishes a closed connection after so many capture seconds instead of 120.
+    ``close_linger`` finishes a closed connection after so many capture seconds (default 5, ``net.flows``).
     Raises :class:`~dissect.port902.errors.CaptureError` for a file that is not a
     readable capture; damage inside a capture becomes ``weird`` rows instead.  With
     ``skip_unreadable`` such a file becomes an ``unreadable_capture`` weird row (and an
@@ -204,7 +212,7 @@ def analyze(
     return _analyze(paths, result_observers=observers, show_secrets=show_secrets, progress=progress,
                     selection=selection, max_records=max_records, keylog=keylog, keep_plaintext=keep_plaintext,
                     skip_unreadable=skip_unreadable, events=events, retain=retain,
-                    close_linger=close_linger)
+                    close_linger=close_linger, emit=emit)
 
 
 def _regular_file(path) -> bool:
@@ -216,7 +224,7 @@ def _regular_file(path) -> bool:
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
              keep_plaintext=False, skip_unreadable=False, share: tuple[int, int] | None = None,
-             concluding: bool = True, events=None, retain=None, close_linger=None) -> Analysis:
+             concluding: bool = True, events=None, retain=None, close_linger=None, emit=None) -> Analysis:
     """The pipeline.  ``share=(i, n)`` (archive/parallel.py): only the connections whose 4-tuple
     hashes to ``i`` of ``n`` go to the connection table; ``concluding=False`` stops before the
     cross-session steps (hand-offs, verdicts, observers' finish), which :func:`conclude` runs
@@ -227,8 +235,9 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
     observers = result_observers
     given_keys = load_keylogs(keylog)
     result = Analysis()
+    stream = None if emit is None else _Stream(emit, result)
     interner = Interner()
-    issued_uids: set[str] = set()  # connection uids are unique within a run
+    issued_uids = IssuedUids()  # connection uids are unique within a run (net.flows.connection_uid)
     done_before = 0
     chained = False
     for path in paths:
@@ -240,15 +249,16 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
             keys = capture_keylog(part, keys) if _regular_file(part) else (keys or None)
 
         def make_session(conn, _secrets=show_secrets, _keys=keys):
-            if events is not None:
-                events.opened(conn)
             return Session(conn, show_secrets=_secrets, max_records=max_records, intern=interner,
                            keylog=_keys, keep_plaintext=keep_plaintext)
 
         def finish(conn, _out=sessions):
             rec = summarize(conn)
-            _out.append(rec)
-            conn.session = None  # drop the parsers; the record holds what is needed
+            conn.release()  # drop the parsers (the record holds what is needed), freed at once, not by the gc
+            if stream is not None:
+                stream.finished(conn, rec, _out)
+            else:
+                _out.append(rec)
             if events is not None:
                 events.finished(rec)
 
@@ -272,7 +282,10 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         try:
             opener = getattr(path, "open_reader", None)  # io.chain.CaptureChain: many files, one stream
             with (opener or partial(CaptureReader, path))(sel, progress=report if progress is not None else None) as reader:
+                # sessions are made at a connection's first payload byte, except where a key log may
+                # attach decryption state to every one (the record then carries it even when empty)
                 table = FlowTable(make_session, finish, source=reader.path, issued_uids=issued_uids,
+                                  lazy_sessions=keys is None, on_open=_on_open(events, stream),
                                   **({} if close_linger is None else {"close_linger": close_linger}))
                 add = table.add if share is None else partial(_share_add, table.add, *share)
                 for pkt in reader:
@@ -341,7 +354,68 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
         result.sessions.extend(sorted(sessions, key=lambda s: (s.start, s.first_frame)))
     if concluding:
         conclude(result, observers, chained)
+    if stream is not None:
+        stream.flush()
     return result
+
+
+def _on_open(events, stream):
+    """The flow table's ``on_open``: the listener's, the stream's, both or none."""
+    hooks = [h for h in (events.opened if events is not None else None,
+                         stream.opened if stream is not None else None) if h is not None]
+    if len(hooks) < 2:
+        return hooks[0] if hooks else None
+
+    def both(conn) -> None:
+        for hook in hooks:
+            hook(conn)
+    return both
+
+
+class _Stream:
+    """``analyze(emit=...)``: judge and hand on each finished session unless a 903 -> 902
+    hand-off may still pair it, in which case it waits for ``conclude``.
+
+    A 902 session can be claimed only by a 903 session of its client that started no later
+    (``infer.links``), which was opened before it in capture order: when the 902 session ends,
+    that 903 session is either live (counted per client in ``live_903``) or has ended as a
+    possible control (its client is in ``control_clients``).  A 902 session with neither is
+    final at once; so are sessions on other ports and attempts that never connected."""
+
+    def __init__(self, emit: Callable[[SessionRecord], None], result: Analysis) -> None:
+        self.emit = emit
+        self.result = result
+        self.live_903: dict[bytes, int] = {}
+        self.control_clients: set[str] = set()
+
+    def opened(self, conn) -> None:
+        if conn.resp_port == CONTROL_PORT:
+            self.live_903[conn.orig_ip] = self.live_903.get(conn.orig_ip, 0) + 1
+
+    def finished(self, conn, rec: SessionRecord, held: list) -> None:
+        if conn.resp_port == CONTROL_PORT:
+            left = self.live_903.get(conn.orig_ip, 0) - 1
+            if left > 0:
+                self.live_903[conn.orig_ip] = left
+            else:
+                self.live_903.pop(conn.orig_ip, None)
+        connected = rec.state not in ("no_answer", "refused")
+        if connected and rec.server_port == CONTROL_PORT:
+            self.control_clients.add(rec.client_ip)
+            held.append(rec)
+        elif connected and rec.server_port == HANDOFF_PORT and (
+                rec.client_ip in self.control_clients or conn.orig_ip in self.live_903):
+            held.append(rec)
+        else:
+            self.result.emitted += 1
+            self.emit(judge(rec))
+
+    def flush(self) -> None:
+        """After ``conclude``: the paired (and unpaired) waiting sessions, in start order."""
+        held, self.result.sessions = self.result.sessions, []
+        for rec in held:
+            self.result.emitted += 1
+            self.emit(rec)
 
 
 def _share_add(add, index: int, count: int, pkt: Packet) -> None:
@@ -368,13 +442,12 @@ def conclude(result: Analysis, observers, chained: bool, judged: bool = False) -
     links = {}
     for h in result.handoffs:  # both ends carry the whole link
         links[h.from_session] = links[h.to_session] = (h.from_session, h.to_session, round(h.gap_s, 6))
-    verdicts = []
-    for rec in result.sessions:
+    sessions = result.sessions
+    for i, rec in enumerate(sessions):  # in place: the unjudged record is freed as its successor is made
         link = links.get(rec.uid)
         if link is not None:
-            rec = replace(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
-        verdicts.append(rec if judged else judge(rec))
-    result.sessions = verdicts
+            rec = evolve(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
+        sessions[i] = rec if judged else judge(rec)
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)
@@ -393,8 +466,8 @@ def judge(rec: SessionRecord) -> SessionRecord:
     failure = rec.failure
     if verdict.logins and not rec.logins and failure is None:
         failure = failure_of(rec, *_inferred_login(verdict))
-    return replace(rec, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons,
-                   inferred_dialogue=verdict.dialogue, inferred_logins=verdict.logins, failure=failure)
+    return evolve(rec, feature=verdict.label, confidence=verdict.confidence, reasons=verdict.reasons,
+                  inferred_dialogue=verdict.dialogue, inferred_logins=verdict.logins, failure=failure)
 
 
 def _chain_provenance(result: Analysis, reader, sessions: list[SessionRecord]) -> None:
@@ -409,7 +482,7 @@ def _chain_provenance(result: Analysis, reader, sessions: list[SessionRecord]) -
                                           f"{later} starts before {earlier} ends: packets of the two files are "
                                           "not in time order, so sessions across them may be split", "", reader.path))
     for i, rec in enumerate(sessions):
-        sessions[i] = replace(rec, sources=reader.sources(rec.first_frame, rec.last_frame))
+        sessions[i] = evolve(rec, sources=reader.sources(rec.first_frame, rec.last_frame))
 
 
 def _chain_files(stats) -> dict:
@@ -430,9 +503,9 @@ def inherit_handoff_features(result: Analysis) -> None:
         i = index[h.from_session]
         src, dst = result.sessions[i], result.sessions[index[h.to_session]]
         if src.feature_inferred in ("NONE", "UNKNOWN") and (dst.feature_inferred or dst.feature) not in ("NONE", "UNKNOWN"):
-            src = result.sessions[i] = replace(src, feature_inferred=dst.feature_inferred or dst.feature)
+            src = result.sessions[i] = evolve(src, feature_inferred=dst.feature_inferred or dst.feature)
         if src.feature in ("NONE", "UNKNOWN") and dst.feature not in ("NONE", "UNKNOWN"):
-            result.sessions[i] = replace(
+            result.sessions[i] = evolve(
                 src, feature=dst.feature, confidence=round(min(dst.confidence or 0.5, 0.9), 3),
                 reasons=[f"classic ESX 903 leg handed over to 902 session {dst.uid} ({dst.feature}) "
                          f"{h.gap_s:.2f} s later"] + [f"own traffic: {r}" for r in src.reasons])

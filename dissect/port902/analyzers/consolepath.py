@@ -18,19 +18,24 @@ its SNI when that extension came whole), and the HTTP request line and ``Upgrade
 when the request is in clear (7331).  Tickets in request targets are credentials and are
 redacted unless asked otherwise.
 
-Memory is bounded: a fixed number of live connections (the oldest is retired when full) and
-a fixed number of finished ones (counted beyond).
+The connections are the shared TCP layer's (``net/tcp.py``): the same table mechanism as the
+authd connections (both orientations, port reuse, capture-time expiry, a cap beyond which the
+least recently active tenth is finished) and the same outcome (Zeek ``conn_state`` and the
+plain-language ``state``) from the same flags; what differs is the analyzer per connection:
+here the hello / request reader, with no reassembly.  A connection is finished as soon as TCP
+closed it (no linger: nothing after the close is read).  Memory is bounded: a fixed number of
+live connections and a fixed number of finished ones (counted beyond).
 """
 
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ..errors import Malformed
 from ..io.capture import IPPROTO_TCP, Packet
 from ..net.flows import fmt_ip as _ip
+from ..net.tcp import ACK, FIN, RST, SYN, ConnTable, TcpOutcome, TcpSide
 from ..proto.http import REDACTED, HttpRequest, parse_http_request, redact_target  # noqa: F401  (re-exported)
 from ..proto.tls import parse_client_hello
 
@@ -51,7 +56,6 @@ KINDS = {
     "https": "HTTPS with nothing console-specific visible",
 }
 
-SYN, RST, FIN, ACK = 0x02, 0x04, 0x01, 0x10
 MAX_LIVE = 8192
 MAX_FINISHED = 20_000
 
@@ -103,10 +107,10 @@ def client_hello_info(payload: bytes) -> tuple[str | None, list[str], bool] | No
 # -- per connection --------------------------------------------------------------------------------
 
 
-
 @dataclass(slots=True)
-class ConsoleConn:
-    """One TCP connection on 443/7331/7343 as its control packets show it."""
+class ConsoleConn(TcpOutcome):
+    """One TCP connection on 443/7331/7343 as its control packets show it; ``state`` and
+    ``conn_state`` are the TCP layer's (:class:`~dissect.port902.net.tcp.TcpOutcome`)."""
 
     client_ip: str
     client_port: int
@@ -117,12 +121,8 @@ class ConsoleConn:
     end: float = 0.0
     last_frame: int = 0
     syn_frame: int | None = None
-    syn_count: int = 0
     synack_frame: int | None = None
-    rst_from: str | None = None
     rst_frame: int | None = None
-    client_fin: bool = False
-    server_fin: bool = False
     hello_frame: int | None = None
     sni: str | None = None
     alpn: list[str] = field(default_factory=list)
@@ -134,22 +134,27 @@ class ConsoleConn:
     upgrade: str | None = None
     kind: str = "https"
     source_index: int = 0
+    orig: TcpSide = field(default_factory=TcpSide)  # the client's side
+    resp: TcpSide = field(default_factory=TcpSide)  # the server's side
+    key: tuple = ()  # (client addr, port, server addr, port) as the packets carry them
+    finished: bool = False
 
     @property
-    def state(self) -> str:
-        """no_answer | refused | reset | closed | open | partial (capture began mid-way)."""
-        if self.syn_frame is None and self.synack_frame is None:
-            return "partial" if self.rst_from is None else "reset"
-        if self.synack_frame is None:
-            if self.rst_from == "server":
-                return "refused"
-            if self.hello_frame is None and self.request_frame is None:
-                return "no_answer"
-        if self.rst_from is not None:
-            return "reset"
-        if self.client_fin or self.server_fin:
-            return "closed"
-        return "open"
+    def syn_count(self) -> int:
+        return self.orig.syn
+
+    @property
+    def rst_from(self) -> str | None:
+        """Who sent an RST: "client", "server" (the client when both did), or None."""
+        return "client" if self.orig.rst else "server" if self.resp.rst else None
+
+    @property
+    def client_fin(self) -> bool:
+        return bool(self.orig.fin)
+
+    @property
+    def server_fin(self) -> bool:
+        return bool(self.resp.fin)
 
     @property
     def duration_s(self) -> float:
@@ -197,84 +202,75 @@ def classify(conn: ConsoleConn, esxi_ips: set[str] | frozenset = frozenset(),
     return "https"
 
 
-class ConsolePathTracker:
+class ConsolePathTracker(ConnTable):
     """Feeds control packets of 443/7331/7343 into :class:`ConsoleConn` records (O(1) each)."""
 
     def __init__(self, ports=CONSOLE_PORTS, max_live: int = MAX_LIVE, max_finished: int = MAX_FINISHED) -> None:
+        super().__init__(max_live)
         self.ports = frozenset(ports)
-        self.max_live = max_live
         self.max_finished = max_finished
-        self.live: OrderedDict[tuple, ConsoleConn] = OrderedDict()  # oldest first: retired when full
         self.finished: list[ConsoleConn] = []
         self.dropped = 0  # finished connections not kept (beyond max_finished)
         self.packets = 0
         self.source_index = 0
 
-    def _retire(self, key: tuple) -> None:
-        conn = self.live.pop(key)
+    def _keys(self, conn: ConsoleConn) -> tuple[tuple, tuple]:
+        c_ip, c_port, s_ip, s_port = conn.key
+        return conn.key, (s_ip, s_port, c_ip, c_port)
+
+    def _finished(self, conn: ConsoleConn) -> None:
+        conn.key = ()  # out of the table: the raw addresses and ISNs are not needed any more
+        conn.orig.isn = conn.resp.isn = None
         if len(self.finished) < self.max_finished:
             self.finished.append(conn)
         else:
             self.dropped += 1
 
-    def _retire_oldest(self) -> None:
-        _key, conn = self.live.popitem(last=False)
-        if len(self.finished) < self.max_finished:
-            self.finished.append(conn)
-        else:
-            self.dropped += 1
-
-    def _new(self, key: tuple, pkt: Packet, client_is_src: bool) -> ConsoleConn:
-        if len(self.live) >= self.max_live:
-            self._retire_oldest()
+    def _new(self, pkt: Packet, client_is_src: bool) -> ConsoleConn:
+        fwd, rev = (pkt.src, pkt.sport, pkt.dst, pkt.dport), (pkt.dst, pkt.dport, pkt.src, pkt.sport)
         if client_is_src:
-            conn = ConsoleConn(_ip(pkt.src), pkt.sport, _ip(pkt.dst), pkt.dport, pkt.ts, pkt.frame)
+            conn = ConsoleConn(_ip(pkt.src), pkt.sport, _ip(pkt.dst), pkt.dport, pkt.ts, pkt.frame, pkt.ts, pkt.frame,
+                               key=fwd)
         else:
-            conn = ConsoleConn(_ip(pkt.dst), pkt.dport, _ip(pkt.src), pkt.sport, pkt.ts, pkt.frame)
+            conn = ConsoleConn(_ip(pkt.dst), pkt.dport, _ip(pkt.src), pkt.sport, pkt.ts, pkt.frame, pkt.ts, pkt.frame,
+                               key=rev)
         conn.source_index = self.source_index
-        self.live[key] = conn
+        self._insert(fwd, rev, conn, pkt.ts)  # (end is now: the newest is never the one evicted)
         return conn
 
     def feed(self, pkt: Packet) -> None:
-        frame, ts, proto, src, dst, sport, dport, _seq, _ack, flags, _window, payload, _plen, _wlen = pkt
+        frame, ts, proto, src, dst, sport, dport, seq, _ack, flags, _window, payload, _plen, _wlen = pkt
         if proto != IPPROTO_TCP:
             return
         self.packets += 1
-        fwd = (src, sport, dst, dport)
-        live = self.live
-        if flags & SYN and not flags & ACK:  # a client opens
-            conn = live.get(fwd)
-            if conn is not None and (conn.synack_frame is not None or conn.rst_from or conn.hello_frame):
-                self._retire(fwd)  # port reuse: a new connection on the same 4-tuple
-                conn = None
-            if conn is None:
-                conn = self._new(fwd, pkt, True)
-            key, from_client = fwd, True
-        else:
-            conn = live.get(fwd)
-            if conn is not None:
-                key, from_client = fwd, True
+        conn = self.table.get((src, sport, dst, dport))
+        if conn is None:
+            if flags & SYN:  # a client opens (SYN), or a server answers one the capture missed
+                conn = self._new(pkt, not flags & ACK)
+            elif payload:  # picked up mid-way: the side on a console port is the server
+                conn = self._new(pkt, dport in self.ports and not (sport in self.ports and sport < dport))
             else:
-                rev = (dst, dport, src, sport)
-                conn = live.get(rev)
-                if conn is not None:
-                    key, from_client = rev, False
-                else:  # picked up mid-way: the side on a console port is the server
-                    if not payload:
-                        return  # a lone FIN/RST of a connection already retired (or begun before the capture)
-                    client_is_src = dport in self.ports and not (sport in self.ports and sport < dport)
-                    key = fwd if client_is_src else rev
-                    conn = self._new(key, pkt, client_is_src)
-                    from_client = client_is_src
+                return  # a lone FIN/RST of a connection already finished (or begun before the capture)
+        elif flags & SYN and not flags & ACK and self._reused(conn, src == conn.key[0] and sport == conn.key[1], seq):
+            self._finish(conn)  # port reuse: a new connection on the same 4-tuple
+            conn = self._new(pkt, True)
+        from_client = src == conn.key[0] and sport == conn.key[1]
+        d = conn.orig if from_client else conn.resp
+        d.packets += 1
         conn.end, conn.last_frame = ts, frame
         if flags & SYN:
-            if from_client:
-                conn.syn_count += 1
-                if conn.syn_frame is None:
+            if flags & ACK:
+                d.synack += 1
+                if conn.synack_frame is None and not from_client:
+                    conn.synack_frame = frame
+            else:
+                d.syn += 1
+                if conn.syn_frame is None and from_client:
                     conn.syn_frame = frame
-            elif conn.synack_frame is None:
-                conn.synack_frame = frame
+            if d.isn is None:
+                d.isn = seq
         if payload:
+            d.data_seen = True
             first = payload[0]
             if from_client:
                 if first == 0x16 and conn.hello_frame is None:
@@ -290,23 +286,20 @@ class ConsolePathTracker:
                         conn.upgrade = req.upgrade
             elif first == 0x16 and conn.server_hello_frame is None and len(payload) >= 6 and payload[5] == 2:
                 conn.server_hello_frame = frame
-        if flags & RST:
-            conn.rst_from = "client" if from_client else "server"
-            conn.rst_frame = frame
-            self._retire(key)
-            return
-        if flags & FIN:
-            if from_client:
-                conn.client_fin = True
-            else:
-                conn.server_fin = True
-            if conn.client_fin and conn.server_fin:
-                self._retire(key)
-
-    def close(self) -> None:
-        """End of input: every live connection becomes a finished one."""
-        while self.live:
-            self._retire_oldest()
+        if flags & (RST | FIN):
+            if flags & RST:
+                d.rst += 1
+                if conn.rst_frame is None:
+                    conn.rst_frame = frame
+            if flags & FIN:
+                d.fin += 1
+            if conn.closed:
+                self._finish(conn)  # no linger: what follows the close is not read
+                return
+        if self.next_sweep is None:
+            self.next_sweep = ts + self.sweep_every
+        elif ts >= self.next_sweep:
+            self.sweep(ts)
 
     def connections(self) -> list[ConsoleConn]:
         return sorted(self.finished, key=lambda c: (c.source_index, c.start, c.first_frame))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from dataclasses import dataclass, field
 
 from .. import decrypt
 from ..net.flows import C2S, S2C
@@ -35,6 +34,7 @@ from ..proto.authd import (
     looks_like_line,
     parse_banner,
 )
+from .facts import ClientHelloInfo, Handshake, HelloNames, Interner, ServerHelloInfo, Weird  # noqa: F401  (re-exported)
 from .midstream import MidstreamSync, find_record_chain
 
 MAX_RECORDS = 50_000
@@ -43,112 +43,6 @@ MAX_WEIRD_PER_SESSION = 100
 MAX_ALERTS = 100  # TLS alerts kept per handshake (and without one)
 MAX_HANDSHAKES = 32  # TLS handshakes kept per session
 RFB_PREFIX = b"RFB 0"
-
-# direction codes used in compact arrays and frames
-
-
-@dataclass
-class Weird:
-    """Something malformed or unexpected, Zeek-style: a row, never a traceback."""
-
-    ts: float | None
-    frame: int | None
-    kind: str
-    detail: str
-    uid: str = ""
-    source: str = ""
-    offset: int | None = None  # byte offset in the capture, for damage found while reading it
-
-
-@dataclass(frozen=True, slots=True)
-class ClientHelloInfo:
-    """What a session keeps of a ClientHello: the fingerprint, not the bytes."""
-
-    legacy_version: int
-    offered_versions: tuple[int, ...]
-    server_name: str | None
-    alpn: tuple[str, ...]
-    cipher_suites: tuple[int, ...]
-    extension_types: tuple[int, ...]
-    ja3_string: str
-    ja3: str
-    ja4: str
-    ja4_r: str
-
-    @classmethod
-    def of(cls, ch) -> "ClientHelloInfo":
-        return cls(ch.legacy_version, tuple(ch.offered_versions), ch.server_name,
-                   tuple(a.decode("latin-1") if isinstance(a, bytes) else a for a in ch.alpn),
-                   tuple(ch.cipher_suites), tuple(ch.extension_types), ch.ja3_string, ch.ja3, ch.ja4, ch.ja4_r)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerHelloInfo:
-    legacy_version: int
-    selected_version: int
-    cipher_suite: int
-    extension_types: tuple[int, ...]
-
-    @classmethod
-    def of(cls, sh) -> "ServerHelloInfo":
-        return cls(sh.legacy_version, sh.selected_version, sh.cipher_suite, tuple(t for t, _ in sh.extensions))
-
-
-class Interner:
-    """Shares identical hello and certificate summaries between sessions: a host and its
-    clients repeat the same few fingerprints thousands of times, so each is kept once."""
-
-    def __init__(self, limit: int = 50_000) -> None:
-        self.limit = limit
-        self.table: dict = {}
-
-    def __call__(self, obj):
-        if len(self.table) >= self.limit:
-            return obj
-        try:
-            return self.table.setdefault(obj, obj)
-        except TypeError:  # not hashable (a field holds a list): keep it as it is
-            return obj
-
-
-class HelloNames:
-    """The negotiated version and cipher by name, from ``server_hello``: one definition for the
-    live :class:`Handshake` and its frozen published form (``model.records.HandshakeRecord``)."""
-
-    __slots__ = ()
-    server_hello: ServerHelloInfo | None
-
-    @property
-    def version(self) -> str | None:
-        if self.server_hello is not None:
-            return tlsmod.version_name(self.server_hello.selected_version)
-        return None
-
-    @property
-    def cipher(self) -> str | None:
-        if self.server_hello is not None:
-            return tlsmod.cipher_name(self.server_hello.cipher_suite)
-        return None
-
-
-@dataclass
-class Handshake(HelloNames):
-    """One TLS handshake on the stream (index 1 = TLS #1 after the banner), while it grows.
-
-    Published frozen, as ``model.records.HandshakeRecord``, once the connection ends."""
-
-    index: int
-    ts: float
-    frame: int
-    client_hello: ClientHelloInfo | None = None
-    server_hello: ServerHelloInfo | None = None
-    server_hello_frame: int | None = None
-    certificates: list = field(default_factory=list)  # tls.CertificateInfo
-    certificate_frame: int | None = None
-    alerts: list[tuple[float, int, str, str | None, str | None, bool]] = field(default_factory=list)
-    client_app_records: int = 0
-    server_app_records: int = 0
-
 
 
 def side_untouched(side: "_Side") -> bool:
@@ -253,6 +147,13 @@ class Session:
         self.decryption = decrypt.attach(self, keylog, show_secrets, keep_plaintext) if keylog else None
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """The connection's record is made: let go of the connection and the sinks that point
+        back here (``flows.Connection.release``), so nothing but reference counts frees it."""
+        self.conn = None
+        self.client_sink = self.server_sink = None
+        self.sides = ()
 
     def _new_record_arrays(self) -> None:
         self.rec_ts, self.rec_frame, self.rec_dir = array("d"), array("q"), array("b")

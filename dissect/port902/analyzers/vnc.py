@@ -37,6 +37,7 @@ from typing import Iterable
 from ..io.capture import IPPROTO_TCP
 from ..net.flows import fmt_ip as _ip
 from ..net.reassembly import Reassembler
+from ..net.tcp import PLAIN_STATE, TcpSide, conn_state
 
 HINT_PORTS = frozenset(range(5900, 6000))
 MAX_HANDSHAKE = 4096  # bytes kept per direction for the handshake; the rest is only counted
@@ -62,7 +63,7 @@ class _Side:
     """One direction: the first MAX_HANDSHAKE bytes with the frame and time of every chunk; a hole
     in the capture ends what can be parsed (``cut``)."""
 
-    __slots__ = ("buf", "marks", "bytes", "packets", "reasm", "cut")
+    __slots__ = ("buf", "marks", "bytes", "packets", "reasm", "cut", "tcp")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -71,6 +72,7 @@ class _Side:
         self.packets = 0
         self.cut = False
         self.reasm = Reassembler(self)
+        self.tcp = TcpSide()  # the flags this side sent: the connection's outcome (net.tcp)
 
     def data(self, data: bytes, ts: float, frame: int) -> None:
         self.bytes += len(data)
@@ -129,7 +131,7 @@ class VncSession:
     end: float
     first_frame: int
     last_frame: int
-    state: str  # closed | reset | open
+    state: str  # net.tcp.STATES: closed | reset | established | partial | no_answer | refused
     server_version: str | None = None  # "003.008"
     client_version: str | None = None
     version_frame: int | None = None
@@ -305,10 +307,23 @@ class VncConsoles:
         conn.last_frame, conn.end = pkt.frame, pkt.ts
         side = conn.sides[src]
         side.packets += 1
+        tcp = side.tcp
+        tcp.packets += 1
         if flags & _SYN:
             side.reasm.syn(pkt.seq)
             if not flags & _ACK:
                 conn.syn_from = src
+                tcp.syn += 1
+            else:
+                tcp.synack += 1
+        elif flags & _ACK and not pkt.payload_len:
+            tcp.ack_seen = True
+        if flags & _RST:
+            tcp.rst += 1
+        if flags & _FIN:
+            tcp.fin += 1
+        if pkt.payload_len:
+            tcp.data_seen = True
         if flags & _RST and not conn.rst:
             conn.rst, conn.rst_frame, conn.rst_from = True, pkt.frame, src
         if flags & _FIN and not conn.fin:
@@ -353,7 +368,7 @@ class VncConsoles:
         if hs is None:
             return None
         uid = "V" + hashlib.sha1(f"{os.path.basename(conn.source)}|{a}|{b}|{conn.first_frame}".encode()).hexdigest()[:17]
-        state = "reset" if conn.rst else ("closed" if conn.fin else "open")
+        state = PLAIN_STATE[conn_state(cs.tcp, ss.tcp)]  # the vocabulary of every connection table
         s = VncSession(uid=uid, source=conn.source, client=_ep(*client), server=_ep(*server),
                        client_ip=client[0], server_ip=server[0], server_port=server[1], start=conn.start,
                        end=conn.end, first_frame=conn.first_frame, last_frame=conn.last_frame, state=state,

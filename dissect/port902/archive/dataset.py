@@ -32,10 +32,10 @@ from dataclasses import replace
 from typing import Iterable
 
 from .. import __version__
-from ..analysis import SCHEMA_VERSION, analyze
+from ..analysis import analyze
 from ..extras import require
 from ..io.chain import CaptureChain
-from ..model.schema import SCHEMAS
+from ..output.parquet import arrow_schema
 from ..net.flows import IDLE_TIMEOUT_S, SWEEP_EVERY_S
 from .stitch import discover, note_cross_sensor
 
@@ -54,22 +54,6 @@ def _file_entry(path: str, first_ts) -> dict:
 
 def _sensor_id(name: str) -> str:
     return hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-
-
-def _arrow_schema(pa, table: str, frame):
-    """The declared schema of ``table`` as Arrow, with each column's doc and declared dtype."""
-    declared = SCHEMAS[table]
-    base = pa.Schema.from_pandas(frame, preserve_index=False)
-    arrow = {"string": pa.string(), "Int64": pa.int64(), "float64": pa.float64(), "boolean": pa.bool_(),
-             "category": pa.dictionary(pa.int32(), pa.string()), "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC")}
-    # every file of a table gets the same Arrow types from the declaration, whatever its rows hold
-    # (an all-empty column would otherwise be typed null and no longer match the other files)
-    fields = [pa.field(f.name, arrow.get(declared[f.name][0], f.type), nullable=True,
-                       metadata={"doc": declared[f.name][1], "dtype": declared[f.name][0]}) for f in base]
-    meta = dict(base.metadata or {})
-    meta.update({b"dissect902.table": table.encode(), b"dissect902.schema_version": str(SCHEMA_VERSION).encode(),
-                 b"dissect902.version": __version__.encode()})
-    return pa.schema(fields, metadata=meta)
 
 
 def _dates(pd, frame, table: str, session_dates: dict):
@@ -104,7 +88,7 @@ def _write(pa, pq, out: str, table: str, frame, name: str, session_dates: dict) 
     """Write ``frame`` into ``OUT/table/date=D/NAME.parquet`` files; returns the files written."""
     import pandas as pd
 
-    schema = _arrow_schema(pa, table, frame)
+    schema = arrow_schema(pa, table, frame)
     written = []
     if frame.empty:  # an empty file keeps the table's schema readable even with no rows at all
         os.makedirs(os.path.join(out, table, "date=unknown"), exist_ok=True)

@@ -73,6 +73,12 @@ decryption: --keylog FILE (NSS key log; pcapng Decryption Secrets Blocks are rea
 secrets: PASS / XPAS / SESSION arguments, ticket-shaped USER names, THUMBPRINT client tokens,
   the ticket a 331/230 reply repeats, tickets in HTTP targets and credential headers are
   replaced by <redacted> in every format (by their place in the line) unless --show-secrets.
+jsonl, and parquet of the sessions table: written while the captures are read, each session
+  as soon as it is final (the order sessions end; 903 legs and the 902 sessions of their
+  clients at the end, paired; jsonl: its weird rows after it, hand-offs last; parquet: row
+  groups of 10,000): memory stays flat however many sessions (a million-SYN flood, hundreds of
+  thousands of short sessions). Neither carries the diagnosis, so none is run. The other
+  formats and tables hold every session until the end.
 csv: a text cell starting with = + - @ TAB or CR gets a leading ' so that a spreadsheet shows
   it instead of running it as a formula (SNI, user names, targets, banners come from the
   capture); numeric columns stay numbers.
@@ -94,7 +100,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from ..analysis import default_observers
     from ..extras import require
     from ..model.schema import describe
-    from ..output.render import render_csv, render_json, render_jsonl, render_table, write_parquet
+    from ..output.render import JsonlStream, render_csv, render_json, render_jsonl, render_table, write_parquet
     from ..output.sink import open_output, output_file
     from . import archive as archive_cli
     from .runner import run_analyze
@@ -121,7 +127,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         require_reference()
         observers.append(ReferenceCheck())
-    if args.export_decrypted and archive and ((args.jobs or 0) > 1 or args.scheduler):
+    if args.export_decrypted and ((args.jobs or 0) > 1 or args.scheduler):
         return error(prog, "--export-decrypted writes one stream in capture order: run it without --jobs/--scheduler")
     export = None
     if args.export_decrypted:  # written while the captures are read (decrypt.export.StreamExport)
@@ -129,25 +135,48 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         output_file(args.export_decrypted)  # a directory, or nowhere to write: one line, exit 2; parents made
         export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
+    stream = None
+    extra = {}
+    if not archive and not args.reference and (
+            args.format == "jsonl" or (args.format == "parquet" and args.table == "sessions")):
+        # JSON lines and the sessions table are written as the sessions end, so memory does not
+        # grow with their number; neither carries the diagnosis, so it does not run
+        if args.format == "jsonl":
+            stream = JsonlStream(args.output, records=args.records)
+        else:
+            from ..output.parquet import ParquetSessionStream
+
+            stream = ParquetSessionStream(args.output)
+        observers, extra = [], {"emit": stream.session}
+    # one process where the output is written while the capture is read (decrypted streams,
+    # sessions as they end) or the reference check runs; else --jobs, or automatic
+    serial = export is not None or stream is not None or args.reference
     run = partial(archive_cli.run, args) if archive else partial(
-        run_analyze, args.captures, args.quiet,
-        jobs=args.jobs or (1 if export is not None or args.reference else None))
+        run_analyze, args.captures, args.quiet, jobs=1 if serial else args.jobs)
     try:
         result, code = run(prog=prog, show_secrets=args.show_secrets, observers=observers, keylog=args.keylog,
-                           keep_plaintext=export or False)
+                           keep_plaintext=export or False, **extra)
+        if stream is not None and result is not None:
+            stream.finish(result)
     finally:
         if export is not None:
             export.close()
+        if stream is not None:
+            stream.close()
     if result is None:
         return code
     if args.reference and not args.quiet:
         print(f"dissect902 analyze: reference: {result.extras['reference'].summary()}", file=sys.stderr)
-    if args.keylog and not args.quiet and result.sessions and not any(
-            s.decryption is not None and s.decryption.decrypted for s in result.sessions):
+    seen = stream.sessions if stream is not None else len(result.sessions)
+    decrypted = stream.decrypted if stream is not None else sum(
+        s.decryption is not None and s.decryption.decrypted for s in result.sessions)
+    if args.keylog and not args.quiet and seen and not decrypted:
         print("dissect902 analyze: note: no TLS handshake in the captures has its keys in the key log "
               "(a key log of another capture or client?): nothing was decrypted", file=sys.stderr)
     args.exit_code = code  # kept when the reader of a pipe goes away early
-    if args.format == "parquet":
+    if stream is not None:
+        weird_count = stream.weird
+    elif args.format == "parquet":
         write_parquet(result, args.output, args.table)
     else:
         with open_output(args.output) as out:
@@ -159,12 +188,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 render_jsonl(result, out, records=args.records)
             elif args.format == "csv":
                 render_csv(result, out, args.table)
-    weird = result.weird
-    if weird and not args.quiet and args.format != "table":
-        print(f"dissect902: {len(weird)} weird finding(s); see the 'weird' list", file=sys.stderr)
+    if stream is None:
+        weird_count = len(result.weird)
+    if weird_count and not args.quiet and args.format != "table":
+        print(f"dissect902: {weird_count} weird finding(s); see the 'weird' list", file=sys.stderr)
     if code:
         return code
-    return 1 if (args.strict and weird) else 0
+    return 1 if (args.strict and weird_count) else 0
 
 
 def _version() -> str:
@@ -199,7 +229,7 @@ def build_parser(lab: bool = True, command: str | None = ALL) -> argparse.Argume
 
 
 def add_analyze_parser(sub) -> argparse.ArgumentParser:
-    from ..model.schema import FRAME_TABLES, SCHEMAS
+    from ..model.schema import SCHEMAS
 
     p = sub.add_parser(
         "analyze",

@@ -3,9 +3,12 @@
 The capture comes from ``tcpdump -U -w -`` run as a child process (``-i IFACE``, with a BPF filter
 for what the analysis reads), or from ``-r FILE|-`` (a capture file, a FIFO, ``tcpdump -w - |``).
 It goes through the same pipeline as ``analyze``: a line is printed as each session ends, with
-the verdict the classifier gives it then; on a terminal a status line shows what is open and the
+the verdict the classifier gives it then; a diagnosis finding is printed once its evidence is
+settled (``infer.diagnose.live``: a snapshot of the checks every few capture seconds over what is
+kept, each finding once, by its key); on a terminal a status line shows what is open and the
 rate; on Ctrl-C (or at the end of a file) the capture is read to its end, hand-offs and the
-diagnosis are worked out on what was kept, and a summary is printed.
+diagnosis are worked out on what was kept, the findings not printed yet are printed, and a
+summary is printed.
 
 Memory is bounded over a day-long run: finished records are kept for the summary only up to
 ``--keep`` (the counts cover every session), the connection and side-analysis tables have their
@@ -22,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import TextIO
 
 from ..output.render import size_text
@@ -44,8 +47,16 @@ what it prints:
   so at the first packet after that, or at Ctrl-C on a quiet link), with the verdict analyze
   gives it (a classic-ESX 903 leg inherits its console's feature only at the end): time, client -> server, the verdict (MKS, NFC, SOAP, VMXARGS,
   NONE) with its confidence, duration, bytes each way, TCP state, why it failed (if it did).
-  -f jsonl: one JSON object per session ("record_type": "session", the fields of analyze's JSON),
-  then the summary, hand-offs, findings and damage found in the input (weird) as records of their own.
+  one line per diagnosis finding (the ones `dissect902 doctor` reports), once: when its evidence is
+  settled (the sessions it names have ended; an unanswered attempt after 120 s without a packet, a
+  DNS failure 60 s after that name's last query or answer), checked every 2 s of capture time
+  (and in at most 10% of watch's CPU time); what is still open prints at the end, before the summary. A
+  finding that grows later (more attempts of the same group) is not printed again: the summary
+  shows its end state. Line: time, FINDING, severity and likelihood, title, kind and frames.
+  -f jsonl: one JSON object per session ("record_type": "session", the fields of analyze's JSON)
+  and per finding ("record_type": "finding", "phase": "live" or "end", doctor's fields), then the
+  summary, hand-offs, findings ("phase": "summary", "printed": when it was printed) and damage
+  found in the input (weird) as records of their own.
   On a terminal, a status line: sessions open, finished by feature, packets and bytes per second.
   Ctrl-C stops the capture; the rest is read, then the summary (counts by feature, hand-offs, the
   diagnosis' findings with their frames). A second Ctrl-C quits at once.
@@ -69,8 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "watch",
         help="follow port-902 sessions live (an interface via tcpdump, or a stream)",
-        description="Print port-902 sessions as they end, live, with a summary and the console "
-        "diagnosis when stopped (Ctrl-C).",
+        description="Print port-902 sessions as they end and the console diagnosis' findings as they "
+        "become certain, live, with a summary when stopped (Ctrl-C).",
         epilog=WATCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -89,10 +100,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 class Watcher:
-    """Counts and prints what the analysis reports while it reads (``analysis.SessionEvents``)."""
+    """Counts and prints what the analysis reports while it reads (``analysis.SessionEvents``),
+    and the findings ``live`` (``infer.diagnose.live.LiveFindings``) says are settled."""
 
-    def __init__(self, out: TextIO, fmt: str, status: TextIO | None) -> None:
+    def __init__(self, out: TextIO, fmt: str, status: TextIO | None, live=None, source: str = "",
+                 keep: int = KEEP) -> None:
         self.out, self.fmt, self.status = out, fmt, status
+        self.live, self.source = live, source
+        self.kept: deque = deque(maxlen=keep)  # classified records the live diagnosis reads
+        self.open: dict[str, object] = {}  # uid -> connection still open (its start and last packet)
+        self.now: float | None = None  # capture time: the latest packet seen by an event
         self.opened_count = 0
         self.finished_count = 0
         self.features: Counter[str] = Counter()
@@ -105,7 +122,10 @@ class Watcher:
     # -- analysis.SessionEvents ----------------------------------------------------------------------
     def opened(self, conn) -> None:
         self.opened_count += 1
-        self.tick()
+        self.open[conn.uid] = conn
+        if self.now is None or conn.start > self.now:
+            self.now = conn.start
+        self.tick()  # no snapshot here: the connection table may be about to finish sessions (a sweep)
 
     def finished(self, record) -> None:
         from ..analysis import judge
@@ -113,6 +133,9 @@ class Watcher:
         rec = judge(record)  # the verdict analyze gives it (a 903 leg's inherited feature comes at the end)
         self.finished_count += 1
         self.features[rec.feature] += 1
+        self.open.pop(rec.uid, None)
+        if self.now is None or rec.end > self.now:
+            self.now = rec.end
         self._clear_status()
         if self.fmt == "jsonl":
             self.out.write(json.dumps({"record_type": "session", **rec.to_dict()}, ensure_ascii=True,
@@ -120,11 +143,65 @@ class Watcher:
         else:
             self.out.write(session_line(rec) + "\n")
         self.out.flush()
+        if self.live is not None:
+            self.kept.append(rec)
+            self.live.session_ended()
+            self.check()
+        self.tick(force=True)
+
+    # -- findings ------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Print the findings settled by now (a snapshot only when one is due: ``LiveFindings.due``)."""
+        live = self.live
+        now = max((t for t in (self.now, live.diag.last_ts) if t is not None), default=None)
+        if not live.due(now):
+            return
+        t0 = time.process_time()
+        for c in self.open.values():  # the latest packet of a connection still open
+            now = max(now, c.end)
+        live.spent_s += time.process_time() - t0  # counted in the snapshots' share of the CPU time
+        starts: dict[str, list[float]] | None = None
+
+        def open_starts(ip: str) -> list[float]:
+            nonlocal starts
+            if starts is None:
+                from ..net.flows import fmt_ip
+
+                starts = {}
+                for c in self.open.values():
+                    starts.setdefault(fmt_ip(c.orig_ip), []).append(c.start)
+            return starts.get(ip, [])
+
+        pairs: set[tuple[str, str]] | None = None
+
+        def closing(client: str, server: str) -> bool:
+            nonlocal pairs
+            if pairs is None:
+                from ..net.flows import fmt_ip
+
+                pairs = {(fmt_ip(c.orig_ip), fmt_ip(c.resp_ip)) for c in self.open.values() if c.closed}
+            return (client, server) in pairs
+
+        for f in live.poll(lambda: _linked(self.kept), now, [self.source], open_starts, force=True,
+                           closing=closing):
+            self.finding(f, "live", now)
+
+    def finding(self, f, phase: str, now: float | None) -> None:
+        self._clear_status()
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps({"record_type": "finding", "phase": phase, "settled_ts": now,
+                                       "key": list(f.key or ()), **f.to_dict()}, ensure_ascii=True,
+                                      default=str) + "\n")
+        else:
+            self.out.write(finding_line(f, now) + "\n")
+        self.out.flush()
         self.tick(force=True)
 
     # -- progress ------------------------------------------------------------------------------------
     def progress(self, n: int) -> None:
         self.bytes_read = n
+        if self.live is not None:
+            self.check()
         self.tick()
 
     def tick(self, force: bool = False) -> None:
@@ -160,6 +237,31 @@ def session_line(rec) -> str:
     text = (f"{utc_text(rec.start)}  {rec.client} -> {rec.server}  {rec.feature}{conf}  {rec.duration_s:.1f} s  "
             f"{size_text(rec.bytes[0])} / {size_text(rec.bytes[1])}  {rec.state}{failure}  {rec.uid}")
     return safe(text)
+
+
+def finding_line(f, now: float | None) -> str:
+    """One finding, on one terminal-safe line: when, severity and likelihood, title, kind, frames."""
+    from ..model.timefmt import utc_text
+    from ..output.render import safe
+
+    when = now if now is not None else f.last_ts
+    frames = ", ".join(str(x) for x in f.evidence[:8]) + (" ..." if len(f.evidence) > 8 else "")
+    text = (f"{utc_text(when) if when is not None else '-'}  FINDING {f.severity} {f.likelihood:.0%}  {f.title}  "
+            f"({f.kind}; frames {frames or '-'})")
+    return safe(text)
+
+
+def _linked(kept) -> list:
+    """The kept records as the end of the run would see them: a classic-ESX 903 leg takes the
+    feature of the 902 session it handed over to (``analysis.inherit_handoff_features``)."""
+    from ..analysis import Analysis, inherit_handoff_features
+    from ..infer.links import find_handoffs
+
+    sessions = list(kept)
+    view = Analysis(sessions=sessions, handoffs=find_handoffs(sessions))
+    if view.handoffs:
+        inherit_handoff_features(view)
+    return view.sessions
 
 
 class _Named:
@@ -240,8 +342,15 @@ def run(args: argparse.Namespace) -> int:
     status = sys.stderr if (not args.quiet and sys.stderr.isatty() and args.format == "table") else None
     if args.keep < 1:
         raise OutputError("--keep must be at least 1")
-    watcher = Watcher(out, args.format, status)
+    from ..infer.diagnose.live import LiveFindings
+    from ..io.source import source_name
+
     dump = Tcpdump(args) if args.interface else None
+    observers = default_observers(args.show_secrets)
+    diag = next(o for o in observers if o.name == "diagnostics")
+    source = dump.stdout if dump is not None else args.read
+    watcher = Watcher(out, args.format, status, live=LiveFindings(diag), source=source_name(source),
+                      keep=args.keep)
     stopping = {"count": 0}
 
     def on_signal(signum, frame):
@@ -257,8 +366,8 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
     try:
         try:
-            result = analyze([dump.stdout if dump is not None else args.read], show_secrets=args.show_secrets,
-                             progress=watcher.progress, observers=default_observers(args.show_secrets),
+            result = analyze([source], show_secrets=args.show_secrets,
+                             progress=watcher.progress, observers=observers,
                              events=watcher, retain=args.keep, close_linger=CLOSE_LINGER_S)
         except CaptureError as exc:
             if dump is not None:
@@ -277,6 +386,10 @@ def run(args: argparse.Namespace) -> int:
         if not watcher.bytes_read:
             raise OutputError(f"tcpdump on {args.interface} failed: {why}")
         sys.stderr.write(f"dissect902 watch: tcpdump ended early: {why}\n")
+    diagnosis = result.diagnostics
+    for f in watcher.live.at_end(diagnosis.findings if diagnosis is not None else []):
+        watcher.finding(f, "end", None)
+    watcher._clear_status()
     summarize(result, watcher, out, args.format)
     return 0
 
@@ -307,6 +420,13 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
         "seconds": round(time.monotonic() - watcher.started, 3),
         "findings": len(findings),
     }
+    live = watcher.live
+    gone = live.gone(findings) if live is not None else []
+    if live is not None:
+        phases = Counter(phase for _f, phase in live.printed.values())
+        summary.update({"findings_printed_live": phases["live"], "findings_printed_at_end": phases["end"],
+                        "findings_live_not_final": len(gone), "findings_over_live_cap": len(live.not_printed),
+                        "diagnosis_snapshots": live.snapshots, "diagnosis_snapshots_skipped": live.skipped})
     damage = [w for w in result.capture_weird]  # truncated or corrupt input, unreadable files, ...
     summary["capture_weird"] = len(damage)
     if fmt == "jsonl":
@@ -317,7 +437,9 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
         for h in result.handoffs:
             out.write(json.dumps({"record_type": "handoff", **h.to_dict()}, ensure_ascii=True, default=str) + "\n")
         for f in findings:
-            out.write(json.dumps({"record_type": "finding", **f.to_dict()}, ensure_ascii=True, default=str) + "\n")
+            out.write(json.dumps({"record_type": "finding", "phase": "summary",
+                                  "printed": live.phase(f) if live is not None else None, "key": list(f.key or ()),
+                                  **f.to_dict()}, ensure_ascii=True, default=str) + "\n")
         out.flush()
         return
     feats = ", ".join(f"{k} {v}" for k, v in summary["by_feature"].items()) or "none"
@@ -333,9 +455,21 @@ def summarize(result, watcher: Watcher, out: TextIO, fmt: str) -> None:
                        f"(frame {h.to_frame})") + "\n")
     if not findings:
         out.write("diagnosis: no problem found\n")
+    elif live is not None:
+        out.write(f"diagnosis: {len(findings)} finding(s), {summary['findings_printed_live']} of them printed while "
+                  "the capture ran (* below)\n")
     for f in findings[:SUMMARY_FINDINGS]:
         frames = ", ".join(str(x) for x in f.evidence[:8])
-        out.write(safe(f"  [{f.likelihood:.0%}] {f.title} ({f.kind}; frames {frames or '-'})") + "\n")
+        mark = "*" if live is not None and live.phase(f) == "live" else " "
+        out.write(safe(f" {mark}[{f.likelihood:.0%}] {f.title} ({f.kind}; frames {frames or '-'})") + "\n")
     if len(findings) > SUMMARY_FINDINGS:
         out.write(f"  ... {len(findings) - SUMMARY_FINDINGS} more (dissect902 doctor on a saved capture)\n")
+    if gone:
+        out.write(f"note: {len(gone)} finding(s) printed live are not in the final diagnosis (later evidence "
+                  "changed them, or their sessions are beyond --keep)\n")
+    if live is not None and live.not_printed:
+        from ..infer.diagnose.findings import MAX_FINDINGS_PER_KIND
+
+        out.write(f"note: {len(live.not_printed)} more finding(s) not printed live (at most "
+                  f"{MAX_FINDINGS_PER_KIND} per kind)\n")
     out.flush()

@@ -86,6 +86,9 @@ def classify(rec, feats: dict | None = None) -> Verdict:
     """Classify one SessionRecord; ``feats`` (from features.compute) is computed when not given.
     The verdict carries the feature values its deciding rule read (``inputs``)."""
     if feats is None:
+        verdict = _no_conversation(rec)
+        if verdict is not None:  # decided before any feature is read (half of a SYN flood's cost was here)
+            return verdict
         v = View.of(rec)
         feats = {name: fn(v) for name, fn in FEATURES.items()}
     verdict = _classify(rec, feats)
@@ -94,15 +97,23 @@ def classify(rec, feats: dict | None = None) -> Verdict:
     return verdict
 
 
-def _classify(rec, f: dict) -> Verdict:
-
-    # -- 1. never a conversation ----------------------------------------------------------------
+def _no_conversation(rec) -> Verdict | None:
+    """Rule 1, never a conversation: decided from the TCP outcome alone (no feature read)."""
     if rec.state == "no_answer":
         return Verdict("NONE", 1.0, [f"no TCP connection: {rec.syn_count} SYN(s) unanswered"])
     if rec.state == "refused":
         return Verdict("NONE", 1.0, [f"connection refused: RST in answer to the SYN (frame {rec.rst_frame})"])
     if rec.bytes == (0, 0):
         return Verdict("NONE", 0.95, ["TCP connection without any payload"])
+    return None
+
+
+def _classify(rec, f: dict) -> Verdict:
+
+    # -- 1. never a conversation ----------------------------------------------------------------
+    verdict = _no_conversation(rec)
+    if verdict is not None:
+        return verdict
 
     # -- 2. what is readable in clear -------------------------------------------------------------
     lines = rec.dialogue

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..analyzers.consolepath import KINDS as PATH_KINDS
 from ..extras import require
+from ..net.tcp import STATES as TCP_STATES
 from .timefmt import ns_safe
 
 if TYPE_CHECKING:  # pandas is imported when a frame is built, not when the package loads
@@ -71,7 +72,7 @@ SESSIONS: Schema = {
     "duration_s": ("float64", "end - start, seconds"),
     "first_frame": ("Int64", "frame number of the first packet"),
     "last_frame": ("Int64", "frame number of the last packet"),
-    "state": ("category", "no_answer | refused | established | closed | reset | partial"),
+    "state": ("category", " | ".join(TCP_STATES)),
     "conn_state": ("category", "Zeek conn_state (S0, SF, REJ, RSTO, OTH, ...)"),
     "history": ("string", "Zeek history letters, upper case = client"),
     "syn_count": ("Int64", "SYNs the client sent (retries included)"),
@@ -350,7 +351,7 @@ CONSOLE_PATHS: Schema = {
     "start": ("datetime64[ns, UTC]", "first packet"),
     "end": ("datetime64[ns, UTC]", "last control packet seen"),
     "duration_s": ("float64", "end - start, seconds"),
-    "state": ("category", "no_answer | refused | reset | closed | open | partial (and 902 session states)"),
+    "state": ("category", " | ".join(TCP_STATES) + " (the TCP layer's, as for sessions)"),
     "first_frame": ("Int64", "first frame"),
     "frames": ("string", "frames of SYN, SYN-ACK, ClientHello / request, ServerHello, RST; ';'-joined"),
     "sni": ("string", "server name from the ClientHello"),
@@ -382,6 +383,9 @@ DIAGNOSIS_TABLES = {"findings": FINDINGS, "heartbeats": HEARTBEATS, "console_pat
 
 #: every table by name
 SCHEMAS = {**FRAME_TABLES, **DIAGNOSIS_TABLES}
+#: the version of the JSON document and of the tables' columns (2: auth.attempts became the list of
+#: login attempts; failure fields)
+SCHEMA_VERSION = 2
 
 
 def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFrame":

@@ -240,16 +240,77 @@ def render_json(analysis, out: TextIO, records: bool = False) -> None:
     a file or a pipe."""
     indent = 2 if getattr(out, "isatty", lambda: False)() else None
     # json.dumps, not json.dump: dump always takes the pure-Python encoder, dumps the C one
-    out.write(json.dumps(analysis.to_dict(records=records), ensure_ascii=True, indent=indent, default=str))
-    out.write("\n")
+    if indent is not None:  # a person reads it: small enough to build whole
+        out.write(json.dumps(analysis.to_dict(records=records), ensure_ascii=True, indent=indent, default=str))
+        out.write("\n")
+        return
+    # into a file or a pipe, the sessions are written one at a time: the same bytes as one
+    # json.dumps of the whole document, without every session's dict alive at once
+    doc = analysis.to_dict(records=records, sessions=False)
+    head, sep, tail = json.dumps(doc, ensure_ascii=True, default=str).partition('"sessions": []')
+    if not sep:
+        raise AssertionError("the JSON document lost its sessions key")
+    out.write(head + '"sessions": [')
+    for i, s in enumerate(analysis.sessions):
+        out.write((", " if i else "") + json.dumps(s.to_dict(records=records), ensure_ascii=True, default=str))
+    out.write("]" + tail + "\n")
 
 
 def render_jsonl(analysis, out: TextIO, records: bool = False) -> None:
     """One JSON object per line: sessions, then hand-offs, then weird findings (``record_type`` says which)."""
-    doc = analysis.to_dict(records=records)
-    for kind, key in (("session", "sessions"), ("handoff", "handoffs"), ("weird", "weird")):
+    for s in analysis.sessions:
+        out.write(json.dumps({"record_type": "session", **s.to_dict(records=records)}, ensure_ascii=True,
+                             default=str) + "\n")
+    doc = analysis.to_dict(records=records, sessions=False)
+    for kind, key in (("handoff", "handoffs"), ("weird", "weird")):
         for item in doc[key]:
             out.write(json.dumps({"record_type": kind, **item}, ensure_ascii=True, default=str) + "\n")
+
+
+class JsonlStream:
+    """``analyze -f jsonl`` written while the captures are read (``analysis.analyze(emit=...)``):
+    each session as it is final, followed by its weird rows; hand-offs and the captures' own
+    weird rows at the end.  The lines are those of :func:`render_jsonl`, in the order sessions
+    end rather than by start, and nothing is held per session.  The output is opened at the
+    first line, so a run that reads no capture leaves no file behind."""
+
+    def __init__(self, path, records: bool = False) -> None:
+        from contextlib import ExitStack
+
+        self.path, self.records = path, records
+        self._stack = ExitStack()
+        self._out: TextIO | None = None
+        self.sessions = self.weird = self.decrypted = 0
+
+    def _write(self, kind: str, item: dict) -> None:
+        if self._out is None:
+            from .sink import open_output
+
+            self._out = self._stack.enter_context(open_output(self.path))
+        self._out.write(json.dumps({"record_type": kind, **item}, ensure_ascii=True, default=str) + "\n")
+
+    def session(self, rec) -> None:
+        self.sessions += 1
+        self.decrypted += rec.decryption is not None and rec.decryption.decrypted
+        self._write("session", rec.to_dict(records=self.records))
+        for w in rec.weird:
+            self.weird += 1
+            self._write("weird", w.to_dict())
+
+    def finish(self, analysis) -> None:
+        """The run's end: hand-offs, then the weird rows that belong to no session."""
+        for h in analysis.handoffs:
+            self._write("handoff", h.to_dict())
+        for w in analysis.weird:
+            self.weird += 1
+            self._write("weird", w.to_dict())
+        if self._out is None:  # nothing at all: still an (empty) output, as render_jsonl gives
+            from .sink import open_output
+
+            self._out = self._stack.enter_context(open_output(self.path))
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def frame_for(analysis, table: str):
@@ -296,10 +357,7 @@ def _isna(v: object) -> bool:
 
 
 def write_parquet(analysis, path: str, table: str = "sessions") -> None:
-    """One table as a Parquet file; needs pyarrow (``pip install 'dissect902[parquet]'``)."""
-    require("pyarrow", "--format parquet")
-    frame = frame_for(analysis, table)
-    from .sink import open_output
+    """One table as a Parquet file with its declared schema (``output.parquet``)."""
+    from .parquet import write_parquet as write
 
-    with open_output(path, binary=True) as handle:
-        frame.to_parquet(handle, index=False)
+    write(analysis, path, table)

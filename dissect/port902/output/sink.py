@@ -117,6 +117,8 @@ def open_output(path: str | os.PathLike | None, *, binary: bool = False,
     An ``OSError`` while opening, writing or closing the file becomes an :class:`OutputError`
     (``BrokenPipeError`` on standard output passes through: ``main`` handles pipes)."""
     if path is None or os.fspath(path) == "-":
+        if sys.stdout is None:  # started with standard output closed (``cmd >&-``)
+            raise OutputError("cannot write output: standard output is closed (give -o FILE)")
         yield sys.stdout.buffer if binary else sys.stdout
         return
     p = output_file(path, make_parents=make_parents)

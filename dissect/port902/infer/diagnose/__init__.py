@@ -33,7 +33,9 @@ and writes the text of only the findings ranking keeps (:class:`_Candidate`).
 
 Modules: ``findings`` (kinds, likelihoods, windows, the ``Finding`` record), ``evidence`` (what the
 side paths remember), ``observer`` (``Diagnostics``), ``context`` (what every check reads),
-``checks`` (one module per family of checks, registered in ``checks.CHECKS``), ``rank``.
+``checks`` (one module per family of checks, registered in ``checks.CHECKS``), ``rank``, ``live``
+(``LiveFindings``: the findings settled so far while a capture is still read, each once, for
+``dissect902 watch``).
 """
 
 from ...model.schema import (

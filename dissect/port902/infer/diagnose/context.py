@@ -233,7 +233,11 @@ class _Candidate:
 
     Builders decide every likelihood (and mark what a finding explains) up front; only the
     MAX_FINDINGS_PER_KIND best of a kind are rendered, so a capture with thousands of failed
-    attempts does not pay for thousands of texts that ranking drops."""
+    attempts does not pay for thousands of texts that ranking drops.
+
+    ``key`` names the finding for a live run (``live``): the check and its subjects (the group key
+    of a grouped check, a session uid, a looked-up name), never its text or likelihood, so the same
+    finding gets the same key when later evidence makes it grow."""
 
     kind: str
     likelihood: float
@@ -241,5 +245,6 @@ class _Candidate:
     render: Callable[..., Finding]
     args: tuple
     severity: str = "problem"
+    key: tuple | None = None  # what the finding is about (check + subjects): stable while its evidence grows
 
 

@@ -102,6 +102,7 @@ class Finding:
     severity: str = "problem"  # problem | warning (a risk, not a failure) | info
     source: str | None = None
     rank: int = 0
+    key: tuple | None = field(default=None, repr=False, compare=False)  # _Candidate.key (not in the JSON)
 
     def to_dict(self) -> dict:
         return {

@@ -94,6 +94,7 @@ class Diagnostics:
         self._icmp: dict[tuple, IcmpGroup] = {}
         # 443 / 7331 / 7343
         self._paths = ConsolePathTracker()
+        self.last_ts: float | None = None
 
     # -- Observer: select / packet ---------------------------------------------------------------------
 
@@ -107,6 +108,7 @@ class Diagnostics:
         self._paths.source_index = self._source_index
 
     def packet(self, pkt: Packet) -> None:
+        self.last_ts = pkt[1]  # capture time of the latest side packet (live.LiveFindings reads it)
         proto = pkt[2]
         if proto == IPPROTO_UDP:
             sport, dport = pkt[5], pkt[6]

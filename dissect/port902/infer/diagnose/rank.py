@@ -23,6 +23,7 @@ def rank(candidates: list[_Candidate], counts: Counter) -> list[Finding]:
             counts["findings_suppressed"] += 1
             continue
         f = c.render(*c.args)
+        f.key = c.key if c.key is not None else (c.kind, f.source, *f.hosts[:2])
         f.likelihood = round(_clamp(f.likelihood), 3)
         f.evidence = sorted({x for x in f.evidence if x is not None})
         seen = []

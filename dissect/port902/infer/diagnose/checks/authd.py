@@ -69,7 +69,7 @@ def login_findings(ctx: _Context) -> list[_Candidate]:
             ctx.explained.setdefault(s.uid, "login_rejected")
         out.append(_Candidate("login_rejected", likelihood, sessions[0].start, _render_login,
                               (ctx, client, server_ip, port, sessions, fails, users, likelihood, accepted_later,
-                               guessing, inferred)))
+                               guessing, inferred), key=("login_rejected", _source, client, server_ip, port, inferred)))
     return out
 
 
@@ -124,7 +124,8 @@ def connect_findings(ctx: _Context) -> list[_Candidate]:
             continue
         ctx.explained.setdefault(s.uid, "connect_failed")
         out.append(_Candidate("connect_failed", likelihood, s.start, _render_connect,
-                              (ctx, s, cmd, reply, likelihood, ctx.followed_from(s))))
+                              (ctx, s, cmd, reply, likelihood, ctx.followed_from(s)),
+                              key=("connect_failed", s.uid)))
     return out
 
 
@@ -180,7 +181,7 @@ def reset_findings(ctx: _Context) -> list[_Candidate]:
             likelihood -= 0.2
         likelihood = _clamp(likelihood)
         out.append(_Candidate("reset_midstream", likelihood, s.start, _render_reset,
-                              (ctx, s, who, mks, likelihood, retry)))
+                              (ctx, s, who, mks, likelihood, retry), key=("reset_midstream", s.uid)))
     return out
 
 

@@ -60,7 +60,8 @@ def dns_findings(ctx: _Context) -> list[_Candidate]:
             likelihood += 0.05
         likelihood = _clamp(likelihood)
         out.append(_Candidate(kind, likelihood, entry.first_ts, _render_dns,
-                              (ctx, entry, kind, outcome, followed, fails, likelihood)))
+                              (ctx, entry, kind, outcome, followed, fails, likelihood),
+                              key=("dns", source, entry.client, entry.name.lower())))
     return out
 
 

@@ -76,7 +76,8 @@ def greeting_findings(ctx: _Context) -> list[_Candidate]:
             if probe:
                 likelihood = _LIKELIHOOD["brute"]
         out.append(_Candidate(kind, likelihood, sessions[0].start, _render, (ctx, kind, client, server_ip, port,
-                                                                              sessions, likelihood, probe)))
+                                                                              sessions, likelihood, probe),
+                              key=(kind, _source, client, server_ip, port)))
     return out
 
 

@@ -39,7 +39,8 @@ def icmp_findings(ctx: _Context) -> list[_Candidate]:
                 related.append(s.uid)
                 ctx.explained[s.uid] = "icmp_unreachable"
         out.append(_Candidate("icmp_unreachable", likelihood, groups[0].first_ts, _render_icmp,
-                              (ctx, client, server, dport, groups, key, likelihood, related, source)))
+                              (ctx, client, server, dport, groups, key, likelihood, related, source),
+                              key=("icmp_unreachable", source, client, server, dport)))
     return out
 
 
@@ -100,7 +101,8 @@ def syn_findings(ctx: _Context) -> list[_Candidate]:
         if scan:
             likelihood = _LIKELIHOOD["brute"]
         out.append(_Candidate("syn_no_answer", likelihood, sessions[0].start, _render_syn,
-                              (ctx, client, server_ip, port, sessions, syns, likelihood, facts, later, scan)))
+                              (ctx, client, server_ip, port, sessions, syns, likelihood, facts, later, scan),
+                              key=("syn_no_answer", _source, client, server_ip, port)))
     return out
 
 
@@ -139,7 +141,8 @@ def refused_findings(ctx: _Context) -> list[_Candidate]:
         if scan:
             likelihood = _LIKELIHOOD["brute"]
         out.append(_Candidate("refused", likelihood, sessions[0].start, _render_refused,
-                              (ctx, client, server_ip, port, sessions, likelihood, facts, later, scan)))
+                              (ctx, client, server_ip, port, sessions, likelihood, facts, later, scan),
+                              key=("refused", _source, client, server_ip, port)))
     return out
 
 
@@ -173,7 +176,7 @@ def path_findings(ctx: _Context) -> list[_Candidate]:
             if state == "no_answer" or state == "refused":
                 groups[(c.client_ip, c.server_ip, c.server_port, state, c.source_index)].append(c)
     return [_Candidate("console_path_blocked", _LIKELIHOOD["path_blocked"], conns[0].start, _render_path,
-                       (ctx, key, conns))
+                       (ctx, key, conns), key=("console_path_blocked", ctx.diag._source(key[4]), *key[:4]))
             for key, conns in groups.items()]
 
 

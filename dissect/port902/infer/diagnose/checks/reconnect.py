@@ -19,10 +19,10 @@ def reconnect_findings(ctx: _Context) -> list[_Candidate]:
             if not _console_ok(b):
                 continue  # the failed attempt carries the story in its own finding
             out.append(_Candidate("console_followed_vm", _LIKELIHOOD["followed"], a.start, _render_moved,
-                                  (ctx, a, b), severity="info"))
+                                  (ctx, a, b), severity="info", key=("console_followed_vm", a.uid, b.uid)))
         else:
             out.append(_Candidate("console_retry", _LIKELIHOOD["retry"], a.start, _render_retry, (ctx, a, b),
-                                  severity="info"))
+                                  severity="info", key=("console_retry", a.uid, b.uid)))
     return out
 
 

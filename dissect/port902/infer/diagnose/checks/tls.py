@@ -93,7 +93,8 @@ def tls_findings(ctx: _Context) -> list[_Candidate]:
             likelihood = _LIKELIHOOD["brute"]
         out.append(_Candidate(kind, likelihood, sessions[0].start, _render_tls,
                               (ctx, kind, client, server_ip, port, items, sessions, descs, likelihood, later,
-                               len(prober[client]) if probing else None, early)))
+                               len(prober[client]) if probing else None, early),
+                              key=(kind, _source, client, server_ip, port)))
     return out
 
 

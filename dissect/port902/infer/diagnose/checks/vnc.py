@@ -35,11 +35,12 @@ def vnc_findings(ctx: _Context) -> list[_Candidate]:
     for (_source, host), sessions in by_host.items():
         first = min(x.start for x in sessions)
         out.append(_Candidate("vnc_console", _LIKELIHOOD.get("vnc_console", 0.5), first, _render_console,
-                              (ctx, host, sessions), severity="warning"))
+                              (ctx, host, sessions), severity="warning",
+                              key=("vnc_console", _source, host)))
         open_ = [x for x in sessions if x.authentication == "none"]
         if open_:
             out.append(_Candidate("vnc_no_auth", _LIKELIHOOD.get("vnc_no_auth", 0.6), open_[0].start,
-                                  _render_no_auth, (ctx, host, open_)))
+                                  _render_no_auth, (ctx, host, open_), key=("vnc_no_auth", _source, host)))
     # a working VNC console the server ended (RST, or its FIN first), then a 902 session from the same
     # client to another host; each 902 session answers the latest such VNC session before it
     broke = [s for s in vnc.sessions if s.width is not None and (s.state == "reset" or s.ended_by == "server")]
@@ -50,7 +51,7 @@ def vnc_findings(ctx: _Context) -> list[_Candidate]:
             s = max(before, key=lambda x: x.end)
             broke.remove(s)
             out.append(_Candidate("vnc_no_follow", _LIKELIHOOD.get("vnc_no_follow", 0.6), s.start,
-                                  _render_no_follow, (ctx, s, b)))
+                                  _render_no_follow, (ctx, s, b), key=("vnc_no_follow", s.uid, b.uid)))
     return out
 
 
@@ -102,7 +103,7 @@ def _render_no_auth(ctx: _Context, host: str, sessions) -> Finding:
 
 
 def _render_no_follow(ctx: _Context, s, b) -> Finding:
-    how = {"reset": "was reset", "closed": "ended", "open": "stopped"}.get(s.state, "ended")
+    how = {"reset": "was reset", "closed": "ended", "established": "stopped"}.get(s.state, "ended")
     detail = (f"The VNC console of {s.client_ip} on {s.server} ({s.uid}, frames {s.first_frame}-{s.last_frame}) "
               f"{how} at {_when(s.end)}; {b.start - s.end:.1f} s later the same client opened a console on "
               f"{b.server} ({b.uid}, frame {b.first_frame}, {b.feature}). The VM most likely moved to "
