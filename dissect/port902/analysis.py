@@ -21,6 +21,7 @@ from .output import frames
 from .io.capture import DEFAULT_TCP_PORTS, IPPROTO_TCP, CaptureReader, CaptureStats, Packet, Selection
 from .errors import CaptureError
 from .io.decode import MAX_MALFORMED_WARNINGS
+from .io.formats import CONTROL_FIRST_BYTES, CONTROL_TCP_FLAGS
 from .infer.classify import classify
 from .infer.links import CONTROL_PORT, HANDOFF_PORT, Handoff, find_handoffs
 from .net.flows import GREETING, FlowTable, IssuedUids, fmt_ip, hostport
@@ -312,7 +313,8 @@ def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_
                             continue
                         if not (sport in ctl_ports or dport in ctl_ports):
                             continue  # on a port the reader follows only for a greeting elsewhere
-                        if not (pkt.flags & 0x07 or pkt.payload[:1] in (b"\x16", b"G")):
+                        first = pkt.payload[:1]
+                        if not (pkt.flags & CONTROL_TCP_FLAGS or (first and first[0] in CONTROL_FIRST_BYTES)):
                             continue  # what the reader keeps of a control port, as it would without the greeting
                     for obs in observers:
                         obs.packet(pkt)
@@ -424,9 +426,11 @@ def _share_add(add, index: int, count: int, pkt: Packet) -> None:
         add(pkt)
 
 
-def conclude(result: Analysis, observers, chained: bool) -> None:
+def conclude(result: Analysis, observers, chained: bool, judged: bool = False) -> None:
     """The cross-session steps, once over all sessions: hand-offs, verdicts, inherited
-    features, then the observers' ``finish`` (the diagnosis)."""
+    features, then the observers' ``finish`` (the diagnosis).  ``judged``: the records carry
+    their verdicts already (``judge`` ran where they were built, archive/parallel.py); a verdict
+    reads nothing that the hand-off links set, so attaching the links after it is the same."""
     # records are frozen: hand-off links, verdicts and inherited features are attached as new values
     if chained:  # archive sensors are separate networks: a hand-off never links two of them
         by_source: dict[str, list[SessionRecord]] = {}
@@ -443,7 +447,7 @@ def conclude(result: Analysis, observers, chained: bool) -> None:
         link = links.get(rec.uid)
         if link is not None:
             rec = evolve(rec, handoff_from=link[0], handoff_to=link[1], handoff_gap_s=link[2])
-        sessions[i] = judge(rec)
+        sessions[i] = rec if judged else judge(rec)
     inherit_handoff_features(result)
     for obs in observers:
         obs.finish(result)

@@ -11,8 +11,20 @@ Design (map / reduce, equivalent to the serial pipeline by construction):
   (DNS, ICMP, UDP 902, console paths, VNC) and keeps the capture-level rows (stats, damage,
   unusual-port greetings), exactly once.
 * **reduce** -- in the caller: the shares' sessions are merged per sensor in the serial
-  order (start, first frame), then ``analysis.conclude`` runs once: hand-offs, verdicts,
-  inherited features and the diagnosis over all sessions, as in a serial run.
+  order (start, first frame), then ``analysis.conclude`` runs once: hand-offs, inherited
+  features and the diagnosis over all sessions, as in a serial run.  Each share gives its
+  sessions their verdicts itself (``analysis.judge``: one record's own, and the costliest
+  step after the scan -- the dialogue decoder), so that work is split too; a verdict reads
+  nothing the hand-off links set, so ``conclude(judged=True)`` attaches the links after it.
+
+The same map / reduce serves one big capture (``analyze_shared``, ``dissect902 analyze
+--jobs``): the inputs are plain files read as ``analysis.analyze`` reads them, so the result is
+the serial ``analyze`` result, not an archive's.  Why shares of connections and not chunks of
+the file: the C scanner walks a whole file at about ten times the speed at which Python
+handles what it keeps, so scanning it once per share costs little, while a chunk split would
+have to cut connections, TCP reassembly and the side analyses' state at chunk borders and
+stitch them back (the idle sweep and the flow-table cap run on capture time and order).  A
+share of connections needs no stitching: each connection is whole in one share.
 
 Shares 1..n-1 run in worker processes (``jobs``: ``concurrent.futures``) or on a Dask
 cluster (``client``: ``distributed.Client``); share 0 and the reduce run where the caller is,
@@ -25,18 +37,53 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
-from ..analysis import _analyze, conclude, default_observers
+from ..analysis import _analyze, conclude, default_observers, judge
 from ..analyzers.session import MAX_RECORDS
 from ..io.chain import CaptureChain
 from .stitch import ArchiveResult, discover, note_cross_sensor
 
 
-def _share(chains: list[CaptureChain], index: int, count: int, options: dict):
-    """One share's sessions (no side analyses, no cross-session steps); runs on a worker."""
+def _share(chains: list, index: int, count: int, options: dict):
+    """One share's sessions with their verdicts (no side analyses, no cross-session steps); runs
+    on a worker."""
     result = _analyze(chains, result_observers=[], share=(index, count), concluding=False, progress=None,
                       **options)
-    return result.sessions
+    return [judge(s) for s in result.sessions]
+
+
+def _judge_all(records: list) -> list:
+    """Verdicts for records another process built (``run_chains``: judging shared out)."""
+    return [judge(s) for s in records]
+
+
+STEAL_CHUNKS = 16  # the caller's records are offered to the workers in this many pieces
+
+
+def _judge_shared(records: list, pool: ProcessPoolExecutor | None) -> list:
+    """``judge`` on the caller's records, shared with the pool's workers as they become free.
+
+    The caller's share also carries the side analyses, so it usually finishes its scan last:
+    its records are cut into pieces offered to the pool last piece first, queued behind the
+    workers' own shares, while the caller judges them first piece first, taking back each piece
+    no worker has started (``Future.cancel``).  Which process judges a record changes nothing in
+    it (a verdict is the record's own)."""
+    if pool is None or len(records) < 2 * STEAL_CHUNKS:
+        return [judge(s) for s in records]
+    size = -(-len(records) // STEAL_CHUNKS)
+    pieces = [records[i:i + size] for i in range(0, len(records), size)]
+    offered = [pool.submit(_judge_all, piece) for piece in reversed(pieces)][::-1]
+    out: list = []
+    taken = []
+    for piece, fut in zip(pieces, offered):
+        if fut.cancel():
+            out.extend(judge(s) for s in piece)
+        else:
+            taken.append(fut)
+    for fut in taken:
+        out.extend(fut.result())
+    return out
 
 
 def _options(options: dict) -> dict:
@@ -57,9 +104,50 @@ def analyze_parallel(paths, *, jobs: int = 2, client=None, sensor_by: str = "dir
     return ArchiveResult(result, chains)
 
 
-def run_chains(chains: list[CaptureChain], *, jobs: int = 2, client=None, observers=None, progress=None,
+def analyze_shared(paths, *, jobs: int = 2, observers=None, progress=None, **options):
+    """``analysis.analyze(paths)`` on ``jobs`` local processes: the same ``Analysis`` (the JSON
+    byte for byte), each process scanning every file and following its share of the connections.
+    ``paths``: distinct capture files (a pipe cannot be read twice).  A file that changes while
+    the shares read it (a capture still being written) is read again in one process when the
+    observers are the default ones (``observers`` None or empty), so the shares never disagree.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    names = [os.fspath(p) for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError("analyze_shared: the same file twice (its sessions could not be told apart)")
+    before = _stamps(names)
+    try:
+        result = run_chains(names, jobs=jobs, observers=observers, progress=progress, **options)
+    except (BrokenProcessPool, OSError):
+        if observers:  # the caller's own observers have seen part of the capture: cannot start over
+            raise
+        # no worker processes here (no semaphores, a worker killed): the same analysis in one
+        result = run_chains(names, jobs=1, observers=observers, progress=progress, **options)
+        return result
+    if _stamps(names) != before and not observers:
+        # a file grew (a capture still being written) or changed while the shares read it: they
+        # may have read to different ends, so read it once more in one process, as analyze does
+        result = run_chains(names, jobs=1, observers=observers, progress=progress, **options)
+    return result
+
+
+def _stamps(names: list[str]) -> list[tuple[int, int] | None]:
+    out: list[tuple[int, int] | None] = []
+    for n in names:
+        try:
+            st = os.stat(n)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_size, st.st_mtime_ns))
+    return out
+
+
+def run_chains(chains: list, *, jobs: int = 2, client=None, observers=None, progress=None,
                **options):
-    """The map / reduce over ready chains; returns the concluded ``Analysis``."""
+    """The map / reduce over ready chains (``CaptureChain``) or plain capture files; returns the
+    concluded ``Analysis``."""
     opts = _options(options)
     show = opts["show_secrets"]
     observers = list(default_observers(show) if observers is None else observers)
@@ -77,15 +165,15 @@ def run_chains(chains: list[CaptureChain], *, jobs: int = 2, client=None, observ
     try:
         local = _analyze(chains, result_observers=observers, share=(0, count), concluding=False,
                          progress=progress, **opts)
+        merged = _judge_shared(local.sessions, pool)  # while the workers judge theirs
         others = collect()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    order = {c.name: i for i, c in enumerate(chains)}
-    merged = list(local.sessions)
+    order = {getattr(c, "name", c): i for i, c in enumerate(chains)}
     for part in others:
         merged.extend(part)
     merged.sort(key=lambda s: (order.get(s.source, len(order)), s.start, s.first_frame))
     local.sessions = merged
-    conclude(local, observers, True)
+    conclude(local, observers, any(isinstance(c, CaptureChain) for c in chains), judged=True)
     return local

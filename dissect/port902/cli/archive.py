@@ -23,14 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "directory a file is in, the default when a DIRECTORY is given; none: all files one "
                         "sensor; file: each file alone, the default for a list of files)")
     g.add_argument("--jobs", type=_positive, default=None, metavar="N",
-                   help="split the archive's connections over N local processes (the result is the serial one)")
+                   help="split the connections over N local processes (the result is the serial one); default for "
+                        "captures (not archives) of 128 MB or more: the usable cores (at most 4), else 1")
     g.add_argument("--scheduler", metavar="tcp://HOST:8786",
                    help="run the shares on a Dask cluster (pip install 'dissect902[scale]')")
 
 
 def wanted(args: argparse.Namespace) -> bool:
-    return (args.sensor_by is not None or bool(args.jobs and args.jobs > 1) or bool(args.scheduler)
-            or any(os.path.isdir(c) for c in args.captures))
+    """The archive path: a directory, --sensor-by, --scheduler, or --jobs over several files
+    (each file its own sensor); ``--jobs`` on one capture file is the plain analysis in shares."""
+    return (args.sensor_by is not None or bool(args.scheduler) or any(os.path.isdir(c) for c in args.captures)
+            or bool(args.jobs and args.jobs > 1 and len(args.captures) > 1))
 
 
 def _positive(text: str) -> int:

@@ -127,7 +127,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         require_reference()
         observers.append(ReferenceCheck())
-    if args.export_decrypted and archive and ((args.jobs or 0) > 1 or args.scheduler):
+    if args.export_decrypted and ((args.jobs or 0) > 1 or args.scheduler):
         return error(prog, "--export-decrypted writes one stream in capture order: run it without --jobs/--scheduler")
     export = None
     if args.export_decrypted:  # written while the captures are read (decrypt.export.StreamExport)
@@ -135,7 +135,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         output_file(args.export_decrypted)  # a directory, or nowhere to write: one line, exit 2; parents made
         export = StreamExport(args.export_decrypted, show_secrets=args.show_secrets)
-    run = partial(archive_cli.run, args) if archive else partial(run_analyze, args.captures, args.quiet)
     stream = None
     extra = {}
     if not archive and not args.reference and (
@@ -149,6 +148,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
             stream = ParquetSessionStream(args.output)
         observers, extra = [], {"emit": stream.session}
+    # one process where the output is written while the capture is read (decrypted streams,
+    # sessions as they end) or the reference check runs; else --jobs, or automatic
+    serial = export is not None or stream is not None or args.reference
+    run = partial(archive_cli.run, args) if archive else partial(
+        run_analyze, args.captures, args.quiet, jobs=1 if serial else args.jobs)
     try:
         result, code = run(prog=prog, show_secrets=args.show_secrets, observers=observers, keylog=args.keylog,
                            keep_plaintext=export or False, **extra)

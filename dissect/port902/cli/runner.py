@@ -15,6 +15,8 @@ from ..errors import CaptureError
 from ..output.render import safe
 
 PROGRESS_MIN_BYTES = 4 << 20
+JOBS_MIN_BYTES = 128_000_000  # see auto_jobs; measured in README "Speed and memory"
+MAX_AUTO_JOBS = 4  # every share scans the whole file in its own interpreter (~100 MiB each)
 
 
 def progress_bar(paths: Sequence[str], quiet: bool):
@@ -69,11 +71,33 @@ def _file_ends(paths) -> list[int]:
     return ends
 
 
-def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **options
+def auto_jobs(paths: Sequence) -> int:
+    """How many processes analyse ``paths`` when ``--jobs`` is not given: the usable cores (at
+    most ``MAX_AUTO_JOBS``) for regular capture files of ``JOBS_MIN_BYTES`` or more in all, else 1
+    (a second process scans the whole file again and costs a fork and the records' way back: a
+    loss on small files; and share 0 carries the side analyses alone, so the gain flattens with
+    more processes while memory grows with each)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if cores < 2 or not paths or not all(isinstance(p, (str, os.PathLike)) and os.path.isfile(p) for p in paths):
+        return 1
+    if len({os.path.realpath(p) for p in paths}) != len(paths):
+        return 1
+    try:
+        total = sum(os.path.getsize(p) for p in paths)
+    except OSError:
+        return 1
+    return min(cores, MAX_AUTO_JOBS) if total >= JOBS_MIN_BYTES else 1
+
+
+def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", jobs: int | None = 1, **options
                 ) -> tuple[Analysis | None, int]:
     """(result, 0); (result, 2) when some inputs were not readable captures (one line on stderr
     each; they are ``unreadable_capture`` weird rows and the others are analysed); (None, 2)
-    when none was."""
+    when none was.  ``jobs``: processes (archive/parallel.py ``analyze_shared``, the same
+    result); None: :func:`auto_jobs`."""
     if any(isinstance(p, (str, os.PathLike)) and os.path.isdir(p) for p in paths):
         from ..archive import discover  # a directory: its rotated captures, one stream per sensor
 
@@ -85,8 +109,15 @@ def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", **o
     thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
+    if jobs is None:
+        jobs = auto_jobs(paths)
     try:
-        result = analyze(paths, progress=update, skip_unreadable=True, **options)
+        if jobs > 1 and all(isinstance(p, (str, os.PathLike)) and os.path.isfile(p) for p in paths):
+            from ..archive.parallel import analyze_shared
+
+            result = analyze_shared(paths, jobs=jobs, progress=update, skip_unreadable=True, **options)
+        else:
+            result = analyze(paths, progress=update, skip_unreadable=True, **options)
     except (CaptureError, KeyLogError) as exc:  # a key log that cannot be read; callers' own observers
         print(f"{prog}: error: {safe(exc)}", file=sys.stderr)
         return None, 2

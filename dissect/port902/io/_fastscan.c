@@ -53,7 +53,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define API_VERSION 4
+#define API_VERSION 5
 
 enum { STOP_NEED_MORE = 0, STOP_BUDGET = 1, STOP_FULL = 2, STOP_SLOW = 3, STOP_FAULT = 4 };
 
@@ -107,6 +107,9 @@ static void guard_disarm(guard_t *g)
 #define MAX_RECORD ((int64_t)256 << 20)
 #define PCAPNG_SHB 0x0A0D0D0Au
 
+/* what is kept of a control port: formats.CONTROL_TCP_FLAGS / CONTROL_FIRST_BYTES (checked equal at load) */
+#define CTL_FLAGS 0x07
+static const unsigned char CTL_FIRST[] = "\x16" "G";
 static const unsigned char GREETING[] = "220 VMware Authentication Daemon";
 #define GREETING_LEN ((int64_t)(sizeof(GREETING) - 1))
 /* a VNC server's ProtocolVersion (RFC 6143): plain VNC consoles on any port (analyzers/vnc.py) */
@@ -254,7 +257,7 @@ static int decide(ctx_t *c, int64_t p, int64_t incl, int etoff, int l3off, hit_t
                 h->greet = (long)sp;
             }
             else if (!((c->ctl[sp] || c->ctl[dp])
-                       && ((b[l4 + 13] & 0x07) || first == 0x16 || first == 0x47)))
+                       && ((b[l4 + 13] & CTL_FLAGS) || first == CTL_FIRST[0] || first == CTL_FIRST[1])))
                 return 0;
         }
     }
@@ -514,7 +517,116 @@ static int check_common(Py_ssize_t off, Py_ssize_t max_bytes, Py_ssize_t max_sel
     return 0;
 }
 
+/* What one scanner call has: the context, its arguments, and where it got to.  done_pos /
+ * done_frame are volatile: after a SIGBUS jump they must hold what the walk last stored. */
+typedef struct {
+    ctx_t c;
+    int64_t start, max_bytes, max_sel;
+    int big;
+    PyObject *list, *packet_type;
+    int64_t *nexts;
+    int64_t pos;
+    long long frame;
+    int reason;
+    volatile int64_t done_pos;
+    volatile long long done_frame;
+    /* classic pcap */
+    long long limit;
+    int etoff, l3off;
+    PyObject *div, *tsoff;
+    /* pcapng */
+    const unsigned char *ifraw;
+    int64_t nif;
+    PyObject *tsinfo;
+} scan_t;
+
+/* Run one walk under the SIGBUS guard (see on_fault): the result tuple; a fault returns what
+ * was finished before the record it hit, with STOP_FAULT.  NULL on a Python error.  The guard
+ * is set up here only, for both scanners. */
+static PyObject *guarded_walk(int (*walk)(scan_t *), scan_t *st)
+{
+    guard_t guard = {.armed = 0};
+    sigjmp_buf jb;
+    int rc;
+    st->done_pos = st->pos;
+    st->done_frame = st->frame;
+    guard_arm(&guard, &jb);
+    if (sigsetjmp(jb, 0)) { /* the buffer's pages vanished under a record */
+        guard_disarm(&guard);
+        return result_tuple(st->done_pos, st->done_frame, STOP_FAULT, st->list, st->nexts);
+    }
+    rc = walk(st);
+    guard_disarm(&guard);
+    if (rc < 0)
+        return NULL;
+    return result_tuple(st->pos, st->frame, st->reason, st->list, st->nexts);
+}
+
+/* After one kept record was emitted: stop when max_selected entries are there. */
+static inline int full(scan_t *st, int64_t nxt)
+{
+    if (PyList_GET_SIZE(st->list) >= st->max_sel) {
+        st->pos = nxt;
+        st->reason = STOP_FULL;
+        return 1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- classic pcap */
+
+static int walk_pcap(scan_t *st)
+{
+    ctx_t *c = &st->c;
+    const uint8_t *b = c->b;
+    const int64_t n = c->n;
+    const int big = st->big;
+    int64_t pos = st->pos;
+    long long frame = st->frame;
+    int64_t pf = pos;
+    for (;;) {
+        uint32_t ts_s, ts_f, incl, orig;
+        int64_t nxt;
+        hit_t h;
+        pf = prefetch_to(b, n, pf, pos);
+        st->done_pos = pos; /* every record before pos is finished */
+        st->done_frame = frame;
+        if (pos - st->start >= st->max_bytes) {
+            st->reason = STOP_BUDGET;
+            break;
+        }
+        if (pos + 16 > n) {
+            st->reason = STOP_NEED_MORE;
+            break;
+        }
+        ts_s = rd32(b + pos, big);
+        ts_f = rd32(b + pos + 4, big);
+        incl = rd32(b + pos + 8, big);
+        orig = rd32(b + pos + 12, big);
+        if ((long long)incl > st->limit) {
+            st->reason = STOP_SLOW; /* corrupt record: Python warns and stops */
+            break;
+        }
+        nxt = pos + 16 + (int64_t)incl;
+        if (nxt > n) {
+            st->reason = STOP_NEED_MORE;
+            break;
+        }
+        frame++;
+        if ((c->flags & F_DECODE) && decide(c, pos + 16, (int64_t)incl, st->etoff, st->l3off, &h)) {
+            if (emit(st->list, st->nexts, c, pos, nxt, frame, pos + 16, (int64_t)incl, orig, &h, ts_s, ts_f, -1,
+                     st->packet_type, st->div, st->tsoff) < 0)
+                return -1;
+            st->frame = frame;
+            if (full(st, nxt))
+                return 0;
+        }
+        pos = nxt;
+    }
+    st->pos = pos;
+    st->frame = frame;
+    return 0;
+}
 
 static PyObject *scan_pcap(PyObject *self, PyObject *args)
 {
@@ -522,15 +634,11 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
     Py_ssize_t off, max_bytes, max_sel;
     int big, etoff, l3off, flags;
     long long limit, frame;
-    PyObject *list = NULL, *result = NULL, *packet_type, *tsinfo, *div = NULL, *tsoff = NULL;
-    int64_t *nexts = NULL;
-    int reason = STOP_NEED_MORE;
-    guard_t guard = {.armed = 0};
-    sigjmp_buf jb;
-    volatile int64_t done_pos;
-    volatile long long done_frame;
+    PyObject *result = NULL, *packet_type, *tsinfo, *div = NULL, *tsoff = NULL;
+    scan_t st;
     (void)self;
 
+    memset(&st, 0, sizeof st);
     if (!PyArg_ParseTuple(args, "y*npLiiLw*y*y*innOO:scan_pcap", &buf, &off, &big, &limit, &etoff, &l3off, &frame,
                           &tcp, &ctl, &udp, &flags, &max_bytes, &max_sel, &packet_type, &tsinfo))
         return NULL;
@@ -541,8 +649,8 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "tsinfo must be a (divisor, offset) pair");
         goto done;
     }
-    nexts = PyMem_Malloc((size_t)max_sel * sizeof(int64_t));
-    if (nexts == NULL) {
+    st.nexts = PyMem_Malloc((size_t)max_sel * sizeof(int64_t));
+    if (st.nexts == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -550,78 +658,30 @@ static PyObject *scan_pcap(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad link layout");
         goto done;
     }
-    list = PyList_New(0);
-    if (list == NULL)
+    st.list = PyList_New(0);
+    if (st.list == NULL)
         goto done;
-    done_pos = (int64_t)off;
-    done_frame = frame;
-    guard_arm(&guard, &jb);
-    if (sigsetjmp(jb, 0)) { /* the buffer's pages vanished under a record: see on_fault */
-        guard_disarm(&guard);
-        result = result_tuple(done_pos, done_frame, STOP_FAULT, list, nexts);
-        goto done;
-    }
-    {
-        ctx_t c;
-        const uint8_t *b = (const uint8_t *)buf.buf;
-        const int64_t n = (int64_t)buf.len;
-        int64_t pos = (int64_t)off;
-        const int64_t start = pos;
-        int64_t pf = pos;
-        c.b = b;
-        c.n = n;
-        c.tcp = (uint8_t *)tcp.buf;
-        c.ctl = (const uint8_t *)ctl.buf;
-        c.udp = (const uint8_t *)udp.buf;
-        c.flags = flags;
-        for (;;) {
-            uint32_t ts_s, ts_f, incl, orig;
-            pf = prefetch_to(b, n, pf, pos);
-            done_pos = pos; /* every record before pos is finished */
-            done_frame = frame;
-            int64_t nxt;
-            hit_t h;
-            if (pos - start >= (int64_t)max_bytes) {
-                reason = STOP_BUDGET;
-                break;
-            }
-            if (pos + 16 > n) {
-                reason = STOP_NEED_MORE;
-                break;
-            }
-            ts_s = rd32(b + pos, big);
-            ts_f = rd32(b + pos + 4, big);
-            incl = rd32(b + pos + 8, big);
-            orig = rd32(b + pos + 12, big);
-            if ((long long)incl > limit) {
-                reason = STOP_SLOW; /* corrupt record: Python warns and stops */
-                break;
-            }
-            nxt = pos + 16 + (int64_t)incl;
-            if (nxt > n) {
-                reason = STOP_NEED_MORE;
-                break;
-            }
-            frame++;
-            if ((flags & F_DECODE) && decide(&c, pos + 16, (int64_t)incl, etoff, l3off, &h)) {
-                if (emit(list, nexts, &c, pos, nxt, frame, pos + 16, (int64_t)incl, orig, &h, ts_s, ts_f, -1,
-                         packet_type, div, tsoff) < 0)
-                    goto done;
-                if (PyList_GET_SIZE(list) >= max_sel) {
-                    pos = nxt;
-                    reason = STOP_FULL;
-                    break;
-                }
-            }
-            pos = nxt;
-        }
-        guard_disarm(&guard);
-        result = result_tuple(pos, frame, reason, list, nexts);
-    }
+    st.c.b = (const uint8_t *)buf.buf;
+    st.c.n = (int64_t)buf.len;
+    st.c.tcp = (uint8_t *)tcp.buf;
+    st.c.ctl = (const uint8_t *)ctl.buf;
+    st.c.udp = (const uint8_t *)udp.buf;
+    st.c.flags = flags;
+    st.start = st.pos = (int64_t)off;
+    st.frame = frame;
+    st.max_bytes = (int64_t)max_bytes;
+    st.max_sel = (int64_t)max_sel;
+    st.big = big;
+    st.packet_type = packet_type;
+    st.limit = limit;
+    st.etoff = etoff;
+    st.l3off = l3off;
+    st.div = div;
+    st.tsoff = tsoff;
+    result = guarded_walk(walk_pcap, &st);
 done:
-    guard_disarm(&guard);
-    PyMem_Free(nexts);
-    Py_XDECREF(list);
+    PyMem_Free(st.nexts);
+    Py_XDECREF(st.list);
     PyBuffer_Release(&buf);
     if (tcp.obj)
         PyBuffer_Release(&tcp);
@@ -641,21 +701,121 @@ static inline int iface_at(const unsigned char *raw, int64_t i, int k)
     return (int)v;
 }
 
+static int walk_pcapng(scan_t *st)
+{
+    ctx_t *c = &st->c;
+    const uint8_t *b = c->b;
+    const int64_t n = c->n;
+    const int big = st->big;
+    const int64_t nif = st->nif;
+    const unsigned char *ifraw = st->ifraw;
+    PyObject *tsinfo = st->tsinfo;
+    int64_t pos = st->pos;
+    long long frame = st->frame;
+    int64_t pf = pos;
+#define IFACE(i, k) iface_at(ifraw, (i), (k))
+    for (;;) {
+        uint32_t btype, blen;
+        int64_t nxt;
+        hit_t h;
+        pf = prefetch_to(b, n, pf, pos);
+        st->done_pos = pos; /* every record before pos is finished */
+        st->done_frame = frame;
+        if (pos - st->start >= st->max_bytes) {
+            st->reason = STOP_BUDGET;
+            break;
+        }
+        if (pos + 12 > n) {
+            st->reason = STOP_NEED_MORE;
+            break;
+        }
+        btype = rd32(b + pos, big);
+        blen = rd32(b + pos + 4, big);
+        if (btype == PCAPNG_SHB || blen < 12 || blen % 4 || (int64_t)blen > MAX_RECORD) {
+            st->reason = STOP_SLOW; /* new section, or a corrupt length: Python */
+            break;
+        }
+        nxt = pos + (int64_t)blen;
+        if (nxt > n) {
+            st->reason = STOP_NEED_MORE;
+            break;
+        }
+        if (btype == 6 || btype == 2) { /* EPB, obsolete OPB */
+            uint32_t v0, ts_hi, ts_lo, incl, orig;
+            int64_t ifid;
+            if (pos + 28 > n) {
+                st->reason = STOP_SLOW;
+                break;
+            }
+            v0 = rd32(b + pos + 8, big);
+            ts_hi = rd32(b + pos + 12, big);
+            ts_lo = rd32(b + pos + 16, big);
+            incl = rd32(b + pos + 20, big);
+            orig = rd32(b + pos + 24, big);
+            if (btype == 6)
+                ifid = v0;
+            else
+                ifid = big ? (v0 >> 16) : (v0 & 0xFFFF);
+            if ((int64_t)incl > (int64_t)blen - 32 || ifid >= nif) {
+                st->reason = STOP_SLOW; /* warnings: Python */
+                break;
+            }
+            frame++;
+            if (IFACE(ifid, 0) != IFACE_NONE
+                && decide(c, pos + 28, (int64_t)incl, IFACE(ifid, 0), IFACE(ifid, 1), &h)) {
+                uint64_t ts = ((uint64_t)ts_hi << 32) | ts_lo;
+                PyObject *div = NULL, *tsoff = NULL;
+                if (ifid >= PyList_GET_SIZE(tsinfo) || !ts_pair(PyList_GET_ITEM(tsinfo, ifid), &div, &tsoff))
+                    div = NULL; /* Python decodes it */
+                if (emit(st->list, st->nexts, c, pos, nxt, frame, pos + 28, (int64_t)incl, orig, &h, 0, ts, ifid,
+                         st->packet_type, div, tsoff) < 0)
+                    return -1;
+                st->frame = frame;
+                if (full(st, nxt))
+                    return 0;
+            }
+        }
+        else if (btype == 3) { /* SPB: no timestamp, interface 0 */
+            uint32_t orig = rd32(b + pos + 8, big);
+            int64_t incl = (int64_t)blen - 16;
+            if ((int64_t)orig < incl)
+                incl = (int64_t)orig;
+            frame++;
+            if (nif > 0 && IFACE(0, 0) != IFACE_NONE && decide(c, pos + 12, incl, IFACE(0, 0), IFACE(0, 1), &h)) {
+                PyObject *div = NULL, *tsoff = NULL;
+                if (PyList_GET_SIZE(tsinfo) < 1 || !ts_pair(PyList_GET_ITEM(tsinfo, 0), &div, &tsoff))
+                    div = NULL;
+                if (emit(st->list, st->nexts, c, pos, nxt, frame, pos + 12, incl, orig, &h, 0, 0, 0, st->packet_type,
+                         div, tsoff) < 0)
+                    return -1;
+                st->frame = frame;
+                if (full(st, nxt))
+                    return 0;
+            }
+        }
+        else if (btype == 1) { /* IDB: Python parses it */
+            st->reason = STOP_SLOW;
+            break;
+        }
+        pos = nxt;
+    }
+#undef IFACE
+    st->pos = pos;
+    st->frame = frame;
+    return 0;
+}
+
 static PyObject *scan_pcapng(PyObject *self, PyObject *args)
 {
     Py_buffer buf = {0}, ifb = {0}, tcp = {0}, ctl = {0}, udp = {0};
     Py_ssize_t off, max_bytes, max_sel;
     int big, flags;
     long long frame;
-    PyObject *list = NULL, *result = NULL, *packet_type, *tsinfo;
-    int64_t *nexts = NULL;
-    int reason = STOP_NEED_MORE;
-    guard_t guard = {.armed = 0};
-    sigjmp_buf jb;
-    volatile int64_t done_pos;
-    volatile long long done_frame;
+    PyObject *result = NULL, *packet_type, *tsinfo;
+    scan_t st;
     (void)self;
 
+    memset(&st, 0, sizeof st);
     if (!PyArg_ParseTuple(args, "y*npy*Lw*y*y*innOO:scan_pcapng", &buf, &off, &big, &ifb, &frame, &tcp, &ctl, &udp,
                           &flags, &max_bytes, &max_sel, &packet_type, &tsinfo))
         return NULL;
@@ -666,8 +826,8 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "tsinfo must be a list of (divisor, offset) pairs");
         goto done;
     }
-    nexts = PyMem_Malloc((size_t)max_sel * sizeof(int64_t));
-    if (nexts == NULL) {
+    st.nexts = PyMem_Malloc((size_t)max_sel * sizeof(int64_t));
+    if (st.nexts == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -675,131 +835,28 @@ static PyObject *scan_pcapng(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "interface table must hold pairs of int32");
         goto done;
     }
-    list = PyList_New(0);
-    if (list == NULL)
+    st.list = PyList_New(0);
+    if (st.list == NULL)
         goto done;
-    done_pos = (int64_t)off;
-    done_frame = frame;
-    guard_arm(&guard, &jb);
-    if (sigsetjmp(jb, 0)) { /* the buffer's pages vanished under a record: see on_fault */
-        guard_disarm(&guard);
-        result = result_tuple(done_pos, done_frame, STOP_FAULT, list, nexts);
-        goto done;
-    }
-    {
-        ctx_t c;
-        const uint8_t *b = (const uint8_t *)buf.buf;
-        const int64_t n = (int64_t)buf.len;
-        const int64_t nif = (int64_t)(ifb.len / (Py_ssize_t)(2 * sizeof(int32_t)));
-        const unsigned char *ifraw = (const unsigned char *)ifb.buf;
-        int64_t pos = (int64_t)off;
-        const int64_t start = pos;
-        int64_t pf = pos;
-        c.b = b;
-        c.n = n;
-        c.tcp = (uint8_t *)tcp.buf;
-        c.ctl = (const uint8_t *)ctl.buf;
-        c.udp = (const uint8_t *)udp.buf;
-        c.flags = flags;
-#define IFACE(i, k) iface_at(ifraw, (i), (k))
-        for (;;) {
-            uint32_t btype, blen;
-            pf = prefetch_to(b, n, pf, pos);
-            done_pos = pos; /* every record before pos is finished */
-            done_frame = frame;
-            int64_t nxt;
-            hit_t h;
-            if (pos - start >= (int64_t)max_bytes) {
-                reason = STOP_BUDGET;
-                break;
-            }
-            if (pos + 12 > n) {
-                reason = STOP_NEED_MORE;
-                break;
-            }
-            btype = rd32(b + pos, big);
-            blen = rd32(b + pos + 4, big);
-            if (btype == PCAPNG_SHB || blen < 12 || blen % 4 || (int64_t)blen > MAX_RECORD) {
-                reason = STOP_SLOW; /* new section, or a corrupt length: Python */
-                break;
-            }
-            nxt = pos + (int64_t)blen;
-            if (nxt > n) {
-                reason = STOP_NEED_MORE;
-                break;
-            }
-            if (btype == 6 || btype == 2) { /* EPB, obsolete OPB */
-                uint32_t v0, ts_hi, ts_lo, incl, orig;
-                int64_t ifid;
-                if (pos + 28 > n) {
-                    reason = STOP_SLOW;
-                    break;
-                }
-                v0 = rd32(b + pos + 8, big);
-                ts_hi = rd32(b + pos + 12, big);
-                ts_lo = rd32(b + pos + 16, big);
-                incl = rd32(b + pos + 20, big);
-                orig = rd32(b + pos + 24, big);
-                if (btype == 6)
-                    ifid = v0;
-                else
-                    ifid = big ? (v0 >> 16) : (v0 & 0xFFFF);
-                if ((int64_t)incl > (int64_t)blen - 32 || ifid >= nif) {
-                    reason = STOP_SLOW; /* warnings: Python */
-                    break;
-                }
-                frame++;
-                if (IFACE(ifid, 0) != IFACE_NONE
-                    && decide(&c, pos + 28, (int64_t)incl, IFACE(ifid, 0), IFACE(ifid, 1), &h)) {
-                    uint64_t ts = ((uint64_t)ts_hi << 32) | ts_lo;
-                    PyObject *div = NULL, *tsoff = NULL;
-                    if (ifid >= PyList_GET_SIZE(tsinfo) || !ts_pair(PyList_GET_ITEM(tsinfo, ifid), &div, &tsoff))
-                        div = NULL; /* Python decodes it */
-                    if (emit(list, nexts, &c, pos, nxt, frame, pos + 28, (int64_t)incl, orig, &h, 0, ts, ifid,
-                             packet_type, div, tsoff) < 0)
-                        goto done;
-                    if (PyList_GET_SIZE(list) >= max_sel) {
-                        pos = nxt;
-                        reason = STOP_FULL;
-                        break;
-                    }
-                }
-            }
-            else if (btype == 3) { /* SPB: no timestamp, interface 0 */
-                uint32_t orig = rd32(b + pos + 8, big);
-                int64_t incl = (int64_t)blen - 16;
-                if ((int64_t)orig < incl)
-                    incl = (int64_t)orig;
-                frame++;
-                if (nif > 0 && IFACE(0, 0) != IFACE_NONE
-                    && decide(&c, pos + 12, incl, IFACE(0, 0), IFACE(0, 1), &h)) {
-                    PyObject *div = NULL, *tsoff = NULL;
-                    if (PyList_GET_SIZE(tsinfo) < 1 || !ts_pair(PyList_GET_ITEM(tsinfo, 0), &div, &tsoff))
-                        div = NULL;
-                    if (emit(list, nexts, &c, pos, nxt, frame, pos + 12, incl, orig, &h, 0, 0, 0, packet_type, div,
-                             tsoff) < 0)
-                        goto done;
-                    if (PyList_GET_SIZE(list) >= max_sel) {
-                        pos = nxt;
-                        reason = STOP_FULL;
-                        break;
-                    }
-                }
-            }
-            else if (btype == 1) { /* IDB: Python parses it */
-                reason = STOP_SLOW;
-                break;
-            }
-            pos = nxt;
-        }
-#undef IFACE
-        guard_disarm(&guard);
-        result = result_tuple(pos, frame, reason, list, nexts);
-    }
+    st.c.b = (const uint8_t *)buf.buf;
+    st.c.n = (int64_t)buf.len;
+    st.c.tcp = (uint8_t *)tcp.buf;
+    st.c.ctl = (const uint8_t *)ctl.buf;
+    st.c.udp = (const uint8_t *)udp.buf;
+    st.c.flags = flags;
+    st.start = st.pos = (int64_t)off;
+    st.frame = frame;
+    st.max_bytes = (int64_t)max_bytes;
+    st.max_sel = (int64_t)max_sel;
+    st.big = big;
+    st.packet_type = packet_type;
+    st.nif = (int64_t)(ifb.len / (Py_ssize_t)(2 * sizeof(int32_t)));
+    st.ifraw = (const unsigned char *)ifb.buf;
+    st.tsinfo = tsinfo;
+    result = guarded_walk(walk_pcapng, &st);
 done:
-    guard_disarm(&guard);
-    PyMem_Free(nexts);
-    Py_XDECREF(list);
+    PyMem_Free(st.nexts);
+    Py_XDECREF(st.list);
     PyBuffer_Release(&buf);
     if (ifb.obj)
         PyBuffer_Release(&ifb);
@@ -840,6 +897,7 @@ PyMODINIT_FUNC PyInit__fastscan(void)
         || PyModule_AddIntConstant(m, "F_UDP", F_UDP) < 0
         || PyModule_AddIntConstant(m, "F_DECODE", F_DECODE) < 0
         || PyModule_AddIntConstant(m, "IFACE_NONE", IFACE_NONE) < 0
+        || PyModule_AddIntConstant(m, "CONTROL_TCP_FLAGS", CTL_FLAGS) < 0
         ) {
         Py_DECREF(m);
         return NULL;
@@ -847,6 +905,15 @@ PyMODINIT_FUNC PyInit__fastscan(void)
     {
         PyObject *g = PyBytes_FromStringAndSize((const char *)GREETING, (Py_ssize_t)GREETING_LEN);
         int rc = g == NULL ? -1 : PyModule_AddObjectRef(m, "GREETING", g);
+        Py_XDECREF(g);
+        if (rc < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    {
+        PyObject *g = PyBytes_FromStringAndSize((const char *)CTL_FIRST, (Py_ssize_t)(sizeof(CTL_FIRST) - 1));
+        int rc = g == NULL ? -1 : PyModule_AddObjectRef(m, "CONTROL_FIRST_BYTES", g);
         Py_XDECREF(g);
         if (rc < 0) {
             Py_DECREF(m);

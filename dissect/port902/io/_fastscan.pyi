@@ -1,5 +1,9 @@
 """Type stub of the C extension ``_fastscan`` (source: ``_fastscan.c``; its header comment is the reference).
 
+The one declaration of the extension's Python API: ``io/native.py`` only decides whether the build
+is there and current (``API_VERSION``, the greetings), and the engine (``engine.py``, ``packet.py``)
+imports the module itself, typed by this stub.
+
 Both scanners return ``(offset, frame, reason, hits, next_offsets)``: ``hits`` holds a finished
 ``Packet`` for a plain TCP/UDP packet and an ``Entry`` for every other kept record; ``next_offsets``
 holds one native int64 per hit, the offset of the record after it.
@@ -20,6 +24,8 @@ F_GREET: int
 F_UDP: int
 F_DECODE: int
 IFACE_NONE: int
+CONTROL_TCP_FLAGS: int
+CONTROL_FIRST_BYTES: bytes
 GREETING: bytes
 RFB_GREETING: bytes
 

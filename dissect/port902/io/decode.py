@@ -2,6 +2,17 @@
 
 Ethernet with 802.1Q/QinQ, Linux SLL/SLL2, raw IPv4/IPv6, BSD loopback; IPv6 extension headers
 are skipped up to a fragment header (RFC 8200 §4).
+
+The C scanner (``_fastscan.c`` ``decide``/``make_packet``) makes the same decision; the record
+walk is written twice on purpose: this one is the engine when no compiler was there at install
+(and the reference the C one is a transcription of), and neither can call the other per record
+without losing what the C one is for.  What the walk decides from is defined once: the port sets
+(``Selection``, handed to C as flag tables), the greetings and what is kept of a control port
+(``formats``; ``native`` refuses a C build whose copies differ).  The tests that keep the two
+walks equal: ``tests/test_fastscan.py`` -- every sample packet by packet
+(``test_samples_same_packets``), every link type and format (``test_format_link_matrix``),
+truncations and corrupt words at every offset, and fuzzed bodies, headers and scanner arguments
+(``test_fuzz_*``) -- and every sample's JSON with both engines (``tests/test_samples.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +21,8 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 from .formats import (
+    CONTROL_FIRST_BYTES,
+    CONTROL_TCP_FLAGS,
     _GREETING_LEN,
     _IPV4_LEN,
     _RFB_GREETING_LEN,
@@ -62,6 +75,8 @@ class _LinkDecoder:
         ports = _PORTS.unpack_from
         full = self._full_decode
         stats = self.stats
+        ctl_flags = CONTROL_TCP_FLAGS
+        ctl_a, ctl_b = CONTROL_FIRST_BYTES
 
         def decode(buf: Buf, p: int, incl: int, orig: int, layout: tuple[int, int], frame: int, ts_a: int, ts_b: int,
                    div: int, rec_off: int, tsoff: int = 0) -> Packet | None:
@@ -111,7 +126,7 @@ class _LinkDecoder:
                             tcp_ports.add(sp)  # a VNC server: its packets go to the VNC side analysis
                             side_ports.add(sp)
                         elif not ((sp in ctl_ports or dp in ctl_ports)
-                                  and (buf[l4 + 13] & 0x07 or first == 0x16 or first == 0x47)):
+                                  and (buf[l4 + 13] & ctl_flags or first == ctl_a or first == ctl_b)):
                             return None
                     else:
                         return None

@@ -140,7 +140,9 @@ class _FastScanner:
         rec_unpack = struct.Struct(endian + "IIII").unpack_from
         big = endian == ">"
         etoff, l3off = layout if layout is not None else (-1, 0)
-        fs = native.loaded()
+        native.loaded()  # built and current, else RuntimeError
+        from . import _fastscan as fs  # typed by its stub, _fastscan.pyi
+
         decode_flag = fs.F_DECODE if layout is not None else 0
         tsinfo = (ticks, 0)
         scan = fs.scan_pcap
@@ -216,7 +218,9 @@ class _FastScanner:
         frame = 0
         sec = _Section()  # interfaces, also in the scanner's form (iftab, tsinfo)
         decode = self._decoder()  # for the rare packet block handled here
-        fs = native.loaded()
+        native.loaded()  # built and current, else RuntimeError
+        from . import _fastscan as fs  # typed by its stub, _fastscan.pyi
+
         scan = fs.scan_pcapng
         need_more, slow, fault = fs.STOP_NEED_MORE, fs.STOP_SLOW, fs.STOP_FAULT
         ports = _PortMaps(self.selection)

@@ -60,6 +60,12 @@ _GREETING_LEN = len(AUTHD_GREETING)
 RFB_GREETING = b"RFB 003."  # a VNC server's ProtocolVersion: plain VNC consoles on any port (analyzers/vnc.py)
 _RFB_GREETING_LEN = len(RFB_GREETING)
 DEFAULT_TCP_PORTS = frozenset({902, 903, 912})
+# What is kept of a control port (Selection.tcp_control_ports): connection control (FIN, SYN or
+# RST set), or a segment whose payload starts with a TLS handshake record (0x16) or an HTTP
+# request line ("G" of GET).  One definition: the pure-Python decoder and the analysis' routing
+# read these, and the C scanner's copies are checked against them when it is loaded (native.py).
+CONTROL_TCP_FLAGS = 0x07
+CONTROL_FIRST_BYTES = b"\x16G"
 CHUNK_SIZE = 8 << 20
 MAX_RECORD = 256 << 20  # larger than any sane packet; beyond it the file is corrupt
 

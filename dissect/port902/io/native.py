@@ -1,63 +1,42 @@
 """The optional C extension ``_fastscan``: loaded when built and current, chosen unless told otherwise.
 
 ``setup.py`` builds it when a compiler is there; without it the pure-Python engine runs
-(``DISSECT902_PURE_PYTHON=1`` forces that). A stale build from another version is ignored.
+(``DISSECT902_PURE_PYTHON=1`` forces that). A stale build from another version is ignored, and so
+is one whose selection constants (the greetings, what is kept of a control port) are not
+``formats``' own: the rules are defined once, in Python, and the C copies must match them.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Protocol
+from types import ModuleType
 
-from .formats import AUTHD_GREETING, RFB_GREETING
+from .formats import AUTHD_GREETING, CONTROL_FIRST_BYTES, CONTROL_TCP_FLAGS, RFB_GREETING
 
-if TYPE_CHECKING:
-    from typing_extensions import Buffer
+API_VERSION = 5  # the extension's API_VERSION this package speaks
 
-    from ._fastscan import ScanResult
-    from .packet import Packet
-
-
-class FastScan(Protocol):
-    """What the engine uses of the extension (typed in ``_fastscan.pyi``, which mypy checks against this)."""
-
-    API_VERSION: int
-    STOP_NEED_MORE: int
-    STOP_SLOW: int
-    STOP_FAULT: int
-    F_ICMP: int
-    F_GREET: int
-    F_UDP: int
-    F_DECODE: int
-    IFACE_NONE: int
-    GREETING: bytes
-    RFB_GREETING: bytes
-
-    def scan_pcap(self, buf: Buffer, off: int, big_endian: bool, limit: int, etoff: int, l3off: int, frame: int,
-                  tcp_map: bytearray, ctl_map: Buffer, udp_map: Buffer, flags: int, max_bytes: int,
-                  max_selected: int, packet_type: type[Packet], tsinfo: tuple[int, int], /) -> ScanResult: ...
-
-    def scan_pcapng(self, buf: Buffer, off: int, big_endian: bool, ifaces: Buffer, frame: int, tcp_map: bytearray,
-                    ctl_map: Buffer, udp_map: Buffer, flags: int, max_bytes: int, max_selected: int,
-                    packet_type: type[Packet], tsinfo: list[tuple[int, int] | None], /) -> ScanResult: ...
-
-
-_fastscan: FastScan | None
+# The extension's API (constants, both scanners' argument lists, what they return) is declared
+# once, in its stub ``_fastscan.pyi``; the engine imports the module itself for typed access
+# (``from . import _fastscan``) after ``loaded()`` said the build is there and current.
+_fastscan: ModuleType | None
 try:  # the C engine; optional (setup.py builds it when a compiler is available)
     from . import _fastscan as _built
 except ImportError:  # pragma: no cover - depends on the build
     _fastscan = None
 else:
-    if (getattr(_built, "API_VERSION", None) != 4 or getattr(_built, "GREETING", None) != AUTHD_GREETING
-            or getattr(_built, "RFB_GREETING", None) != RFB_GREETING):
+    if (getattr(_built, "API_VERSION", None) != API_VERSION or getattr(_built, "GREETING", None) != AUTHD_GREETING
+            or getattr(_built, "RFB_GREETING", None) != RFB_GREETING
+            or getattr(_built, "CONTROL_TCP_FLAGS", None) != CONTROL_TCP_FLAGS
+            or getattr(_built, "CONTROL_FIRST_BYTES", None) != CONTROL_FIRST_BYTES):
         _fastscan = None  # a stale build from another version: do not trust it
     else:
         _fastscan = _built
     del _built
 
 
-def loaded() -> FastScan:
-    """The extension, for the C engine's driver (which ``CaptureReader`` picks only when it is loaded)."""
+def loaded() -> ModuleType:
+    """The extension, for the C engine's driver (which ``CaptureReader`` picks only when it is loaded);
+    raises when it is not built or stale.  Its typed API: ``from . import _fastscan`` (the stub)."""
     if _fastscan is None:
         raise RuntimeError("the C engine (dissect.port902.io._fastscan) is not built (no compiler when it was installed?)")
     return _fastscan

@@ -123,7 +123,9 @@ class _PortMaps:
             snap.update(live)
         self.tcp, self.ctl, self.udp = (_port_flags(self.tcp_ports), _port_flags(self.ctl_ports),
                                         _port_flags(self.udp_ports))
-        fs = native.loaded()  # only the C engine builds port maps
+        native.loaded()  # only the C engine builds port maps
+        from . import _fastscan as fs  # typed by its stub, _fastscan.pyi
+
         self.flags = (fs.F_ICMP if self.icmp else 0) | (fs.F_GREET if self.greet else 0) | (fs.F_UDP if self.udp_ports else 0)
 
     def greeting(self, port: int) -> None:

@@ -113,42 +113,90 @@ def _nfa(t: Template):
     return entries(0), succ
 
 
-def _client_align(t: Template, obs: list[Obs], midway: bool = False):
-    """Viterbi over client records: best[(state)] after each record; returns (loglik, path) or None.
-    path: per record, the list of (state, token) it carried ([] = unexplained).  ``midway``: the
-    capture began inside the dialogue, so the first line seen may be any line of the template."""
+_EXPANSIONS: dict[tuple[int, bool], tuple] = {}  # (id(template), midway) -> (template, {state: expansions})
+
+
+def _expansions(t: Template, midway: bool) -> dict:
+    """For each NFA state: the lines one record may carry from there, in the order the Viterbi
+    offers them -- (next state, path, cost so far, edge cost, the path's sizes) -- which depend
+    on the template only, not on the records (worked out once per template)."""
+    got = _EXPANSIONS.get((id(t), midway))
+    if got is not None and got[0] is t:
+        return got[1]
     start, succ = _nfa(t)
     if midway:
         states = list(succ)
         start = [(st, -math.log(len(states))) for st in states]
-    START = (-1, -1)
+    out = {}
+    for s in [_START, *succ]:
+        exp = []
+        frontier = [(s, (), 0.0)]
+        for _k in range(PER_RECORD_TOKENS):
+            new = []
+            for cur, toks, cost in frontier:
+                for ns, edge in (start if cur == _START else succ[cur]):
+                    tok = t.slots[ns[0]].group[ns[1]]
+                    path = toks + ((ns, tok),)
+                    exp.append((ns, path, cost, edge, tuple(tk.size for _, tk in path)))
+                    new.append((ns, path, cost + edge + SHARED_RECORD))
+            frontier = new
+        out[s] = exp
+    if len(_EXPANSIONS) >= 64:  # only templates made on the fly (tests) come and go
+        _EXPANSIONS.clear()
+    _EXPANSIONS[(id(t), midway)] = (t, out)
+    return out
+
+
+_START = (-1, -1)
+_PER_SIZE: dict[tuple[int, int, int], float] = {}  # (kind, lo, hi) -> a record's garbage / ticket score
+
+
+def _record_score(kind: int, lo: int, hi: int) -> float:
+    """The score of a record of plaintext size [lo, hi] read as garbage (kind 0) or as a TLS 1.3
+    ticket (kind 1): the same under every template, so worked out once per size."""
+    key = (kind, lo, hi)
+    got = _PER_SIZE.get(key)
+    if got is None:
+        if len(_PER_SIZE) >= 65536:
+            _PER_SIZE.clear()
+        got = _PER_SIZE[key] = (GARBAGE + _loglik((ANY,), lo, hi) if kind == 0
+                                else math.log(0.5) + _loglik((TICKET.size,), lo, hi))
+    return got
+
+
+def _client_align(t: Template, obs: list[Obs], midway: bool = False):
+    """Viterbi over client records: best[(state)] after each record; returns (loglik, path) or None.
+    path: per record, the list of (state, token) it carried ([] = unexplained).  ``midway``: the
+    capture began inside the dialogue, so the first line seen may be any line of the template."""
+    expansions = _expansions(t, midway)
+    START = _START
+    NEG = -math.inf
     best = {START: (0.0, None)}
     history = []
     prev = None
+    memo: dict = {}  # (id of a path's sizes, lo, hi) -> _loglik: records of one size recur
     for o in obs:
         nxt: dict = {}
-
-        def offer(state, score, back):
-            if score > nxt.get(state, (-math.inf,))[0]:
-                nxt[state] = (score, back)
-
-        garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
+        lo, hi = o.lo, o.hi
+        garbage = _record_score(0, lo, hi)
+        same_run = prev is not None and prev.run == o.run
         for s, (score, _) in best.items():
-            offer(s, score + garbage, (s, ()))
-            if s != START and prev is not None and prev.run == o.run and t.slots[s[0]].group[s[1]].split:
-                offer(s, score + CONTINUED, (s, "cont"))  # the same HTTP message, next record
-            frontier = [(s, (), 0.0)]
-            for _k in range(PER_RECORD_TOKENS):
-                new = []
-                for cur, toks, cost in frontier:
-                    for ns, edge in (start if cur == START else succ[cur]):
-                        tok = t.slots[ns[0]].group[ns[1]]
-                        path = toks + ((ns, tok),)
-                        ll = _loglik([tk.size for _, tk in path], o.lo, o.hi)
-                        if ll > -math.inf:
-                            offer(ns, score + cost + edge + ll, (s, path))
-                        new.append((ns, path, cost + edge + SHARED_RECORD))
-                frontier = new
+            sc = score + garbage
+            if sc > nxt.get(s, (NEG,))[0]:
+                nxt[s] = (sc, (s, ()))
+            if s != START and same_run and t.slots[s[0]].group[s[1]].split:
+                sc = score + CONTINUED  # the same HTTP message, next record
+                if sc > nxt.get(s, (NEG,))[0]:
+                    nxt[s] = (sc, (s, "cont"))
+            for ns, path, cost, edge, sizes in expansions[s]:
+                key = (id(sizes), lo, hi)
+                ll = memo.get(key)
+                if ll is None:
+                    ll = memo[key] = _loglik_cached(sizes, lo, hi)
+                if ll > NEG:
+                    sc = score + cost + edge + ll
+                    if sc > nxt.get(ns, (NEG,))[0]:
+                        nxt[ns] = (sc, (s, path))
         history.append(nxt)
         best = nxt
         prev = o
@@ -216,16 +264,26 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
         if j == 0 or o.run != obs[j - 1].run:
             runs += 1
         unit.append(runs - 1)
+    # what a record may carry from reply i on, k replies: every choice of alternatives, and
+    # the latest time of those replies (one may not be answered before it was asked); worked out
+    # once per (i, k), and the log-likelihood once per (i, k, record size interval)
+    carry: dict = {}
+    lls: dict = {}
     for j in range(n):
         o = obs[j]
-        garbage = GARBAGE + _loglik((ANY,), o.lo, o.hi)
-        ticket = math.log(0.5) + _loglik((TICKET.size,), o.lo, o.hi)
+        lo_o, hi_o = o.lo, o.hi
+        garbage = _record_score(0, lo_o, hi_o)
+        ticket = _record_score(1, lo_o, hi_o)
         u = unit[j]
+        here, there = best[j], best[j + 1]
+        limit = o.ts + 1e-6
         for i in range(max(0, u - BAND - MAX_TICKETS), min(m, u + BAND + PER_RECORD_TOKENS * 2) + 1):
-            score = best[j].get(i, (NEG,))[0]
+            score = here.get(i, (NEG,))[0]
             if score == NEG:
                 continue
-            offer(j + 1, i, score + garbage, (j, i, "garbage", ()))
+            sc = score + garbage
+            if sc > there.get(i, (NEG,))[0]:
+                there[i] = (sc, (j, i, "garbage", ()))
             if tls13 and i == 0 and j < MAX_TICKETS:
                 offer(j + 1, 0, score + ticket, (j, i, "ticket", ()))
             # skip an unanswered reply
@@ -233,18 +291,29 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
                 offer(j, i + 1, score + SKIPPED_REPLY, (j, i, "skip", ()))
             # this record carries replies i..i+k-1
             for k in range(1, PER_RECORD_TOKENS + 1):
-                if i + k > m or any(replies[i + x][1] > o.ts + 1e-6 for x in range(k)):
+                if i + k > m:
                     break
-                options = [[]]
-                for x in range(k):
-                    options = [opt + [alt] for opt in options for alt in replies[i + x][0]]
-                for opt in options:
-                    sizes = [a[1] for a in opt]
-                    ll = _mixed_loglik(sizes, o.lo, o.hi) + (k - 1) * SHARED_RECORD
+                c = carry.get((i, k))
+                if c is None:
+                    options = [[]]
+                    for x in range(k):
+                        options = [opt + [alt] for opt in options for alt in replies[i + x][0]]
+                    c = carry[(i, k)] = (max(replies[i + x][1] for x in range(k)),
+                                         [(tuple(opt), [a[1] for a in opt]) for opt in options])
+                if c[0] > limit:
+                    break
+                key = (i, k, lo_o, hi_o)
+                got = lls.get(key)
+                if got is None:
+                    got = lls[key] = [_mixed_loglik(sizes, lo_o, hi_o) + (k - 1) * SHARED_RECORD
+                                      for _opt, sizes in c[1]]
+                for (opt, _sizes), ll in zip(c[1], got):
                     if ll > NEG:
-                        offer(j + 1, i + k, score + ll, (j, i, "reply", tuple(opt)))
+                        sc = score + ll
+                        if sc > there.get(i + k, (NEG,))[0]:
+                            there[i + k] = (sc, (j, i, "reply", opt))
             # a splittable reply spanning records j..e of one run
-            if i < m and any(a[0].split for a in replies[i][0]) and replies[i][1] <= o.ts + 1e-6:
+            if i < m and any(a[0].split for a in replies[i][0]) and replies[i][1] <= limit:
                 lo = hi = 0
                 for e in range(j, n):
                     if obs[e].run != o.run:

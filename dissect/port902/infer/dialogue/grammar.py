@@ -39,6 +39,12 @@ class Size:
     p_exact: float = 0.0
     log: bool = False
 
+    def __post_init__(self) -> None:  # the hash a frozen dataclass computes on every call, computed once
+        object.__setattr__(self, "_hash", hash((self.lo, self.hi, self.exact, self.p_exact, self.log)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
     def mass(self, ol: int, oh: int) -> float:
         """Probability that the size falls in the observed interval [ol, oh]."""
         p = 0.0
