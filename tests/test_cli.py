@@ -228,3 +228,49 @@ def test_closed_stdout_is_one_line_not_a_traceback(fmt):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "dissect902 analyze: error: cannot write output: standard output is closed (give -o FILE)"]
+
+
+def test_a_directory_of_sensors_is_read_once(tmp_path):
+    """``analyze samples/``: each sensor directory's files once (the chains the command line built
+    were discovered a second time, doubling every packet of samples/doctor)."""
+    from dissect.port902.analysis import analyze
+    from dissect.port902.archive import discover
+
+    out = tmp_path / "a.json"
+    assert main(["analyze", str(SAMPLES), "-f", "json", "-o", str(out), "-q"]) in (0, 1)
+    doc = json.loads(out.read_text())
+    ref = analyze(discover([str(SAMPLES)], "dir"))
+    assert [(c["packets"], len(c["files"])) for c in doc["captures"]] == [
+        (c.packets, len(c.files)) for c in ref.captures]
+    on_disk = len(list((SAMPLES / "doctor").glob("*.pcap*")))
+    assert [len(c["files"]) for c in doc["captures"] if c["path"].endswith("doctor")] == [on_disk]
+    assert len(doc["sessions"]) == len(ref.sessions)
+
+
+def _closed(shell: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", shell, sys.executable, str(CONSOLE)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def test_closed_stderr_or_stdout_with_an_output_file(tmp_path):
+    out = tmp_path / "o.json"
+    # standard error closed: the output is written and the exit code is the command's
+    proc = _closed(f'exec "$0" -m dissect.port902.cli.main analyze "$1" -f json -o {out} 2>&-')
+    assert proc.returncode == 0 and json.loads(out.read_text())["sessions"]
+    proc = _closed('exec "$0" -m dissect.port902.cli.main doctor "$1" 2>&-')
+    assert proc.returncode == 0 and "problem" in proc.stdout
+    out.unlink()
+    # standard output closed, the result into a file: written, exit 0, no traceback
+    proc = _closed(f'exec "$0" -m dissect.port902.cli.main analyze "$1" -f json -o {out} >&-')
+    assert proc.returncode == 0 and proc.stderr == "" and json.loads(out.read_text())["sessions"]
+    proc = _closed('exec "$0" -m dissect.port902.cli.main watch -r "$1" >&-')
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "dissect902 watch: error: cannot write output: standard output is closed")
+
+
+def test_a_usage_error_leaves_the_output_file_alone(tmp_path):
+    keep = tmp_path / "keep.csv"
+    keep.write_text("precious\n")
+    assert main(["analyze", str(CONSOLE), "-f", "csv", "--table", "findings", "--no-diagnostics",
+                 "-o", str(keep)]) == 2
+    assert keep.read_text() == "precious\n"

@@ -115,6 +115,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.output in (None, "-"):
             return error(prog, "--format parquet needs -o FILE")
         require("pyarrow", "--format parquet")
+    from ..model.schema import DIAGNOSIS_TABLES
+
+    if args.no_diagnostics and args.format in ("csv", "parquet") and args.table in DIAGNOSIS_TABLES:
+        # refused before -o is opened: a usage error must not empty an existing file
+        return error(prog, f"the {args.table} table comes from the diagnosis: drop --no-diagnostics")
     archive = archive_cli.wanted(args)  # directories, --sensor-by, --jobs, --scheduler (issue 11)
     if archive and args.format == "parquet":  # a capture archive: a Parquet dataset in a directory
         return archive_cli.dataset(args, prog)
@@ -278,6 +283,8 @@ def _prog(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if sys.stderr is None:  # started with standard error closed (``2>&-``): what would go there is lost, not fatal
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")
     escape_unencodable(sys.stdout, sys.stderr)
     parser = build_parser(command=argv[0] if argv else None)
     args = parser.parse_args(argv)
@@ -306,7 +313,8 @@ def run_command(func, args: argparse.Namespace) -> int:
     the command's exit code kept when the reader of a pipe stops early (``doctor x | head``)."""
     try:
         code = func(args)
-        sys.stdout.flush()  # a pipe closed early fails here, inside the handler, not at exit
+        if sys.stdout is not None:  # None: started with it closed, and the command wrote to -o FILE
+            sys.stdout.flush()  # a pipe closed early fails here, inside the handler, not at exit
         return code
     except BrokenPipeError:  # `dissect902 analyze x | head`
         try:

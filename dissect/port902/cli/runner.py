@@ -21,7 +21,7 @@ MAX_AUTO_JOBS = 4  # every share scans the whole file in its own interpreter (~1
 
 def progress_bar(paths: Sequence[str], quiet: bool):
     """(bar, update callback) — a tqdm bar on a terminal for big inputs; (None, None) otherwise."""
-    if quiet or not sys.stderr.isatty():
+    if quiet or sys.stderr is None or not sys.stderr.isatty():
         return None, None
     streams = [p for p in paths if not hasattr(p, "size_bytes")
                and (p == "-" or (os.path.exists(p) and not os.path.isfile(p)))]
@@ -98,10 +98,13 @@ def run_analyze(paths: Sequence[str], quiet: bool, prog: str = "dissect902", job
     each; they are ``unreadable_capture`` weird rows and the others are analysed); (None, 2)
     when none was.  ``jobs``: processes (archive/parallel.py ``analyze_shared``, the same
     result); None: :func:`auto_jobs`."""
-    if any(isinstance(p, (str, os.PathLike)) and os.path.isdir(p) for p in paths):
+    # an archive chain (already discovered: ``cli.archive``) names its directory too: not again
+    if any(isinstance(p, (str, os.PathLike)) and not hasattr(p, "open_reader") and os.path.isdir(p)
+           for p in paths):
         from ..archive import discover  # a directory: its rotated captures, one stream per sensor
 
-        paths = discover(paths, "dir")
+        chains = [p for p in paths if hasattr(p, "open_reader")]
+        paths = chains + list(discover([p for p in paths if not hasattr(p, "open_reader")], "dir"))
     bar, update = progress_bar(paths, quiet)
     # The command line owns its interpreter (the library does not touch the collector): objects
     # that live through the whole run need not be traced again and again while packets stream

@@ -339,7 +339,10 @@ def run(args: argparse.Namespace) -> int:
     from ..output.sink import OutputError
 
     out = sys.stdout
-    status = sys.stderr if (not args.quiet and sys.stderr.isatty() and args.format == "table") else None
+    if out is None:  # started with standard output closed (``watch ... >&-``)
+        raise OutputError("cannot write output: standard output is closed")
+    status = sys.stderr if (not args.quiet and sys.stderr is not None and sys.stderr.isatty()
+                            and args.format == "table") else None
     if args.keep < 1:
         raise OutputError("--keep must be at least 1")
     from ..infer.diagnose.live import LiveFindings

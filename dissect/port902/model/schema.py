@@ -396,9 +396,11 @@ def build(schema: Schema, rows: Iterable[dict] | Iterable[tuple]) -> "pd.DataFra
     df = pd.DataFrame(list(rows), columns=cols)
     for col, (dtype, _doc) in schema.items():
         if dtype.startswith("datetime64"):
-            # a capture's time past 2262 or before 1677 (damage, hostile input) becomes NaT, not an error
-            df[col] = pd.to_datetime(ns_safe(pd.to_numeric(df[col], errors="coerce")), unit="s",
-                                     utc=True).astype(dtype)
+            # a capture's time past 2262 or before 1677 (damage, hostile input) becomes NaT, not an error;
+            # whole microseconds: float epoch seconds hold no more, and unit="s" shows float noise as
+            # nanoseconds (.02 became .019999981)
+            seconds = ns_safe(pd.to_numeric(df[col], errors="coerce"))
+            df[col] = pd.to_datetime((seconds * 1e6).round(), unit="us", utc=True).astype(dtype)
         else:
             df[col] = df[col].astype(dtype)
     return df
