@@ -236,12 +236,14 @@ def test_a_long_brute_force_is_decoded_in_linear_time_and_capped():
 
     def cost(n):
         rec = session(login("root", "toor", False) * n)
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time of this process: other load on the machine is not counted
         dec = decoded(rec)
-        return time.perf_counter() - t, dec
+        return time.process_time() - t, dec
 
-    small, dec_small = cost(20)
-    large, dec_large = cost(40)
+    cost(10)  # warm-up
+    best = lambda n: min((cost(n) for _ in range(3)), key=lambda x: x[0])  # noqa: E731  (a burst of load is not the decoder)
+    small, dec_small = best(20)
+    large, dec_large = best(40)
     assert dec_small.best.logins == ["rejected"] * 20 and dec_large.best.logins == ["rejected"] * 40
     assert large / small < 3.5  # doubling the input at most ~doubles the time (ratio, not seconds)
     _, capped = cost(dlg.MAX_OBS)  # 4 records per attempt: only MAX_OBS records are decoded

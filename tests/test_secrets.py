@@ -333,7 +333,10 @@ def _redaction_time(n: int) -> float:
 def test_redaction_time_is_linear():
     """Doubling the dialogue at most ~2.5x the time (the substring redaction was quadratic:
     2k/4k/8k PASS lines took 0.8/3.1/14.8 s)."""
-    small, big = _redaction_time(5000), _redaction_time(10000)
+    for _ in range(3):  # measured again after a round over the bound: load comes in bursts, a quadratic cost stays
+        small, big = _redaction_time(5000), _redaction_time(10000)
+        if big / small <= 2.5:
+            break
     assert big / small <= 2.5, (small, big)
 
 
