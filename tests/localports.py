@@ -1,4 +1,4 @@
-"""Helpers for tests that start real servers on loopback (x11vnc, Xtigervnc): wait for a port."""
+"""Helpers for tests that start real servers on loopback (x11vnc, Xtigervnc): pick a free port, wait for it."""
 
 from __future__ import annotations
 
@@ -15,3 +15,15 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"port {port} never opened")
+
+
+def free_port(candidates) -> int:
+    """The first of ``candidates`` nothing listens on at 127.0.0.1 (bound and released to check)."""
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")

@@ -20,23 +20,12 @@ import time
 from pathlib import Path
 
 import pytest
-from localports import wait_port
+from localports import free_port, wait_port
 
 from dissect.port902.lab.livestack import free_display
 
 from dissect.port902.proto.rfb import RfbParser
 from dissect.port902.proto.rfb_rect import cpixel_size
-
-
-def _free_port(candidates) -> int:
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 PF32 = struct.pack("!BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
@@ -177,8 +166,8 @@ def servers(tmp_path_factory):
         start(["xclock", "-geometry", "180x180+420+240", "-update", "1"], env)
 
     try:
-        x11_port = _free_port(range(5960, 5990))
-        tiger_port = _free_port(p for p in range(5960, 5990) if p != x11_port)
+        x11_port = free_port(range(5960, 5990))
+        tiger_port = free_port(p for p in range(5960, 5990) if p != x11_port)
         xd = free_display(40)
         start(["Xvfb", f":{xd}", "-screen", "0", "640x480x24", "-nolisten", "tcp"])
         desktop(xd)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from localports import wait_port
+from localports import free_port, wait_port
 
 from dissect.port902.lab.livestack import free_display
 
@@ -78,17 +77,6 @@ def test_not_rfb_and_truncated():
 PASSWORD = "Vm0ware8"
 
 
-def _free_port(candidates) -> int:
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
 def _vncdo(port: int, password: str | None, out: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("vncdo")
     cmd = [str(exe), "-s", f"127.0.0.1::{port}", "-t", "15"]
@@ -106,8 +94,8 @@ def live(tmp_path_factory):
     d = tmp_path_factory.mktemp("vnc")
     display = free_display(60)
     ports = sorted(HINT_PORTS)
-    port_a = _free_port(ports[31:])
-    port_b = _free_port(p for p in ports[31:] if p != port_a)
+    port_a = free_port(ports[31:])
+    port_b = free_port(p for p in ports[31:] if p != port_a)
     procs = []
 
     def start(cmd, **kw):
