@@ -143,11 +143,16 @@ def _expansions(t: Template, midway: bool) -> dict:
         out[s] = exp
     if len(_EXPANSIONS) >= 64:  # only templates made on the fly (tests) come and go
         _EXPANSIONS.clear()
+        _PATH_LL.clear()  # keyed by the ids of the paths' sizes: those may now be reused
     _EXPANSIONS[(id(t), midway)] = (t, out)
     return out
 
 
 _START = (-1, -1)
+# (id of an expansion's sizes, lo, hi) -> _loglik, over all sessions: a client record's size
+# interval recurs from session to session, and the sizes tuples live as long as _EXPANSIONS
+_PATH_LL: dict[tuple[int, int, int], float] = {}
+MAX_PATH_LL = 1 << 18
 _PER_SIZE: dict[tuple[int, int, int], float] = {}  # (kind, lo, hi) -> a record's garbage / ticket score
 
 
@@ -174,7 +179,9 @@ def _client_align(t: Template, obs: list[Obs], midway: bool = False):
     best = {START: (0.0, None)}
     history = []
     prev = None
-    memo: dict = {}  # (id of a path's sizes, lo, hi) -> _loglik: records of one size recur
+    memo = _PATH_LL
+    if len(memo) >= MAX_PATH_LL:
+        memo.clear()
     for o in obs:
         nxt: dict = {}
         lo, hi = o.lo, o.hi
@@ -240,6 +247,11 @@ class _Mix:
     def mass(self, ol: int, oh: int) -> float:
         return self.p * self.a.mass(ol, oh) + (1 - self.p) * self.b.mass(ol, oh)
 
+    @property
+    def bounds(self) -> tuple[int, int]:
+        (alo, ahi), (blo, bhi) = self.a.bounds, self.b.bounds
+        return min(alo, blo), max(ahi, bhi)
+
 
 def _server_align(replies: list, obs: list[Obs], tls13: bool):
     """Align server records with the expected replies (each: alternatives, earliest ts).
@@ -264,11 +276,12 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
         if j == 0 or o.run != obs[j - 1].run:
             runs += 1
         unit.append(runs - 1)
-    # what a record may carry from reply i on, k replies: every choice of alternatives, and
-    # the latest time of those replies (one may not be answered before it was asked); worked out
-    # once per (i, k), and the log-likelihood once per (i, k, record size interval)
-    carry: dict = {}
+    # what a record may carry from reply i on, k replies: every choice of alternatives, the
+    # latest time of those replies (one may not be answered before it was asked), where their
+    # sizes can lie; worked out once per (i, k), the log-likelihood once per (i, k, record size)
+    carry: list = [None] * m
     lls: dict = {}
+    splits = [any(a[0].split for a in alts) for alts, _ts in replies]
     for j in range(n):
         o = obs[j]
         lo_o, hi_o = o.lo, o.hi
@@ -276,44 +289,46 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
         ticket = _record_score(1, lo_o, hi_o)
         u = unit[j]
         here, there = best[j], best[j + 1]
+        at, to = here.get, there.get
         limit = o.ts + 1e-6
         for i in range(max(0, u - BAND - MAX_TICKETS), min(m, u + BAND + PER_RECORD_TOKENS * 2) + 1):
-            score = here.get(i, (NEG,))[0]
+            score = at(i, _NONE)[0]
             if score == NEG:
                 continue
             sc = score + garbage
-            if sc > there.get(i, (NEG,))[0]:
+            if sc > to(i, _NONE)[0]:
                 there[i] = (sc, (j, i, "garbage", ()))
             if tls13 and i == 0 and j < MAX_TICKETS:
-                offer(j + 1, 0, score + ticket, (j, i, "ticket", ()))
-            # skip an unanswered reply
-            if i < m:
-                offer(j, i + 1, score + SKIPPED_REPLY, (j, i, "skip", ()))
+                sc = score + ticket
+                if sc > to(0, _NONE)[0]:
+                    there[0] = (sc, (j, i, "ticket", ()))
+            if i == m:
+                continue
+            sc = score + SKIPPED_REPLY  # skip an unanswered reply
+            if sc > at(i + 1, _NONE)[0]:
+                here[i + 1] = (sc, (j, i, "skip", ()))
             # this record carries replies i..i+k-1
-            for k in range(1, PER_RECORD_TOKENS + 1):
-                if i + k > m:
+            ways = carry[i]
+            if ways is None:
+                ways = carry[i] = _carry(replies, i)
+            for k, (latest, opts, least, support) in enumerate(ways, 1):
+                if latest > limit:
                     break
-                c = carry.get((i, k))
-                if c is None:
-                    options = [[]]
-                    for x in range(k):
-                        options = [opt + [alt] for opt in options for alt in replies[i + x][0]]
-                    c = carry[(i, k)] = (max(replies[i + x][1] for x in range(k)),
-                                         [(tuple(opt), [a[1] for a in opt]) for opt in options])
-                if c[0] > limit:
-                    break
+                if hi_o < least:
+                    break  # too small for any choice of these replies, and for more of them
                 key = (i, k, lo_o, hi_o)
                 got = lls.get(key)
-                if got is None:
+                if got is None:  # a size outside a choice's support has no mass there: not worked out
                     got = lls[key] = [_mixed_loglik(sizes, lo_o, hi_o) + (k - 1) * SHARED_RECORD
-                                      for _opt, sizes in c[1]]
-                for (opt, _sizes), ll in zip(c[1], got):
+                                      if blo <= hi_o and lo_o <= bhi else NEG
+                                      for (_opt, sizes), (blo, bhi) in zip(opts, support)]
+                for (opt, _sizes), ll in zip(opts, got):
                     if ll > NEG:
                         sc = score + ll
-                        if sc > there.get(i + k, (NEG,))[0]:
+                        if sc > to(i + k, _NONE)[0]:
                             there[i + k] = (sc, (j, i, "reply", opt))
             # a splittable reply spanning records j..e of one run
-            if i < m and any(a[0].split for a in replies[i][0]) and replies[i][1] <= limit:
+            if splits[i] and replies[i][1] <= limit:
                 lo = hi = 0
                 for e in range(j, n):
                     if obs[e].run != o.run:
@@ -345,6 +360,33 @@ def _server_align(replies: list, obs: list[Obs], tls13: bool):
             out[pj] = (kind, tuple(range(pi, i)), opt)
         j, i = pj, pi
     return score, out, final[1]
+
+
+_NONE = (-math.inf,)  # a state not reached yet
+
+
+def _carry(replies: list, i: int) -> list:
+    """For k = 1, 2, ... replies from reply ``i`` on in one record: (the latest of their times,
+    every choice of alternatives with its sizes, the least size any choice can have, each
+    choice's support)."""
+    ways = []
+    options: list = [[]]
+    for x in range(i, min(len(replies), i + PER_RECORD_TOKENS)):
+        options = [opt + [alt] for opt in options for alt in replies[x][0]]
+        opts = [(tuple(opt), [a[1] for a in opt]) for opt in options]
+        support = [_support(sizes) for _opt, sizes in opts]
+        ways.append((max(replies[y][1] for y in range(i, x + 1)), opts, min(b[0] for b in support), support))
+    return ways
+
+
+def _support(sizes: list) -> tuple[int, int]:
+    """The sizes the lines together can have (a superset): outside it ``_mixed_loglik`` is -inf,
+    as every line has at least its smallest and at most its largest size."""
+    lo = hi = 0
+    for s in sizes:
+        blo, bhi = s.bounds
+        lo, hi = lo + blo, hi + bhi
+    return lo, hi
 
 
 def _mixed_loglik(sizes: list, ol: int, oh: int) -> float:

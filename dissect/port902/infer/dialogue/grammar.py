@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_RECORD = 16384
 MAX_LINE = 1016  # authd's own line cap (protocol.md §3.1)
@@ -41,6 +41,9 @@ class Size:
 
     def __post_init__(self) -> None:  # the hash a frozen dataclass computes on every call, computed once
         object.__setattr__(self, "_hash", hash((self.lo, self.hi, self.exact, self.p_exact, self.log)))
+        object.__setattr__(self, "bounds", (min((self.lo, *self.exact)), max((self.hi, *self.exact))))
+
+    bounds: tuple[int, int] = field(init=False, repr=False, compare=False)  # no size outside has mass
 
     def __hash__(self) -> int:
         return self._hash  # type: ignore[attr-defined]
@@ -84,11 +87,17 @@ def _loglik_cached(sizes: tuple, ol: int, oh: int) -> float:
         if not free:
             p = 1.0 if ol <= fixed <= oh else 0.0
         elif len(free) == 1:
-            p = free[0].shifted(fixed).mass(ol, oh)
-        else:
+            p = _shifted(free[0], fixed).mass(ol, oh)
+        else:  # Size(lo, hi).mass(ol, oh), without making the Size
             lo, hi = fixed + sum(s.lo for s in free), fixed + sum(s.hi for s in free)
-            p = Size(lo, hi).mass(ol, oh)
+            a, b = max(ol, lo), min(oh, hi)
+            p = 1.0 * (b - a + 1) / (hi - lo + 1) if a <= b else 0.0
     return math.log(p) if p > 0 else -math.inf
+
+
+@functools.lru_cache(maxsize=4096)
+def _shifted(size: Size, by: int) -> Size:
+    return size.shifted(by)
 
 
 # -- the grammar ---------------------------------------------------------------------------
