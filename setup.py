@@ -13,6 +13,11 @@ setup(
             "dissect.port902.io._fastscan",
             sources=["dissect/port902/io/_fastscan.c"],
             optional=True,
-        )
+        ),
+        Extension(  # the dialogue decoder's dynamic programmes (infer/dialogue/fastalign.py drives it)
+            "dissect.port902.infer.dialogue._fastalign",
+            sources=["dissect/port902/infer/dialogue/_fastalign.c"],
+            optional=True,
+        ),
     ]
 )

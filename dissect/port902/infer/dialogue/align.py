@@ -29,6 +29,7 @@ from .grammar import (
     _loglik,
     _loglik_cached,
 )
+from . import fastalign
 from .observe import Obs
 
 # -- alignment -------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ def _record_score(kind: int, lo: int, hi: int) -> float:
     return got
 
 
-def _client_align(t: Template, obs: list[Obs], midway: bool = False):
+def _client_align_py(t: Template, obs: list[Obs], midway: bool = False):
     """Viterbi over client records: best[(state)] after each record; returns (loglik, path) or None.
     path: per record, the list of (state, token) it carried ([] = unexplained).  ``midway``: the
     capture began inside the dialogue, so the first line seen may be any line of the template."""
@@ -220,6 +221,23 @@ def _client_align(t: Template, obs: list[Obs], midway: bool = False):
     return score, path
 
 
+_FAST = fastalign.load()  # the C transcription of the two programmes below, or None
+
+
+def _client_align(t: Template, obs: list[Obs], midway: bool = False):
+    """:func:`_client_align_py`, in C when the extension is built (``fastalign``)."""
+    if _FAST is not None:
+        return fastalign.client_align(_FAST, t, obs, midway)
+    return _client_align_py(t, obs, midway)
+
+
+def _server_align(replies: list, obs: list[Obs], tls13: bool):
+    """:func:`_server_align_py`, in C when the extension is built (``fastalign``)."""
+    if _FAST is not None:
+        return fastalign.server_align(_FAST, replies, obs, tls13)
+    return _server_align_py(replies, obs, tls13)
+
+
 def _arg_of(tok: Tok, o: Obs, alone: bool) -> tuple[int, int] | None:
     if not alone or tok.tie is None:
         return None
@@ -253,7 +271,7 @@ class _Mix:
         return min(alo, blo), max(ahi, bhi)
 
 
-def _server_align(replies: list, obs: list[Obs], tls13: bool):
+def _server_align_py(replies: list, obs: list[Obs], tls13: bool):
     """Align server records with the expected replies (each: alternatives, earliest ts).
     Returns (loglik, per record (kind, reply indices, chosen tokens))."""
     n, m = len(obs), len(replies)
