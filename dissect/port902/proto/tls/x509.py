@@ -109,9 +109,15 @@ def certificate_summary(der: bytes) -> CertificateInfo:
     """Summarise one DER certificate; never raises, whatever the bytes.
 
     Thumbprints are always there (they are what authd and tickets pin); every other field
-    is read on its own, so one odd extension or name does not hide the rest.
+    is read on its own, so one odd extension or name does not hide the rest.  A server sends
+    the same certificate to every client: the summary (frozen) is remembered for the last
+    few hundred distinct certificates rather than parsed again per connection.
     """
-    der = bytes(der)
+    return _summary(bytes(der))
+
+
+@functools.lru_cache(maxsize=512)
+def _summary(der: bytes) -> CertificateInfo:
     sha1, sha256 = thumbprint(der, "sha1"), thumbprint(der, "sha256")
     x509, name_oid, signature_algorithms, _keys = _crypto()  # imported before warnings are recorded
     with warnings.catch_warnings(record=True) as caught:
