@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from dissect.port902.analysis import analyze
-from dissect.port902.archive.parallel import _options, _share, analyze_shared
+from dissect.port902.analysis import judge
+from dissect.port902.archive import parallel
+from dissect.port902.archive.parallel import SLOTS, _options, _share, analyze_shared, caller_fraction, shares
 from dissect.port902.cli import runner
 from dissect.port902.cli.main import main
 
@@ -55,7 +57,9 @@ def lab_capture(tmp_path_factory) -> Path:
 def test_shares_split_the_connections_and_merge_to_the_serial_result(lab_capture, capsys):
     serial = analyze(lab_capture, skip_unreadable=True)
     total = len(serial.sessions)
-    parts = [_share([os.fspath(lab_capture)], i, 2, _options({})) for i in range(2)]
+    got = [_share([os.fspath(lab_capture)], part, _options({})) for part in shares(2, 0.5)]
+    assert all(rest == [] for _judged, rest in got)  # no caller to wait for: each judged its own
+    parts = [judged for judged, _rest in got]
     assert total > 20 and all(0 < len(p) < total for p in parts)  # both shares did real work
     assert sum(len(p) for p in parts) == total
     assert sorted(s.uid for p in parts for s in p) == sorted(s.uid for s in serial.sessions)
@@ -112,3 +116,51 @@ def test_without_worker_processes_the_same_analysis_runs_in_one(monkeypatch):
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
     sample = ROOT / "samples" / "classic-esx-handoff.pcap"
     assert _doc(analyze_shared(sample, jobs=2)) == _doc(analyze(sample, skip_unreadable=True))
+
+
+def test_shares_cover_every_slot_once():
+    for count in range(1, 6):
+        for caller in (0.0, 0.01, 0.2, 1 / count):
+            parts = shares(count, caller)
+            assert len(parts) == count and all(p[2] == SLOTS for p in parts)
+            assert parts[0] == (0, round(SLOTS * caller) if count > 1 else SLOTS, SLOTS)
+            covered = [slot for lo, hi, _n in parts for slot in range(lo, hi)]
+            assert covered == list(range(SLOTS))  # in order, each once
+
+
+def test_caller_takes_fewer_connections_where_side_analyses_are_busy(lab_capture, tmp_path):
+    from dissect.port902.analysis import default_observers
+    from dissect.port902.lab.pcapwriter import CaptureWriter
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+
+    observers = default_observers()
+    assert caller_fraction([os.fspath(lab_capture)], 2, []) == 0.5  # no side analyses: even
+    assert caller_fraction([str(tmp_path / "missing.pcap")], 2, observers) == 0.5
+    busy = tmp_path / "dns-busy.pcap"  # nothing but DNS queries
+    with CaptureWriter(str(busy)) as w:
+        for i in range(4000):
+            w.write(1.0 + i / 1000, bytes(IP(src="10.0.0.9", dst="10.0.0.53") / UDP(sport=40000 + i % 2000, dport=53)
+                                          / DNS(id=i, qd=DNSQR(qname=f"host{i}.example"))))
+    side, authd = parallel._sample(busy)
+    assert (side, authd) == (4000, 0)
+    assert caller_fraction([str(busy)], 2, observers) == 0.0  # only side work there: the workers take the connections
+    lab = caller_fraction([os.fspath(lab_capture)], 2, observers)
+    assert 0.0 <= lab <= 0.5
+
+
+def test_any_split_and_handing_back_give_the_serial_result(lab_capture, monkeypatch):
+    serial = _doc(analyze(lab_capture, skip_unreadable=True))
+    for caller in (0.0, 0.1, 0.5):
+        monkeypatch.setattr(parallel, "caller_fraction", lambda *_a, _c=caller: _c)
+        assert _doc(analyze_shared(lab_capture, jobs=2)) == serial, caller
+
+    class Done:  # the caller finished first: a worker hands back everything it has not judged
+        @staticmethod
+        def is_set():
+            return True
+
+    monkeypatch.setattr(parallel, "_CALLER_DONE", Done)
+    judged, rest = _share([os.fspath(lab_capture)], shares(2, 0.0)[1], _options({}))
+    assert judged == [] and len(rest) == len(json.loads(serial)["sessions"])
+    assert [judge(r).to_dict() for r in rest] == [s.to_dict() for s in analyze(lab_capture).sessions]

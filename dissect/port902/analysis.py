@@ -223,10 +223,10 @@ def _regular_file(path) -> bool:
 
 
 def _analyze(paths, *, result_observers, show_secrets, progress, selection, max_records, keylog=None,
-             keep_plaintext=False, skip_unreadable=False, share: tuple[int, int] | None = None,
+             keep_plaintext=False, skip_unreadable=False, share: tuple[int, int, int] | None = None,
              concluding: bool = True, events=None, retain=None, close_linger=None, emit=None) -> Analysis:
-    """The pipeline.  ``share=(i, n)`` (archive/parallel.py): only the connections whose 4-tuple
-    hashes to ``i`` of ``n`` go to the connection table; ``concluding=False`` stops before the
+    """The pipeline.  ``share=(lo, hi, slots)`` (archive/parallel.py): only the connections whose
+    4-tuple hashes to a slot in [lo, hi) of ``slots`` go to the connection table; ``concluding=False`` stops before the
     cross-session steps (hand-offs, verdicts, observers' finish), which :func:`conclude` runs
     once over the merged sessions of every share.  ``events``, ``retain``, ``close_linger``: see
     :func:`analyze`."""
@@ -418,11 +418,12 @@ class _Stream:
             self.emit(rec)
 
 
-def _share_add(add, index: int, count: int, pkt: Packet) -> None:
-    """Hand the packet on when its connection is in this share (a hash of the unordered 4-tuple
-    that every process computes alike: crc32, not Python's per-process salted hash)."""
+def _share_add(add, lo: int, hi: int, slots: int, pkt: Packet) -> None:
+    """Hand the packet on when its connection is in this share: its slot, a hash of the
+    unordered 4-tuple that every process computes alike (crc32, not Python's per-process salted
+    hash) modulo ``slots``, lies in [lo, hi)."""
     a, b = pkt.src + pkt.sport.to_bytes(2, "big"), pkt.dst + pkt.dport.to_bytes(2, "big")
-    if zlib.crc32(a + b if a < b else b + a) % count == index:
+    if lo <= zlib.crc32(a + b if a < b else b + a) % slots < hi:
         add(pkt)
 
 
