@@ -417,10 +417,18 @@ def _mixed_loglik(sizes: list, ol: int, oh: int) -> float:
     return _loglik(plain, ol, oh)
 
 
+_SPLIT: list = [None, [], []]  # the last observations split by direction: every template reads the same ones
+
+
+def _split(obs: list[Obs]) -> tuple[list[Obs], list[Obs]]:
+    if _SPLIT[0] is not obs:
+        _SPLIT[:] = [obs, [o for o in obs if o.direction == C2S], [o for o in obs if o.direction == S2C]]
+    return _SPLIT[1], _SPLIT[2]
+
+
 def _align(t: Template, obs: list[Obs], tls13: bool, handoff: str, first_after: tuple[int, int] | None,
            midway: bool = False) -> Parse | None:
-    client = [o for o in obs if o.direction == C2S]
-    server = [o for o in obs if o.direction == S2C]
+    client, server = _split(obs)
     got = _client_align(t, client, midway)
     if got is None:
         return None

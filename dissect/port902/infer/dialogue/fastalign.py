@@ -31,7 +31,30 @@ def model(size) -> tuple:
     a = getattr(size, "a", None)
     if a is not None:
         return (1, model(a), model(size.b), float(size.p))
-    return (0, size.lo, size.hi, size.exact, float(size.p_exact), bool(size.log))
+    got = _MODELS.get(size)
+    if got is None:
+        if len(_MODELS) >= 4096:
+            _MODELS.clear()
+        got = _MODELS[size] = (0, size.lo, size.hi, size.exact, float(size.p_exact), bool(size.log))
+    return got
+
+
+_MODELS: dict = {}  # Size -> its model (Sizes are frozen and hash once)
+_LAST: dict[str, tuple] = {}  # "client" | "server" -> (the observation list, its columns): every template reads the same
+
+
+def _columns(obs: list, kind: str) -> tuple:
+    """(lo, hi, run, ts, garbage score, ticket score) lists of ``obs``, for the C code."""
+    got = _LAST.get(kind)
+    if got is not None and got[0] is obs:
+        return got[1]
+    from . import align as a
+
+    score_of = a._record_score
+    cols = ([o.lo for o in obs], [o.hi for o in obs], [o.run for o in obs], [float(o.ts) for o in obs],
+            [score_of(0, o.lo, o.hi) for o in obs], [score_of(1, o.lo, o.hi) for o in obs] if kind == "server" else [])
+    _LAST[kind] = (obs, cols)
+    return cols
 
 
 _PROGRAMS: dict[tuple[int, bool], tuple] = {}  # (id(template), midway) -> (template, expansions, program)
@@ -69,9 +92,8 @@ def client_align(fast: ModuleType, t, obs: list, midway: bool):
 
     expansions = a._expansions(t, midway)
     prog = program(fast, t, midway, expansions)
-    score_of = a._record_score
-    got = fast.client_align(prog, [o.lo for o in obs], [o.hi for o in obs], [o.run for o in obs],
-                            [score_of(0, o.lo, o.hi) for o in obs], a.CONTINUED)
+    lo, hi, run, _ts, garbage, _ticket = _columns(obs, "client")
+    got = fast.client_align(prog, lo, hi, run, garbage, a.CONTINUED)
     if got is None:
         return None
     score, steps = got
@@ -94,12 +116,10 @@ def server_align(fast: ModuleType, replies: list, obs: list, tls13: bool):
     """``align._server_align`` in C: (loglik, per record (kind, reply indices, chosen tokens), replies answered) or None."""
     from . import align as a
 
-    score_of = a._record_score
     spec = [(tuple(model(alt[1]) for alt in alts), tuple(bool(alt[0].split) for alt in alts), float(ts))
             for alts, ts in replies]
-    got = fast.server_align(spec, [o.lo for o in obs], [o.hi for o in obs], [o.run for o in obs],
-                            [float(o.ts) for o in obs], [score_of(0, o.lo, o.hi) for o in obs],
-                            [score_of(1, o.lo, o.hi) for o in obs], tls13,
+    lo, hi, run, ts, garbage, ticket = _columns(obs, "server")
+    got = fast.server_align(spec, lo, hi, run, ts, garbage, ticket, tls13,
                             (a.BAND, a.MAX_TICKETS, a.PER_RECORD_TOKENS, a.SKIPPED_REPLY, a.MISSING_REPLY,
                              a.SHARED_RECORD))
     if got is None:
